@@ -1,0 +1,1 @@
+"""Protocols, table templates and the papers' published numbers (torch-free)."""
