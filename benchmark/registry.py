@@ -26,10 +26,11 @@ class Registry(Generic[T]):
 
         return decorate
 
-    def add(self, name: str, obj: T) -> None:
+    def add(self, name: str, obj: T) -> T:
         if name in self._items and self._items[name] is not obj:
             raise ValueError(f"{self.kind} {name!r} is already registered")
         self._items[name] = obj
+        return obj
 
     def get(self, name: str) -> T:
         try:

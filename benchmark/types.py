@@ -107,6 +107,9 @@ class InputSpec:
     label_rule: str = "sign"
     family: str = "mosi"
     domains: tuple[str, ...] = ()
+    # Synthetic data only: per modality, the input feature indices that the ground truth marks
+    # {"invariant": [...], "spurious": [...], "style": [...]}; empty on real data.
+    feature_groups: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
 
 @dataclass

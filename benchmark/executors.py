@@ -1,0 +1,62 @@
+"""Executors: where runs execute. `local` runs them one after another in this process.
+
+Every executor calls `run_one`, so results never depend on the executor (design 9).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from msabench.errors import UserError
+from msabench.registry import Registry
+from msabench.runner import RunOptions, execute, failure_reason
+from msabench.types import RunSpec
+
+EXECUTORS: Registry[Callable] = Registry("executor")
+
+
+@dataclass
+class SweepOutcome:
+    done: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # already done, failed without --retry-failed, or running
+
+
+def run_one(spec: RunSpec, store, options: RunOptions, retry_failed: bool) -> str:
+    """Run `spec` unless the store says not to; returns the resulting status."""
+    from msabench.store import should_run
+
+    run_dir = store.run_dir(spec.run_id)
+    if not should_run(run_dir.status(), retry_failed):
+        return "skipped"
+    with run_dir.claim() as claimed:
+        if not claimed:
+            return "skipped"  # another worker took it between the check and the claim
+        if not should_run(run_dir.status(ignore_own_lock=True), retry_failed):
+            return "skipped"
+        run_dir.reset()
+        try:
+            execute(spec, run_dir, options)
+        except UserError:
+            run_dir.reset()  # a problem the user must fix: leave no failed record behind
+            raise
+        except Exception as exc:  # noqa: BLE001 - every other failure is recorded, the sweep goes on
+            run_dir.mark_failed(**failure_reason(exc))
+            print(f"run {spec.run_id} ({spec.model}, seed {spec.seed}) failed: {exc}", file=sys.stderr)
+            return "failed"
+        run_dir.mark_done()
+        return "done"
+
+
+@EXECUTORS.register("local")
+def run_local(specs: Sequence[RunSpec], store, options: RunOptions, retry_failed: bool = False,
+              progress: Callable[[RunSpec, str], None] | None = None, **_: object) -> SweepOutcome:
+    outcome = SweepOutcome()
+    for spec in specs:
+        status = run_one(spec, store, options, retry_failed)
+        getattr(outcome, status if status in ("done", "failed") else "skipped").append(spec.run_id)
+        if progress is not None:
+            progress(spec, status)
+    return outcome

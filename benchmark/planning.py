@@ -1,0 +1,197 @@
+"""From a request (CLI options or a sweep file) to RunSpecs: protocol runs x model specs.
+
+Config resolution, model/modality compatibility and data hashes happen here, at plan time, so a
+sweep fails before it trains anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from msabench import major_minor
+from msabench.config import ModelSpec, parse_model_spec, resolve_config
+from msabench.errors import UserError
+from msabench.types import InputSpec, RunSpec
+
+N_OUTPUTS = {"regression": 1, "classification": 3, "multilabel": 4}
+
+
+@dataclass
+class Request:
+    protocol: str
+    models: tuple[str, ...] = ()
+    datasets: tuple[str, ...] = ()
+    setting: str | None = None
+    seeds: tuple[int, ...] | None = None
+    modalities: tuple[str, ...] | None = None
+    rates: tuple[float, ...] | None = None
+    selection: str | None = None
+    user_set: dict[str, Any] = field(default_factory=dict)
+    data_root: str | None = None
+    tiny: bool = False
+
+
+def load_for_config(name: str, cfg: dict[str, Any], data_root: str | None):
+    """Load (cached per process) the dataset `name` with the data options of a resolved config."""
+    from msabench.data.datasets import load_dataset
+
+    return _cached_load(name, data_root, cfg["data.source"], int(cfg["data.seed"]), float(cfg["data.scale"]),
+                        bool(cfg["data.aligned"]), cfg["data.noise_modality"] or None, load_dataset)
+
+
+_CACHE: dict[tuple, Any] = {}
+
+
+def _cached_load(name, data_root, source, seed, scale, aligned, noise, load_dataset):
+    key = (name, data_root, source, seed, scale, aligned, noise)
+    if key not in _CACHE:
+        _CACHE[key] = load_dataset(name, data_root=data_root, source=source, seed=seed, scale=scale,
+                                   aligned=aligned, noise_modality=noise)
+    return _CACHE[key]
+
+
+def task_of(datasets: list[Any], planned_task: str | None) -> str:
+    if planned_task is not None:
+        return planned_task
+    return datasets[0].label_kind
+
+
+def text_is_tokens(cfg: dict[str, Any]) -> bool:
+    encoder = cfg["text.encoder"]
+    if encoder == "features":
+        return False
+    if encoder == "tokens":
+        return True
+    raise UserError(
+        f"text.encoder={encoder!r}: Hugging Face text encoders are not available yet (roadmap item 1);"
+        " use text.encoder=features (precomputed features) or text.encoder=tokens (a trainable embedding)"
+    )
+
+
+def build_input_spec(datasets: list[Any], modalities: tuple[str, ...], task: str, label_rule: str,
+                     tokens: bool) -> InputSpec:
+    dims_per = [d.dims() for d in datasets]
+    lens_per = [d.max_lens() for d in datasets]
+    for m in modalities:
+        values = {d.name: dims.get(m) for d, dims in zip(datasets, dims_per)}
+        if len(set(values.values())) > 1:
+            raise UserError(
+                f"the domains do not share a feature space for modality {m}: dims {values}. DG needs one"
+                " feature space: re-encode text with one encoder, or use --modalities t on real public features"
+            )
+    first = datasets[0]
+    dims = {m: dims_per[0][m] for m in modalities if m in dims_per[0]}
+    max_lens = {m: max(lp.get(m, 0) for lp in lens_per) for m in modalities}
+    if tokens:
+        dims.pop("t", None)
+    groups = {}
+    if first.ground_truth and not tokens:
+        groups = {m: g for m, g in first.ground_truth.get("features", {}).items() if m in modalities}
+    return InputSpec(
+        modalities=tuple(modalities), dims=dims, max_lens=max_lens,
+        text_kind="tokens" if tokens else "features", vocab_size=len(first.vocab or ()),
+        special_ids=dict(first.special_ids), task=task, n_outputs=N_OUTPUTS[task], label_rule=label_rule,
+        family=first.family, domains=tuple(d.name for d in datasets), feature_groups=groups,
+    )
+
+
+def plan(request: Request) -> list[RunSpec]:
+    import msabench.models  # noqa: F401  (registers the plugins)
+    from msabench.model_api import MODELS
+    from msabench.protocols import PROTOCOLS
+    from msabench.protocols.base import PlanRequest
+
+    protocol = PROTOCOLS.get(request.protocol)
+    synthetic_names = _synthetic_names()
+    datasets = tuple(request.datasets)
+    real = [d for d in datasets if d not in synthetic_names]
+    if real and len(real) != len(datasets):
+        raise UserError(f"mixing real and synthetic datasets ({', '.join(datasets)}) is not allowed: use one kind")
+    _check_modalities(request.modalities)
+    planned = protocol.plan(PlanRequest(
+        datasets=datasets, setting=request.setting, seeds=request.seeds, modalities=request.modalities,
+        rates=request.rates, selection=request.selection,
+    ))
+    model_texts = request.models or protocol.quick_models
+    if model_texts == ("all",):
+        model_texts = tuple(MODELS.names())
+    specs = [parse_model_spec(t) for t in model_texts]
+    classes = {s.name: MODELS.get(s.name) for s in specs}
+    sweep_model_keys = {k for cls in classes.values() for k in _model_keys(cls)}
+    skip_incompatible = request.models == ("all",)
+    out: list[RunSpec] = []
+    for run in planned:
+        for spec in specs:
+            built = _build(run, spec, classes[spec.name], protocol, request, sweep_model_keys, skip_incompatible)
+            if built is not None:
+                out.append(built)
+    return _dedupe(out)
+
+
+def _build(run, spec: ModelSpec, cls, protocol, request: Request, sweep_model_keys, skip_incompatible):
+    synthetic = run.datasets[0] in _synthetic_names()
+    family_probe = resolve_config(cls, spec, "mosi", policy=protocol.policy(synthetic),
+                                  user_set=request.user_set, tiny=request.tiny,
+                                  tolerated_model_keys=sweep_model_keys)
+    if request.tiny:
+        family_probe.update(_tiny_policy(synthetic))
+    first = load_for_config(run.datasets[0], family_probe, request.data_root)
+    cfg = resolve_config(cls, spec, first.family, policy=protocol.policy(synthetic), user_set=request.user_set,
+                         tiny=request.tiny, tolerated_model_keys=sweep_model_keys)
+    if request.tiny:
+        cfg.update(_tiny_policy(synthetic))
+    data = [load_for_config(name, cfg, request.data_root) for name in run.datasets]
+    task = task_of(data, run.task)
+    tokens = text_is_tokens(cfg) if "t" in run.modalities else False
+    input_spec = build_input_spec(data, run.modalities, task, run.label_rule, tokens)
+    problem = cls.check_inputs(input_spec)
+    if problem:
+        if skip_incompatible:
+            print(f"skipping {spec.label}: {problem}")
+            return None
+        raise UserError(f"{problem}; choose other --modalities or another model")
+    return RunSpec(
+        protocol=protocol.name, protocol_version=protocol.version, setting=run.setting, datasets=run.datasets,
+        data_hashes=tuple(d.data_hash for d in data), model=spec.label, config=cfg, impl_version=cls.impl_version,
+        seed=run.seed, rate=run.rate, modalities=run.modalities, label_rule=run.label_rule, task=task,
+        source_domains=run.source_domains, target_domains=run.target_domains,
+        selection_rules=run.selection_rules, eval_rates=run.eval_rates, train_domains=run.train_domains,
+        valid_domains=run.valid_domains, msabench_version=major_minor(),
+    )
+
+
+def _tiny_policy(synthetic: bool) -> dict[str, Any]:
+    policy = {"train.epochs": 3, "train.patience": 3}
+    if synthetic:
+        policy["data.scale"] = 0.05
+    return policy
+
+
+def _model_keys(cls) -> set[str]:
+    from msabench.config import model_defaults
+
+    return {k for k in model_defaults(cls) if k.startswith("model.")}
+
+
+def _check_modalities(modalities) -> None:
+    if modalities is None:
+        return
+    bad = [m for m in modalities if m not in ("t", "a", "v")]
+    if bad or not modalities or len(set(modalities)) != len(modalities):
+        raise UserError(f"--modalities {','.join(modalities)}: use a non-empty subset of t,a,v, e.g. t,v")
+
+
+def _synthetic_names() -> set[str]:
+    from msabench.data.synth import synth_names
+
+    return set(synth_names())
+
+
+def _dedupe(specs: list[RunSpec]) -> list[RunSpec]:
+    seen, out = set(), []
+    for s in specs:
+        if s.run_id not in seen:
+            seen.add(s.run_id)
+            out.append(s)
+    return out

@@ -1,0 +1,1 @@
+"""The report layer (torch-free): store -> selection -> aggregation over seeds -> Table -> renderers."""
