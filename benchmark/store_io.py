@@ -35,6 +35,10 @@ class StoreWriteError(StoreError):
     """Writing to the store failed (no space, read-only file system, ...); nothing half-written is left."""
 
 
+class StoreFileMissing(StoreError, FileNotFoundError):
+    """A store file that should be there is not (also a FileNotFoundError)."""
+
+
 class RunBusy(StoreError):
     """Another live worker holds the run's lock."""
 
@@ -130,7 +134,7 @@ def read_json_file(path: Path | str) -> Any:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise
+        raise StoreFileMissing(f"{path} does not exist (see `msabench status`)") from None
     except OSError as exc:
         raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
     try:
@@ -171,7 +175,7 @@ def read_npz_file(path: Path | str) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
     except FileNotFoundError:
-        raise
+        raise StoreFileMissing(f"{path} does not exist (see `msabench status`)") from None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise StoreError(
             f"{path} is corrupted ({exc}): run `msabench clean --incomplete` or delete the run folder "

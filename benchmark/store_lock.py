@@ -168,6 +168,14 @@ class RunLock:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             return False
+        except FileNotFoundError:  # the run folder was removed (clean) meanwhile: recreate it
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                return False
+            except OSError as exc:
+                raise write_error(self.path, exc) from exc
         except OSError as exc:
             raise write_error(self.path, exc) from exc
         try:
@@ -239,11 +247,12 @@ class RunLock:
     def acquire(self) -> RunLock:
         if not self.try_acquire():
             holder = read_lock(self.path)
-            who = ""
+            who, after = "", DEFAULT_HEARTBEAT * STALE_FACTOR
             if holder is not None and holder[0] is not None:
                 who = f" by {holder[0].get('host')}:{holder[0].get('pid')}"
-            raise RunBusy(f"run {self.path.parent.name} is being run{who} (lock {self.path}); "
-                          f"wait for it, or let its heartbeat lapse ({self.stale_after:g}s) if that worker is gone")
+                after = holder[0].get("stale_after", after)
+            raise RunBusy(f"run {self.path.parent.name} is being run{who} (lock {self.path}); wait for it to "
+                          f"finish, or, if that worker is gone, for its heartbeat to lapse ({after:g}s)")
         return self
 
     # -- heartbeat ------------------------------------------------------------------------------

@@ -42,9 +42,10 @@ class Constant(MSAModel):
     config_cls: ClassVar[type] = ConstantConfig
     impl_version: ClassVar[int] = 1
     HAS_TRAINABLE_PARAMS: ClassVar[bool] = False
-    # One pass over the training set is all it needs.
+    # One pass over the training set is all it needs. There is no optimiser, so train.lr is never
+    # used; it stays positive because the config layer requires a positive lr.
     TRAIN_DEFAULTS: ClassVar[dict[str, Any]] = {
-        "train.lr": 0.0,
+        "train.lr": 1e-3,
         "train.batch_size": 256,
         "train.epochs": 1,
         "train.patience": 1,

@@ -1,4 +1,7 @@
 """Protocols, table templates and the papers' published numbers (torch-free)."""
 
 from msabench.protocols import standard  # noqa: F401,E402
+from msabench.protocols import missing_rate  # noqa: F401,E402
+from msabench.protocols import dg  # noqa: F401,E402
+from msabench.protocols import feature_analysis  # noqa: F401,E402
 from msabench.protocols.base import PROTOCOLS  # noqa: F401,E402

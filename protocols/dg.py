@@ -1,0 +1,265 @@
+"""`dg-single` and `dg-multisource`: S2LIF's domain-generalisation settings (section 4, appendix B,
+Tables 1-2; design 8).
+
+Domains MOSI, MOSEI and MELD: real (`--dataset mosi --dataset mosei --dataset meld`) or the
+synthetic DG suite `synth-dg` (domains `synth-dg/mosi`, `synth-dg/mosei`, `synth-dg/meld`, the
+default). Three classes with the `round` rule (neutral iff -0.5 <= s <= 0.5: S2LIF's test counts
+347/106/233 on MOSI imply it); metric accuracy (+ weighted F1), per domain, sources included.
+
+Settings (`--setting A|B|C`; all three when absent):
+  single A: MOSEI -> MOSI, MELD    multi A: MOSEI+MELD -> MOSI
+  single B: MOSI -> MELD, MOSEI    multi B: MOSI+MELD  -> MOSEI
+  single C: MELD -> MOSI, MOSEI    multi C: MOSI+MOSEI -> MELD
+Target train splits are never used (the runner evaluates only their valid and test splits).
+
+Selection, post hoc over the logged epochs (`msabench.selection`):
+  train-domain  (default) the epoch with the best mean source-valid accuracy
+  oracle        the epoch with the best target-valid accuracy (labelled wherever shown)
+  lodo          multi-source only: one extra run per source ("lodo helper"), trained on the other
+                source(s) and validated on the held-out source's valid split; the epoch with the best
+                mean held-out accuracy is applied to the full-source run (`lodo_records` below).
+Lodo helpers are planned whenever `lodo` is among the run's rules (the default in multi-source,
+so `msabench report --selection lodo` can answer on a default store). A helper is a RunSpec with
+`train_domains` (what it trains on) and `valid_domains` (the held-out source): `is_lodo_helper`.
+
+Modalities t+v by default (S2LIF has no audio). All domains must share one feature space
+(`msabench.planning.build_input_spec` exits 2 otherwise); on real public features only text is
+shared: `--modalities t`, text through `features.npz` until the text encoder exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from msabench.errors import UserError
+from msabench.protocols.base import PROTOCOLS, PlannedRun, PlanRequest, Protocol, Setting
+
+DG_FAMILIES = ("mosi", "mosei", "meld")
+SYNTH_DG = "synth-dg"
+
+SINGLE_SETTINGS = {
+    "A": Setting("A", ("mosei",), ("mosi", "meld"), "MOSEI -> MOSI, MELD"),
+    "B": Setting("B", ("mosi",), ("meld", "mosei"), "MOSI -> MELD, MOSEI"),
+    "C": Setting("C", ("meld",), ("mosi", "mosei"), "MELD -> MOSI, MOSEI"),
+}
+MULTI_SETTINGS = {
+    "A": Setting("A", ("mosei", "meld"), ("mosi",), "MOSEI+MELD -> MOSI"),
+    "B": Setting("B", ("mosi", "meld"), ("mosei",), "MOSI+MELD -> MOSEI"),
+    "C": Setting("C", ("mosi", "mosei"), ("meld",), "MOSI+MOSEI -> MELD"),
+}
+
+HELPER_RULES = ("train-domain",)  # in a helper, "train-domain" reads its valid_domains: the held-out source
+
+
+def _family(name: str) -> str | None:
+    from msabench.protocols.missing_rate import family_of_name
+
+    fam = family_of_name(name)
+    return fam if fam in DG_FAMILIES else None
+
+
+def resolve_domains(datasets: Sequence[str]) -> dict[str, str]:
+    """family -> dataset name of each DG domain, from `--dataset` values (default `synth-dg`)."""
+    names: list[str] = []
+    for d in datasets or (SYNTH_DG,):
+        if d == SYNTH_DG:
+            names.extend(f"{SYNTH_DG}/{f}" for f in DG_FAMILIES)
+        else:
+            names.append(d)
+    out: dict[str, str] = {}
+    for name in names:
+        fam = _family(name)
+        if fam is None:
+            raise UserError(
+                f"--dataset {name}: the DG protocols take the domains MOSI, MOSEI and MELD: "
+                f"--dataset synth-dg (default) or --dataset mosi --dataset mosei --dataset meld"
+            )
+        if fam in out and out[fam] != name:
+            raise UserError(f"--dataset {out[fam]} and --dataset {name} are both the {fam.upper()} domain; give one")
+        out[fam] = name
+    return out
+
+
+@dataclass(frozen=True)
+class DGProtocol(Protocol):
+    multi_source: bool = False
+
+    @property
+    def setting_table(self) -> dict[str, Setting]:
+        return MULTI_SETTINGS if self.multi_source else SINGLE_SETTINGS
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info["settings_detail"] = {
+            k: {"sources": list(s.sources), "targets": list(s.targets), "description": s.description}
+            for k, s in self.setting_table.items()
+        }
+        info["domains"] = {"synthetic": [f"{SYNTH_DG}/{f}" for f in DG_FAMILIES], "real": list(DG_FAMILIES)}
+        info["task"] = "classification (3 classes, neg=0 neu=1 pos=2)"
+        info["metrics"] = ["acc", "f1_weighted"]
+        info["default_setting"] = "all of " + ", ".join(self.settings)
+        if self.multi_source:
+            info["lodo"] = "one helper run per source: trained on the other source, validated on the held-out one"
+        return info
+
+    def check_selection(self, selection: str | None) -> None:
+        if selection == "lodo" and not self.multi_source:
+            raise UserError("selection 'lodo' needs several source domains; use --protocol dg-multisource")
+        super().check_selection(selection)
+
+    def plan(self, request: PlanRequest) -> list[PlannedRun]:
+        self.check_setting(request.setting)
+        self.check_selection(request.selection)
+        if request.rates not in (None, (), (0.0,)):
+            raise UserError(f"protocol {self.name!r} trains on complete data; use --protocol missing-rate for --rates")
+        domains = resolve_domains(request.datasets)
+        settings = [request.setting] if request.setting else list(self.settings)
+        seeds = request.seeds or self.seeds
+        modalities = request.modalities or self.modalities
+        rules = (request.selection,) if request.selection else self.selection_rules
+        runs: list[PlannedRun] = []
+        for name in settings:
+            setting = self.setting_table[name]
+            needed = [f for f in (*setting.sources, *setting.targets) if f not in domains]
+            if needed:
+                raise UserError(
+                    f"setting {name} of {self.name} needs the domain(s) {', '.join(f.upper() for f in needed)}: "
+                    f"add --dataset {' --dataset '.join(needed)} (or use --dataset synth-dg)"
+                )
+            sources = tuple(domains[f] for f in setting.sources)
+            targets = tuple(domains[f] for f in setting.targets)
+            for seed in seeds:
+                runs.append(PlannedRun(
+                    setting=name, datasets=sources + targets, source_domains=sources, target_domains=targets,
+                    seed=seed, rate=0.0, modalities=modalities, label_rule=self.label_rule, task="classification",
+                    selection_rules=rules,
+                ))
+                if self.multi_source and "lodo" in rules:
+                    runs.extend(lodo_helpers(name, sources, seed, modalities, self.label_rule))
+        return runs
+
+
+def lodo_helpers(setting: str, sources: Sequence[str], seed: int, modalities: tuple[str, ...],
+                 label_rule: str) -> list[PlannedRun]:
+    """One helper per source: trained on the other source(s), validated on the held-out one."""
+    out = []
+    for held_out in sources:
+        train = tuple(s for s in sources if s != held_out)
+        out.append(PlannedRun(
+            setting=setting, datasets=train + (held_out,), source_domains=train, target_domains=(held_out,),
+            seed=seed, rate=0.0, modalities=modalities, label_rule=label_rule, task="classification",
+            selection_rules=HELPER_RULES, train_domains=train, valid_domains=(held_out,), role="lodo-helper",
+        ))
+    return out
+
+
+# --- helpers for reports (pure, torch-free) -----------------------------------------------------------------
+
+
+def _spec_of(view: Any) -> dict[str, Any]:
+    spec = view.spec if hasattr(view, "spec") else view[0]
+    return spec.to_dict() if hasattr(spec, "to_dict") else spec
+
+
+def _records_of(view: Any) -> list[dict[str, Any]]:
+    return view.records if hasattr(view, "records") else view[1]
+
+
+def is_lodo_helper(spec: Any) -> bool:
+    """A lodo helper run (not a row of any table: its records feed the main run's `lodo` selection)."""
+    spec = spec.to_dict() if hasattr(spec, "to_dict") else spec
+    return bool(spec.get("valid_domains"))
+
+
+def _same_model(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    keys = ("protocol", "protocol_version", "setting", "model", "config", "impl_version", "seed", "modalities",
+            "label_rule", "task", "msabench_version")
+    return all(a.get(k) == b.get(k) or (isinstance(a.get(k), (list, tuple)) and list(a[k]) == list(b.get(k) or ()))
+               for k in keys)
+
+
+def lodo_records(main: Any, views: Iterable[Any]) -> list[list[dict[str, Any]]] | None:
+    """The records of `main`'s lodo helpers, one list per source, each reduced to the held-out
+    source's valid records (what `selection.select_epoch(..., lodo_records=...)` averages); None
+    when a source has no finished helper in `views`."""
+    spec = _spec_of(main)
+    sources = list(spec.get("source_domains") or ())
+    if len(sources) < 2:
+        return None
+    by_held_out: dict[str, list[dict[str, Any]]] = {}
+    for view in views:
+        h = _spec_of(view)
+        if not is_lodo_helper(h) or not _same_model(spec, h):
+            continue
+        held = list(h["valid_domains"])
+        if len(held) != 1 or held[0] not in sources:
+            continue
+        if sorted(list(h["train_domains"]) + held) != sorted(sources):
+            continue
+        by_held_out.setdefault(held[0], [r for r in _records_of(view)
+                                         if r["split"] == "valid" and r["domain"] == held[0]])
+    if set(by_held_out) != set(sources):
+        return None
+    return [by_held_out[s] for s in sources]
+
+
+def selected_metrics(main: Any, rule: str, views: Iterable[Any] = ()) -> dict[str, Any]:
+    """{"epoch": e, "domains": {domain: test metrics}} of a DG run under `rule` (sources and
+    targets); `views` supplies the lodo helpers. {"epoch": None, ...} when the rule cannot answer."""
+    from msabench.selection import metrics_at, select_epoch
+
+    spec, records = _spec_of(main), _records_of(main)
+    lodo = ()
+    if rule == "lodo":
+        lodo = lodo_records(main, views) or ()
+        if not lodo:
+            return {"epoch": None, "domains": {}}
+    epoch = select_epoch(records, rule, task=spec["task"], sources=spec["source_domains"],
+                         targets=spec.get("target_domains", ()), train_rate=float(spec.get("rate", 0.0)),
+                         lodo_records=lodo)
+    if epoch is None:
+        return {"epoch": None, "domains": {}}
+    domains = {}
+    for d in spec["datasets"]:
+        m = metrics_at(records, epoch, "test", d, float(spec.get("rate", 0.0)))
+        if m is not None:
+            domains[d] = m
+    return {"epoch": epoch, "domains": domains}
+
+
+_DG_COMMON = dict(
+    seeds=(1, 2, 3),
+    label_rule="round",
+    default_dataset=SYNTH_DG,
+    modalities=("t", "v"),
+    settings=("A", "B", "C"),
+    quick_models=("constant", "linear_probe", "linear_probe:model.features=invariant"),
+    synthetic_policy={"train.epochs": 12, "train.patience": 12, "data.scale": 0.1},
+    real_policy={},
+)
+
+DG_SINGLE = PROTOCOLS.add(
+    "dg-single",
+    DGProtocol(
+        name="dg-single",
+        version="1.0",
+        summary="S2LIF single-source DG: train on one of MOSI/MOSEI/MELD, test on the other two (3 classes).",
+        selection_rules=("train-domain", "oracle"),
+        multi_source=False,
+        **_DG_COMMON,
+    ),
+)
+
+DG_MULTISOURCE = PROTOCOLS.add(
+    "dg-multisource",
+    DGProtocol(
+        name="dg-multisource",
+        version="1.0",
+        summary="S2LIF multi-source DG: train on two of MOSI/MOSEI/MELD, test on the third (3 classes).",
+        selection_rules=("train-domain", "oracle", "lodo"),
+        multi_source=True,
+        **_DG_COMMON,
+    ),
+)
