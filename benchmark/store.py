@@ -36,31 +36,29 @@ import traceback as _traceback
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from msabench import __version__, major_minor
 from msabench.store_io import (LockLost, RunBusy, RunDone, StoreError, StoreWriteError, atomic_write_bytes,
-                               atomic_write_json, dumps_json, fsync_dir, mkdirs, npz_bytes, read_json_file,
+                               dumps_json, fsync_dir, mkdirs, npz_bytes, read_json_file,
                                read_npz_file, write_error)
 from msabench.store_lock import DEFAULT_HEARTBEAT, RunLock, hostname, lock_state, read_lock
-from msabench.types import RUNSPEC_SCHEMA, RunSpec, _json_default
+from msabench.store_format import (DONE_SCHEMA, ENV_SCHEMA, FAILED_SCHEMA, RECORD_SCHEMA, Predictions, PredKey,
+                                   check_schema, ids_key, normalise_record, parse_key, parse_records,
+                                   pred_key, record_line)
+from msabench.types import RUNSPEC_SCHEMA, RunSpec
 
 __all__ = ["Store", "RunDir", "RunLock", "Predictions", "PredKey", "should_run", "STATUSES", "ids_key",
-           "pred_key", "parse_key", "StoreError", "StoreWriteError", "RunBusy", "RunDone", "LockLost"]
+           "pred_key", "parse_key", "RECORD_SCHEMA", "StoreError", "StoreWriteError", "RunBusy", "RunDone", "LockLost"]
 
-RECORD_SCHEMA = 1
-ENV_SCHEMA = 1
-FAILED_SCHEMA = 1
-DONE_SCHEMA = 1
 STATUSES = ("done", "failed", "running", "incomplete", "absent")
 
 SPEC, ENV, RECORDS, PREDICTIONS = "spec.json", "env.json", "records.jsonl", "predictions.npz"
 LOCK, FAILED, DONE = "lock", "failed.json", "done"
 _RESERVED = {SPEC, ENV, RECORDS, PREDICTIONS, LOCK, FAILED, DONE}
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
-_RECORD_KEYS = ("schema", "run_id", "epoch", "split", "domain", "rate", "metrics", "loss", "seconds")
 
 
 def should_run(status: str, retry_failed: bool = False) -> bool:
@@ -71,109 +69,6 @@ def should_run(status: str, retry_failed: bool = False) -> bool:
     if status == "failed":
         return bool(retry_failed)
     return status in ("incomplete", "absent")
-
-
-# -- predictions.npz keys --------------------------------------------------------------------------
-class PredKey(NamedTuple):
-    kind: str  # "ids" | "pred" | another first segment
-    epoch: int | None
-    split: str
-    domain: str
-    rate: float  # 0.0 when the key has no rate suffix
-
-
-_RATE_RE = re.compile(r"rate([0-9.eE+-]+)")
-
-
-def _eval_key(split: str, domain: str, rate: float = 0.0) -> str:
-    return f"{split}/{domain}" + (f"/rate{rate:g}" if rate else "")
-
-
-def ids_key(split: str, domain: str, rate: float = 0.0) -> str:
-    return f"ids/{_eval_key(split, domain, rate)}"
-
-
-def pred_key(epoch: int, split: str, domain: str, rate: float = 0.0) -> str:
-    return f"pred/{int(epoch)}/{_eval_key(split, domain, rate)}"
-
-
-def parse_key(key: str) -> PredKey | None:
-    """Split an `ids/...` or `pred/...` key; None for keys outside that scheme."""
-    parts = key.split("/")
-    kind = parts[0]
-    if kind == "pred":
-        if len(parts) < 4 or not parts[1].lstrip("-").isdigit():
-            return None
-        epoch, split, rest = int(parts[1]), parts[2], parts[3:]
-    elif kind in ("ids", "y"):
-        if len(parts) < 3:
-            return None
-        epoch, split, rest = None, parts[1], parts[2:]
-    else:
-        return None
-    rate = 0.0
-    m = _RATE_RE.fullmatch(rest[-1])
-    if m and len(rest) > 1:
-        try:
-            rate = float(m.group(1))
-            rest = rest[:-1]
-        except ValueError:
-            pass
-    return PredKey(kind, epoch, split, "/".join(rest), rate)
-
-
-class Predictions(dict):
-    """predictions.npz as {key: array} with lookups by (epoch, split, domain, rate)."""
-
-    def ids(self, split: str, domain: str, rate: float = 0.0) -> np.ndarray:
-        key = ids_key(split, domain, rate)
-        if key not in self and rate:
-            key = ids_key(split, domain)
-        return self[key]
-
-    def pred(self, epoch: int, split: str, domain: str, rate: float = 0.0) -> np.ndarray:
-        return self[pred_key(epoch, split, domain, rate)]
-
-    def epochs(self) -> list[int]:
-        return sorted({k.epoch for k in map(parse_key, self) if k is not None and k.kind == "pred"})
-
-    def entries(self) -> Iterator[tuple[PredKey, np.ndarray]]:
-        for key, value in self.items():
-            parsed = parse_key(key)
-            if parsed is not None:
-                yield parsed, value
-
-
-# -- schema checks ---------------------------------------------------------------------------------
-def _schema_error(path: Path, value: Any, known: int, written_by: str | None) -> StoreError:
-    by = f"msabench {written_by}" if written_by else "another msabench version"
-    fix = f"read it with msabench >= {written_by}" if written_by else "read it with the msabench version that wrote it"
-    return StoreError(f"{path} has schema version {value!r}, which msabench {__version__} cannot read "
-                      f"(it reads schema {known}); it was written by {by}: {fix}")
-
-
-def _check_schema(path: Path, data: Any, known: int, written_by: str | None = None) -> None:
-    if not isinstance(data, dict):
-        raise StoreError(f"{path} is corrupted (not a JSON object): run `msabench clean --incomplete` or "
-                         f"delete the run folder {path.parent}, then re-run")
-    value = data.get("schema")
-    if type(value) is not int or value != known:
-        raise _schema_error(path, value, known, written_by or data.get("written_by"))
-
-
-def _finite(value: Any) -> Any:
-    """Numbers as float, non-finite ones (an undefined Pearson r, ...) as None: records are strict JSON."""
-    if isinstance(value, (bool, np.bool_)) or value is None:
-        return value if value is None else bool(value)
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        value = float(value)
-        return value if np.isfinite(value) else None
-    return value
-
-
-def _record_line(record: dict[str, Any]) -> str:
-    return json.dumps(record, separators=(",", ":"), default=_json_default, allow_nan=True,
-                      ensure_ascii=False) + "\n"
 
 
 def _now() -> str:
@@ -323,7 +218,7 @@ class RunDir:
     def read_spec_dict(self) -> dict[str, Any]:
         path = self.path / SPEC
         data = read_json_file(path)
-        _check_schema(path, data, RUNSPEC_SCHEMA)
+        check_schema(path, data, RUNSPEC_SCHEMA)
         return data
 
     def read_spec(self) -> RunSpec:
@@ -343,33 +238,14 @@ class RunDir:
     def read_env(self) -> dict[str, Any]:
         path = self.path / ENV
         data = read_json_file(path)
-        _check_schema(path, data, ENV_SCHEMA)
+        check_schema(path, data, ENV_SCHEMA)
         return data
 
     # -- records ---------------------------------------------------------------------------------------
-    def _normalise_record(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        missing = [k for k in ("epoch", "split", "domain", "rate", "metrics") if k not in record]
-        if missing:
-            raise ValueError(f"record lacks {', '.join(missing)}: {dict(record)!r}")
-        if record.get("schema", RECORD_SCHEMA) != RECORD_SCHEMA:
-            raise ValueError(f"record schema {record.get('schema')!r}; this msabench writes {RECORD_SCHEMA}")
-        if record.get("run_id", self.run_id) != self.run_id:
-            raise ValueError(f"record of run {record.get('run_id')} written to run {self.run_id}")
-        seconds = record.get("seconds")
-        out = {
-            "schema": RECORD_SCHEMA, "run_id": self.run_id, "epoch": int(record["epoch"]),
-            "split": str(record["split"]), "domain": str(record["domain"]), "rate": float(record["rate"]),
-            "metrics": {k: _finite(v) for k, v in sorted(dict(record["metrics"]).items())},
-            "loss": {k: _finite(v) for k, v in sorted(dict(record.get("loss") or {}).items())},
-            "seconds": _finite(seconds),
-        }
-        out.update({k: v for k, v in record.items() if k not in _RECORD_KEYS})
-        return out
-
     def append_records(self, records: Iterable[Mapping[str, Any]]) -> None:
         """Add records; records.jsonl is rewritten atomically with all of this run's records."""
         self._check_writable()
-        lines = [_record_line(self._normalise_record(r)) for r in records]
+        lines = [record_line(normalise_record(r, self.run_id)) for r in records]
         if self._record_lines is None:
             self._record_lines = [line + "\n" for line, _ in self._read_record_lines()]
         new = self._record_lines + lines
@@ -389,24 +265,7 @@ class RunDir:
         except (OSError, UnicodeDecodeError) as exc:
             raise StoreError(f"cannot read {path}: {exc}: run `msabench clean --incomplete` or delete the "
                              f"run folder {self.path}, then re-run") from exc
-        records = []
-        written_by = None
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                if not isinstance(rec, dict):
-                    raise ValueError("not a JSON object")
-            except ValueError as exc:
-                raise StoreError(
-                    f"{path}:{lineno} is corrupted ({exc}): run `msabench clean --incomplete` (if the run is "
-                    f"not done) or delete the run folder {self.path}, then re-run") from exc
-            if rec.get("schema") != RECORD_SCHEMA or type(rec.get("schema")) is not int:
-                written_by = written_by or self._written_by()
-                raise _schema_error(Path(f"{path}:{lineno}"), rec.get("schema"), RECORD_SCHEMA, written_by)
-            records.append((line, rec))
-        return records
+        return parse_records(path, text, self._written_by())
 
     # -- predictions -------------------------------------------------------------------------------------
     def write_predictions(self, predictions: Mapping[str, Any]) -> None:
@@ -481,7 +340,7 @@ class RunDir:
         if not path.exists():
             return None
         data = read_json_file(path)
-        _check_schema(path, data, FAILED_SCHEMA)
+        check_schema(path, data, FAILED_SCHEMA)
         return data
 
     def mark_done(self) -> None:

@@ -555,6 +555,7 @@ def test_synthetic_name_never_reads_data_root(tmp_path, monkeypatch):
         calls.append((name, seed, scale, aligned, noise_modality))
         return "synthetic"
 
+    DATASETS.names()  # populate the registry before the fake module stands in for synth.py
     fake = types.ModuleType("msabench.data.synth")
     fake.load_synth = fake_load_synth
     fake.synth_names = lambda: ["synth-mosi"]

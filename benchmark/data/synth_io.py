@@ -1,0 +1,107 @@
+"""Streaming writers for the synthetic suite: an MMSA `data.pkl` and the `arrays/*.npy` copy.
+
+`data.pkl` is written as a stream, one array at a time, so generation never holds a whole split:
+the nested dict is emitted opcode by opcode (protocol 4 opcodes, no memo), and each numpy array in
+the form numpy 1.x wrote it (`numpy.core.multiarray._reconstruct` + `ndarray.__setstate__` with
+the raw bytes). That form loads with plain `pickle.load` under numpy 1.x and 2.x (the arrays come
+back writable, as MMSA's `audio[audio == -inf] = 0` needs) and uses only the globals a restricted
+unpickler for real MMSA files must allow anyway (`numpy.core.multiarray._reconstruct`,
+`numpy.ndarray`, `numpy.dtype`). Strings and lists are pickled normally (protocol 3, no memo).
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+
+_PROTO4 = b"\x80\x04"
+_EMPTY_DICT, _MARK, _SETITEMS, _STOP = b"}", b"(", b"u", b"."
+_TUPLE, _REDUCE, _BUILD = b"t", b"R", b"b"
+_NEWFALSE, _NEWTRUE, _NONE = b"\x89", b"\x88", b"N"
+
+
+def _short_str(s: str) -> bytes:
+    b = s.encode("utf-8")
+    assert len(b) < 256
+    return b"\x8c" + bytes([len(b)]) + b
+
+
+def _int(v: int) -> bytes:
+    if 0 <= v < 256:
+        return b"K" + bytes([v])
+    if -(2**31) <= v < 2**31:
+        return b"J" + struct.pack("<i", v)
+    raw = v.to_bytes((v.bit_length() + 8) // 8, "little", signed=True)
+    return b"\x8a" + bytes([len(raw)]) + raw  # LONG1
+
+
+def _dtype_ops(dtype: np.dtype) -> bytes:
+    # numpy.dtype('f4', False, True) then __setstate__((3, '<', None, None, None, -1, -1, 0))
+    assert dtype.kind in "fiub" and dtype.fields is None
+    order = "|" if dtype.itemsize == 1 else "<"
+    assert dtype.byteorder in "=<|"
+    return (b"cnumpy\ndtype\n" + _short_str(dtype.kind + str(dtype.itemsize)) + _NEWFALSE
+            + _NEWTRUE + b"\x87" + _REDUCE + _MARK + _int(3) + _short_str(order) + _NONE * 3
+            + _int(-1) + _int(-1) + _int(0) + _TUPLE + _BUILD)
+
+
+def array_header(arr: np.ndarray) -> bytes:
+    """The opcodes before an array's raw bytes (BINBYTES8 length included)."""
+    shape = b"".join(_int(int(s)) for s in arr.shape)
+    shape = (_MARK + shape + _TUPLE) if arr.ndim not in (1, 2, 3) else shape + b"\x85\x86\x87"[arr.ndim - 1 : arr.ndim]
+    return (b"cnumpy.core.multiarray\n_reconstruct\n" + b"cnumpy\nndarray\n" + _int(0) + b"\x85"
+            + b"C\x01b" + b"\x87" + _REDUCE + _MARK + _int(1) + shape + _dtype_ops(arr.dtype)
+            + _NEWFALSE + b"\x8e" + struct.pack("<Q", arr.nbytes))
+
+
+def _plain(obj) -> bytes:
+    buf = io.BytesIO()
+    p = pickle.Pickler(buf, protocol=3)
+    p.fast = True  # no memo: the fragment is spliced into a larger stream
+    p.dump(obj)
+    data = buf.getvalue()
+    assert data[:2] == b"\x80\x03" and data[-1:] == _STOP
+    return data[2:-1]
+
+
+class PickleStream:
+    """Writes nested dicts of str keys, arrays and plain objects as one pickle, in order."""
+
+    def __init__(self, path: Path):
+        self.f = open(path, "wb")
+        self.f.write(_PROTO4)
+        self.depth = 0
+
+    def begin(self, key: str | None = None) -> None:
+        if key is not None:
+            self.f.write(_short_str(key))
+        self.f.write(_EMPTY_DICT + _MARK)
+        self.depth += 1
+
+    def end(self) -> None:
+        self.f.write(_SETITEMS)
+        self.depth -= 1
+
+    def array(self, key: str, arr: np.ndarray) -> None:
+        arr = np.ascontiguousarray(arr)
+        self.f.write(_short_str(key) + array_header(arr))
+        if arr.nbytes:
+            self.f.write(memoryview(arr).cast("B"))
+        self.f.write(_TUPLE + _BUILD)
+
+    def plain(self, key: str, obj) -> None:
+        self.f.write(_short_str(key) + _plain(obj))
+
+    def close(self) -> None:
+        assert self.depth == 0
+        self.f.write(_STOP)
+        self.f.close()
+
+
+def save_npy(path: Path, arr: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.lib.format.write_array(f, np.ascontiguousarray(arr), allow_pickle=False)
