@@ -3,7 +3,9 @@
 Each (split, domain) becomes a `TensorSplit`: contiguous tensors built once (from memory-mapped
 arrays where the reader gave them), masks from lengths, labels in the task's form, and, when a
 missing rate is active, the masked view and the drop masks (static across epochs and seeds).
-A batch is an `index_select` of every tensor with one index vector.
+A batch is one `np.take` per array with one index vector, wrapped as tensors without a copy:
+on the CPU builds we use, `torch.index_select` over a (N, T, D) float tensor is ~30x slower than
+`np.take` (benchmarks/bench_batching.py measures both side by side).
 """
 
 from __future__ import annotations
@@ -30,9 +32,12 @@ def as_tensor(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array)
 
 
-def length_mask(lengths: np.ndarray, max_len: int) -> torch.Tensor:
-    lengths = torch.as_tensor(np.asarray(lengths, dtype=np.int64))
-    return torch.arange(max_len).unsqueeze(0) < lengths.unsqueeze(1)
+def length_mask(lengths: np.ndarray, max_len: int) -> np.ndarray:
+    return np.arange(max_len)[None, :] < np.asarray(lengths, dtype=np.int64)[:, None]
+
+
+def gather(array: np.ndarray, index: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.take(array, index, axis=0))
 
 
 @dataclass
@@ -41,31 +46,35 @@ class TensorSplit:
     domain: str
     domain_index: int
     ids: np.ndarray
-    y: torch.Tensor
-    inputs: dict[str, torch.Tensor]  # text/audio/vision and their masks, as Batch field names
+    y: np.ndarray
+    inputs: dict[str, np.ndarray]  # text/audio/vision and their masks, as Batch field names
     text_is_tokens: bool
-    complete: dict[str, torch.Tensor] = field(default_factory=dict)  # un-dropped inputs
-    drop: dict[str, torch.Tensor] = field(default_factory=dict)  # (N, T) bool, True = dropped
+    complete: dict[str, np.ndarray] = field(default_factory=dict)  # un-dropped inputs
+    drop: dict[str, np.ndarray] = field(default_factory=dict)  # (N, T) bool, True = dropped
     mask_hashes: dict[str, str] = field(default_factory=dict)
-    domain_ids: torch.Tensor | None = None  # per sample, when several domains are merged
+    domain_ids: np.ndarray | None = None  # per sample, when several domains are merged
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
-    def batch(self, index: torch.Tensor) -> Batch:
-        fields = {k: v.index_select(0, index) for k, v in self.inputs.items()}
+    @property
+    def y_tensor(self) -> torch.Tensor:
+        return as_tensor(self.y)
+
+    def batch(self, index: np.ndarray) -> Batch:
+        fields = {k: gather(v, index) for k, v in self.inputs.items()}
         text = fields.pop("text", None)
         missing = None
         if self.drop:
             missing = MissingView(
-                drop={m: d.index_select(0, index) for m, d in self.drop.items()},
-                complete={m: c.index_select(0, index) for m, c in self.complete.items()},
+                drop={m: gather(d, index) for m, d in self.drop.items()},
+                complete={m: gather(c, index) for m, c in self.complete.items()},
             )
         return Batch(
-            index=index,
-            domain=(self.domain_ids.index_select(0, index) if self.domain_ids is not None
+            index=torch.from_numpy(index),
+            domain=(gather(self.domain_ids, index) if self.domain_ids is not None
                     else torch.full((index.shape[0],), self.domain_index, dtype=torch.long)),
-            y=self.y.index_select(0, index),
+            y=gather(self.y, index),
             text_ids=text if self.text_is_tokens else None,
             text_feats=None if self.text_is_tokens else text,
             missing=missing,
@@ -75,7 +84,7 @@ class TensorSplit:
     def batches(self, batch_size: int, generator: torch.Generator | None = None) -> Iterator[Batch]:
         """Shuffled when a generator is given, else in order."""
         n = len(self)
-        order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+        order = (torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)).numpy()
         for start in range(0, n, batch_size):
             yield self.batch(order[start : start + batch_size])
 
@@ -129,9 +138,9 @@ def build_tensor_split(
     from msabench.data import masks
 
     split = data.splits[split_name]
-    inputs: dict[str, torch.Tensor] = {}
-    complete: dict[str, torch.Tensor] = {}
-    drop: dict[str, torch.Tensor] = {}
+    inputs: dict[str, np.ndarray] = {}
+    complete: dict[str, np.ndarray] = {}
+    drop: dict[str, np.ndarray] = {}
     hashes: dict[str, str] = {}
     for m in modalities:
         if m == "t":
@@ -141,20 +150,19 @@ def build_tensor_split(
             if values is None:
                 raise UserError(f"{data.name} has no {'audio' if m == 'a' else 'vision'} features; drop it with --modalities")
         value_key, mask_key = _FIELDS[m]
-        tensor = as_tensor(values)
-        inputs[mask_key] = length_mask(lengths, tensor.shape[1])
+        inputs[mask_key] = length_mask(lengths, values.shape[1])
         if rate > 0:
             dropped = masks.drop_masks(
-                np.asarray(lengths), tensor.shape[1], rate, dataset=data.name, split=split_name, modality=m,
+                np.asarray(lengths), values.shape[1], rate, dataset=data.name, split=split_name, modality=m,
                 mask_seed=masks.DEFAULT_MASK_SEEDS[m], keep_ends=(m == "t"),
             )
             hashes[m] = masks.mask_hash(dropped)
             unk = data.special_ids.get("unk") if (m == "t" and text_tokens) else None
-            complete[m] = tensor
-            drop[m] = torch.from_numpy(dropped)
-            tensor = as_tensor(masks.apply_drop(np.asarray(values), dropped, unk_id=unk))
-        inputs[value_key] = tensor
-    y = as_tensor(labels_for_task(split, data, task, label_rule))
+            complete[m] = values
+            drop[m] = dropped
+            values = masks.apply_drop(np.asarray(values), dropped, unk_id=unk)
+        inputs[value_key] = values
+    y = labels_for_task(split, data, task, label_rule)
     return TensorSplit(
         split=split_name, domain=data.name, domain_index=domain_index, ids=np.asarray(split.ids), y=y,
         inputs=inputs, text_is_tokens=text_tokens, complete=complete, drop=drop, mask_hashes=hashes,
@@ -166,13 +174,13 @@ def concat_splits(parts: list[TensorSplit]) -> TensorSplit:
     if len(parts) == 1:
         return parts[0]
     first = parts[0]
-    inputs = {k: torch.cat([p.inputs[k] for p in parts]) for k in first.inputs}
+    inputs = {k: np.concatenate([p.inputs[k] for p in parts]) for k in first.inputs}
     merged = TensorSplit(
         split=first.split, domain="+".join(p.domain for p in parts), domain_index=0,
-        ids=np.concatenate([p.ids for p in parts]), y=torch.cat([p.y for p in parts]), inputs=inputs,
+        ids=np.concatenate([p.ids for p in parts]), y=np.concatenate([p.y for p in parts]), inputs=inputs,
         text_is_tokens=first.text_is_tokens,
-        complete={k: torch.cat([p.complete[k] for p in parts]) for k in first.complete},
-        drop={k: torch.cat([p.drop[k] for p in parts]) for k in first.drop},
+        complete={k: np.concatenate([p.complete[k] for p in parts]) for k in first.complete},
+        drop={k: np.concatenate([p.drop[k] for p in parts]) for k in first.drop},
     )
-    merged.domain_ids = torch.cat([torch.full((len(p),), p.domain_index, dtype=torch.long) for p in parts])
+    merged.domain_ids = np.concatenate([np.full(len(p), p.domain_index, dtype=np.int64) for p in parts])
     return merged

@@ -1,7 +1,7 @@
 """The run environment recorded in env.json (design 9).
 
-`collect_env(device, threads, extra)` = static facts (cached per process: git sha and dirty flag of
-the msabench source tree, versions, platform, installed distributions as `pip freeze` lines read
+`collect_env(device, threads, extra)` = static facts (cached per process: `git_sha`, `git_dirty`
+(None when unknown) and `git_root` of the msabench source tree, versions, platform, installed distributions as `pip freeze` lines read
 through importlib.metadata) + per-run facts (device, threads, determinism flags) + `extra` (data and
 mask hashes). Nothing here raises on a missing git, a non-checkout install or a missing torch.
 """
@@ -115,8 +115,11 @@ def static_env() -> dict[str, Any]:
     """The facts that do not change within a process (cached)."""
     import numpy
 
+    git = git_info()
     return {
-        "git": git_info(),
+        "git_sha": git["sha"],
+        "git_dirty": git["dirty"],
+        "git_root": git["root"],
         "msabench": msabench.__version__,
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),
@@ -146,8 +149,9 @@ def _device_info(device: str) -> dict[str, Any]:
 
 
 def collect_env(device: str, threads: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """env.json's content (without "schema", added by the store). `extra` keys (data and mask
-    hashes, ...) are merged at the top level and must not collide with collected keys."""
+    """env.json's content (without "schema", added by the store). `extra` (data and mask hashes,
+    seed_everything's flags as "determinism", ...) is merged at the top level: a dict merges into a
+    collected dict of the same key (extra's entries win), anything else replaces it."""
     env = copy.deepcopy(static_env())
     env.update(_device_info(str(device)))
     env["threads"] = int(threads)
@@ -155,7 +159,8 @@ def collect_env(device: str, threads: int, extra: dict[str, Any] | None = None) 
     env["torch_threads"] = int(torch.get_num_threads()) if torch is not None else None
     env["determinism"] = determinism_flags()
     for key, value in (extra or {}).items():
-        if key in env:
-            raise ValueError(f"env extra key {key!r} collides with a collected key")
-        env[key] = value
+        if isinstance(value, dict) and isinstance(env.get(key), dict):
+            env[key] = {**env[key], **value}
+        else:
+            env[key] = value
     return env

@@ -60,3 +60,10 @@ def run_local(specs: Sequence[RunSpec], store, options: RunOptions, retry_failed
         if progress is not None:
             progress(spec, status)
     return outcome
+
+
+# The other executors register themselves (both import nothing heavy at import time).
+from msabench import executors_process, executors_ray  # noqa: E402
+
+EXECUTORS.add("process", executors_process.run_process)
+EXECUTORS.add("ray", executors_ray.run_ray)

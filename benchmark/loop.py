@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from msabench.batching import TensorSplit
-from msabench.metrics import task_metrics
+from msabench.metrics import UndefinedMetricWarning, task_metrics
 from msabench.selection import select_epoch
 from msabench.train_context import TrainContext, build_optimizers, task_loss_fn
 from msabench.types import Batch, RunSpec
@@ -128,9 +129,12 @@ def run_loop(
         for es in eval_sets:
             t0 = time.perf_counter()
             pred = predict(model, es.data, eval_batch, device, precision)
-            true = es.data.y.numpy()
-            metrics = task_metrics(task, pred, true, family=family)
-            eval_loss = float(loss_fn(torch.from_numpy(pred), es.data.y)) if len(pred) else float("nan")
+            true = es.data.y
+            with warnings.catch_warnings():
+                # An undefined metric (constant predictions) is stored as null and shown as "-".
+                warnings.simplefilter("ignore", UndefinedMetricWarning)
+                metrics = task_metrics(task, pred, true, family=family)
+            eval_loss = float(loss_fn(torch.from_numpy(pred), es.data.y_tensor)) if len(pred) else float("nan")
             loss = {"task": eval_loss}
             if es.split == "train" and es.domain == eval_sets[0].domain:
                 loss.update({f"train_{k}": v for k, v in train_loss.items()})

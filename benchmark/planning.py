@@ -87,7 +87,11 @@ def build_input_spec(datasets: list[Any], modalities: tuple[str, ...], task: str
         dims.pop("t", None)
     groups = {}
     if first.ground_truth and not tokens:
-        groups = {m: g for m, g in first.ground_truth.get("features", {}).items() if m in modalities}
+        # (protocols issue) the synthetic suite's ground_truth.json names the groups per modality
+        # under "modalities" (with dims and coefficients beside them); keep the index lists only.
+        truth = first.ground_truth.get("features") or first.ground_truth.get("modalities", {})
+        groups = {m: {k: [int(i) for i in g.get(k, [])] for k in ("invariant", "spurious", "style")}
+                  for m, g in truth.items() if m in modalities}
     return InputSpec(
         modalities=tuple(modalities), dims=dims, max_lens=max_lens,
         text_kind="tokens" if tokens else "features", vocab_size=len(first.vocab or ()),

@@ -117,11 +117,16 @@ def execute(spec: RunSpec, run_dir, options: RunOptions) -> LoopResult:
                       on_epoch=lambda epoch, records: run_dir.append_records(records))
     run_dir.write_predictions(result.predictions)
     for rule, state in result.checkpoints.items():
-        run_dir.write_checkpoint(rule, state)
+        run_dir.write_checkpoint(rule, state, epoch=result.chosen_epochs[rule])
     run_dir.write_json("summary.json", {
         "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
         "chosen_epochs": result.chosen_epochs, "train_seconds": round(time.perf_counter() - started, 3),
     })
+    # Hook (protocols issue): a feature-analysis run also writes features.npz + analysis.json.
+    if spec.protocol == "feature-analysis":
+        from msabench.analysis import analyse_run
+
+        analyse_run(spec, run_dir, model, datasets, eval_sets, result, device)
     return result
 
 

@@ -19,6 +19,18 @@ Files of a run folder (schemas: spec 1, env 1, records 1, failed 1, done 1):
     failed.json      {"schema":1,"run_id","reason","traceback","time","host","pid","written_by"}
     done             {"schema":1,"run_id","time","written_by"}, written last
 
+Use (the runner):
+    rd = Store(out).run(spec)
+    if should_run(rd.status(), retry_failed):
+        with rd.claim() as claimed:   # falsy when another live worker holds the run
+            if not claimed or not should_run(rd.status(ignore_own_lock=True), retry_failed):
+                return                # someone else got there between the check and the claim
+            rd.reset()                # remove what an earlier attempt left
+            rd.write_spec(spec); rd.write_env(collect_env(device, threads, extra))
+            ...                       # each epoch: rd.append_records(epoch_records)
+            rd.write_predictions(preds); rd.write_checkpoint(rule, state_dict, epoch=e)
+            rd.mark_done()            # or, in an except block: rd.mark_failed(reason)
+
 records.jsonl is rewritten whole (temp file + fsync + rename) on every `append_records` rather than
 appended to: a reader, or a crash or ENOSPC at any point, can never leave or show a half line, and
 the cost (tens of KB per epoch, one fsync) is negligible beside an epoch of training.
@@ -41,17 +53,18 @@ from typing import Any
 import numpy as np
 
 from msabench import __version__, major_minor
-from msabench.store_io import (LockLost, RunBusy, RunDone, StoreError, StoreWriteError, atomic_write_bytes,
-                               dumps_json, fsync_dir, mkdirs, npz_bytes, read_json_file,
-                               read_npz_file, write_error)
-from msabench.store_lock import DEFAULT_HEARTBEAT, RunLock, hostname, lock_state, read_lock
-from msabench.store_format import (DONE_SCHEMA, ENV_SCHEMA, FAILED_SCHEMA, RECORD_SCHEMA, Predictions, PredKey,
+from msabench.store_format import (DONE_SCHEMA, ENV_SCHEMA, FAILED_SCHEMA, RECORD_SCHEMA, PredKey, Predictions,
                                    check_schema, ids_key, normalise_record, parse_key, parse_records,
                                    pred_key, record_line)
+from msabench.store_io import (LockLost, RunBusy, StoreError, StoreFileMissing, StoreWriteError,
+                               atomic_write_bytes, atomic_write_text, dumps_json, fsync_dir, mkdirs, npz_bytes, read_json_file,
+                               read_npz_file, write_error)
+from msabench.store_lock import DEFAULT_HEARTBEAT, RunLock, hostname, lock_state, read_lock
 from msabench.types import RUNSPEC_SCHEMA, RunSpec
 
 __all__ = ["Store", "RunDir", "RunLock", "Predictions", "PredKey", "should_run", "STATUSES", "ids_key",
-           "pred_key", "parse_key", "RECORD_SCHEMA", "StoreError", "StoreWriteError", "RunBusy", "RunDone", "LockLost"]
+           "pred_key", "parse_key", "RECORD_SCHEMA", "StoreError", "StoreWriteError", "StoreFileMissing",
+           "RunBusy", "LockLost", "atomic_write_text"]
 
 STATUSES = ("done", "failed", "running", "incomplete", "absent")
 
@@ -96,13 +109,17 @@ class RunDir:
         return self.path / LOCK
 
     # -- status ---------------------------------------------------------------------------------
-    @property
-    def status(self) -> str:
+    def status(self, ignore_own_lock: bool = False) -> str:
+        """'done' | 'failed' | 'running' (a live lock) | 'incomplete' (started, neither done nor
+        failed, no live lock) | 'absent'. With `ignore_own_lock`, the lock this RunDir holds does not
+        count (the re-check after claiming)."""
         if not self.path.is_dir():
             return "absent"
         if (self.path / DONE).exists():
             return "done"
-        if lock_state(self.lock_path, self.stale_after) == "live":
+        if lock_state(self.lock_path, self.stale_after) == "live" and not (
+                ignore_own_lock and self._lock is not None and self._lock.held
+                and (self.lock_info() or {}).get("token") == self._lock.token):
             return "running"
         if (self.path / FAILED).exists():
             return "failed"
@@ -113,28 +130,19 @@ class RunDir:
         return None if read is None else (read[0] or {})
 
     # -- claiming ---------------------------------------------------------------------------------
-    def claim(self, heartbeat_interval: float = DEFAULT_HEARTBEAT, stale_after: float | None = None, *,
-              reset: bool = True, allow_done: bool = False) -> RunLock:
-        """Claim the run for this worker: a held `RunLock` (a context manager that releases it), with
-        a heartbeat thread touching it every `heartbeat_interval` s; stale after `stale_after`
-        (default 3 x interval). Raises RunBusy when a live worker holds it, RunDone when the run is
-        done (unless allow_done: add files to a finished run). With `reset` (default) the outputs
-        of an earlier attempt (records, predictions, checkpoints, failed.json, ...) are removed,
-        so the run is redone from scratch. While the claim is held, writes raise LockLost once the
-        lock has lapsed."""
+    def claim(self, heartbeat_interval: float = DEFAULT_HEARTBEAT, stale_after: float | None = None) -> RunLock:
+        """Try to claim the run for this worker. Returns a `RunLock`, a context manager that releases
+        it; it is truthy when held, falsy when another live worker holds the run (`lock.acquire()`
+        raises RunBusy instead). A stale lock is taken over. While held, a heartbeat thread touches
+        the lock every `heartbeat_interval` s (stale after `stale_after`, default 3 x interval), and
+        this RunDir's writes raise LockLost once the lock has lapsed. Claiming neither checks nor
+        clears what is in the folder: re-check `status(ignore_own_lock=True)`, then `reset()`."""
         if self._lock is not None and self._lock.held:
             raise RuntimeError(f"run {self.run_id} is already claimed by this RunDir")
         mkdirs(self.path)
-        lock = RunLock(self.lock_path, heartbeat_interval, stale_after).acquire()
-        try:
-            if (self.path / DONE).exists():
-                if not allow_done:
-                    raise RunDone(f"run {self.run_id} is already done; nothing to redo")
-            elif reset:
-                self.reset()
-        except BaseException:
-            lock.release()
-            raise
+        lock = RunLock(self.lock_path, heartbeat_interval, stale_after)
+        if not lock.try_acquire():
+            return lock
         lock._on_release.append(self._released)
         self._lock = lock
         lock.start_heartbeat()
@@ -149,7 +157,8 @@ class RunDir:
             self._lock.check()
 
     def reset(self) -> None:
-        """Remove everything in the folder but the lock (`done` first)."""
+        """Remove everything in the folder but the lock (`done` first): the outputs of an earlier
+        attempt (records, predictions, checkpoints, failed.json, ...)."""
         self._check_writable()
         self._record_lines = None
         try:
@@ -324,9 +333,11 @@ class RunDir:
         return checkpoint_metadata(self.checkpoint_path(rule))
 
     # -- end states ---------------------------------------------------------------------------------------
-    def mark_failed(self, reason: str, tb: str | BaseException | None = None) -> None:
-        """Write failed.json. `tb`: a traceback string, an exception, or None (the exception being
-        handled, if any)."""
+    def mark_failed(self, reason: str, tb: str | BaseException | None = None, *,
+                    traceback: str | None = None) -> None:
+        """Write failed.json. `tb` (or `traceback`): a traceback string, an exception, or None (the
+        exception being handled, if any)."""
+        tb = traceback if tb is None else tb
         if isinstance(tb, BaseException):
             tb = "".join(_traceback.format_exception(tb))
         elif tb is None:
@@ -336,12 +347,15 @@ class RunDir:
         self._write(self.path / FAILED, (dumps_json(data) + "\n").encode())
 
     def read_failed(self) -> dict[str, Any] | None:
+        """failed.json's content, or None when the run has not failed."""
         path = self.path / FAILED
         if not path.exists():
             return None
         data = read_json_file(path)
         check_schema(path, data, FAILED_SCHEMA)
         return data
+
+    read_failure = read_failed
 
     def mark_done(self) -> None:
         """Write `done` last (after removing failed.json of an earlier attempt). Needs spec.json."""
@@ -362,10 +376,13 @@ class RunDir:
 class Store:
     """The results store rooted at `out_dir` (runs under `<out_dir>/runs/`)."""
 
-    def __init__(self, out_dir: Path | str, *, stale_after: float | None = None):
+    def __init__(self, out_dir: Path | str, *, must_exist: bool = False, stale_after: float | None = None):
         self.root = Path(out_dir)
         self.runs_dir = self.root / "runs"
         self.stale_after = stale_after
+        if must_exist and not self.runs_dir.is_dir():
+            raise StoreError(f"no results store at {self.root} (no runs/ folder): pass the --out of "
+                             f"`msabench run`, or set MSABENCH_OUT")
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
@@ -375,6 +392,8 @@ class Store:
         if not _NAME_RE.fullmatch(run_id):
             raise ValueError(f"bad run id {run_id!r}")
         return RunDir(self.runs_dir / run_id, stale_after=self.stale_after)
+
+    run_dir = run
 
     def __contains__(self, spec_or_id: RunSpec | str) -> bool:
         return self.run(spec_or_id).path.is_dir()
@@ -387,11 +406,11 @@ class Store:
     def runs(self, status: str | None = None) -> Iterator[RunDir]:
         for run_id in self.run_ids():
             rd = self.run(run_id)
-            if status is None or rd.status == status:
+            if status is None or rd.status() == status:
                 yield rd
 
     def statuses(self) -> dict[str, str]:
-        return {rd.run_id: rd.status for rd in self.runs()}
+        return {rd.run_id: rd.status() for rd in self.runs()}
 
     def summary(self) -> dict[str, int]:
         counts = dict.fromkeys(STATUSES[:-1], 0)

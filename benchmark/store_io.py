@@ -43,10 +43,6 @@ class RunBusy(StoreError):
     """Another live worker holds the run's lock."""
 
 
-class RunDone(StoreError):
-    """The run is already done; claiming it again would redo finished work."""
-
-
 class LockLost(StoreError):
     """This worker's lock was taken over (its heartbeat lapsed); it must stop writing."""
 
@@ -63,9 +59,8 @@ _ERRNO_HINTS = {
 
 def write_error(path: Path | str, exc: OSError) -> StoreWriteError:
     hint = _ERRNO_HINTS.get(exc.errno or 0)
-    what = hint or f"{exc.strerror or exc}: check the store folder"
-    return StoreWriteError(
-        f"cannot write {path}: {what}, then re-run (the run is left incomplete and will be redone)")
+    what = hint or f"{exc.strerror or exc}: check the folder"
+    return StoreWriteError(f"cannot write {path}: {what}, then try again")
 
 
 def fsync_dir(folder: Path | str) -> None:
@@ -123,6 +118,10 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
 def dumps_json(obj: Any, *, indent: int | None = 2) -> str:
     """JSON with numpy scalars and dataclasses handled; NaN allowed (metrics may be undefined)."""
     return json.dumps(obj, indent=indent, default=_json_default, allow_nan=True, ensure_ascii=False)
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
 
 
 def atomic_write_json(path: Path | str, obj: Any) -> None:

@@ -335,9 +335,11 @@ class RunLock:
                 callback(self)
             self._on_release.clear()
 
+    def __bool__(self) -> bool:
+        """True while held: `with rd.claim() as claimed: if not claimed: ...`."""
+        return self._held
+
     def __enter__(self) -> RunLock:
-        if not self._held:
-            self.acquire()
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -28,7 +28,7 @@ def test_no_generic_top_level_packages_are_installed():
 
 
 def test_version_cli():
-    out = subprocess.run([sys.executable, "-m", "msabench.cli", "--version"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "msabench", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and msabench.__version__ in out.stdout
 
 

@@ -18,8 +18,8 @@ import pytest
 from msabench import store as store_mod
 from msabench import store_io
 from msabench.errors import UserError
-from msabench.store import (LockLost, RunBusy, RunDone, Store, StoreWriteError, ids_key, parse_key, pred_key,
-                            should_run)
+from msabench.store import (LockLost, RunBusy, Store, StoreWriteError, atomic_write_text, ids_key, parse_key,
+                            pred_key, should_run)
 from msabench.store_lock import RunLock, hostname, lock_state
 from msabench.types import RunSpec
 
@@ -117,7 +117,7 @@ def test_mark_done_enospc_leaves_no_done(run, monkeypatch):
         monkeypatch.undo()
         assert not (run.path / "done").exists()
         assert no_tmp_files(run.path)
-    assert run.status == "incomplete"
+    assert run.status() == "incomplete"
 
 
 def test_erofs_on_checkpoint_and_predictions(run, monkeypatch):
@@ -151,10 +151,8 @@ def test_lock_exclusive_between_threads(run):
     def claim(i):
         rd = Store(run.path.parent.parent).run(run.run_id)
         barrier.wait()
-        try:
-            results[i] = rd.claim(heartbeat_interval=5)
-        except RunBusy:
-            results[i] = "busy"
+        lock = rd.claim(heartbeat_interval=5)
+        results[i] = lock if lock else "busy"
 
     threads = [threading.Thread(target=claim, args=(i,)) for i in range(n)]
     for t in threads:
@@ -163,17 +161,16 @@ def test_lock_exclusive_between_threads(run):
         t.join()
     winners = [r for r in results if isinstance(r, RunLock)]
     assert len(winners) == 1 and results.count("busy") == n - 1
-    assert run.status == "running"
+    assert run.status() == "running"
     winners[0].release()
-    assert run.status == "incomplete"
+    assert run.status() == "incomplete"
 
 
 def _claim_in_process(path, barrier, queue):
-    rd = Store(Path(path).parent.parent).run(Path(path).name)
+    rd = Store(Path(path).parent.parent).run_dir(Path(path).name)
     barrier.wait()
-    try:
-        lock = rd.claim(heartbeat_interval=5)
-    except RunBusy:
+    lock = rd.claim(heartbeat_interval=5)
+    if not lock:
         queue.put("busy")
         barrier.wait()
         return
@@ -203,18 +200,17 @@ def test_stale_lock_lapsed_heartbeat_taken_over(run):
     first = run.claim(heartbeat_interval=0.05, stale_after=0.3)
     first.stop_heartbeat()  # the worker hangs: no more beats
     other = Store(run.path.parent.parent).run(run.run_id)
-    with pytest.raises(RunBusy):
-        other.claim(heartbeat_interval=5)
+    assert not other.claim(heartbeat_interval=5)
     time.sleep(0.4)
-    assert run.status == "incomplete"  # stale: not running
+    assert run.status() == "incomplete"  # stale: not running
     second = other.claim(heartbeat_interval=5)
-    assert second.took_over is not None and second.took_over["token"] == first.token
+    assert second and second.took_over is not None and second.took_over["token"] == first.token
     assert first.lost
     with pytest.raises(LockLost):
         run.append_records([record(0)])
     first.release()  # must not remove the new owner's lock
     assert run.lock_path.exists() and json.loads(run.lock_path.read_text())["token"] == second.token
-    assert run.status == "running"
+    assert run.status() == "running"
     second.release()
     assert not run.lock_path.exists()
 
@@ -222,65 +218,85 @@ def test_stale_lock_lapsed_heartbeat_taken_over(run):
 def test_heartbeat_keeps_lock_live(run):
     with run.claim(heartbeat_interval=0.05, stale_after=0.3) as lock:
         time.sleep(0.5)
-        assert run.status == "running" and not lock.lost
-        with pytest.raises(RunBusy):
-            Store(run.path.parent.parent).run(run.run_id).claim(heartbeat_interval=5)
+        assert run.status() == "running" and not lock.lost
+        assert not Store(run.path.parent.parent).run(run.run_id).claim(heartbeat_interval=5)
+        with pytest.raises(RunBusy, match="being run by"):
+            RunLock(run.lock_path).acquire()
         run.append_records([record(0)])
 
 
 def test_dead_pid_lock_is_stale(run):
     write_lock(run.lock_path, pid=dead_pid(), stale_after=3600)
     assert lock_state(run.lock_path) == "stale"
-    assert run.status == "incomplete"
+    assert run.status() == "incomplete"
     with run.claim(heartbeat_interval=5) as lock:
         assert lock.took_over is not None
-        assert run.status == "running"
+        assert run.status() == "running"
 
 
 def test_live_foreign_lock_is_respected(run):
     write_lock(run.lock_path, host="other-host", pid=dead_pid(), stale_after=3600)  # pid is not ours to judge
-    assert run.status == "running"
+    assert run.status() == "running"
+    with run.claim(heartbeat_interval=5) as claimed:
+        assert not claimed
     with pytest.raises(RunBusy, match="other-host"):
-        run.claim(heartbeat_interval=5)
+        RunLock(run.lock_path, 5).acquire()
+    assert run.lock_info()["host"] == "other-host"  # untouched
 
 
 def test_unparseable_lock_stale_only_when_old(run):
     run.path.mkdir(parents=True)
     run.lock_path.write_bytes(b"")  # a claimer died between create and write, or is writing now
-    assert run.status == "running"
+    assert run.status() == "running"
     t = time.time() - 1000
     os.utime(run.lock_path, (t, t))
-    assert run.status == "incomplete"
+    assert run.status() == "incomplete"
     with run.claim(heartbeat_interval=5):
-        assert run.status == "running"
+        assert run.status() == "running"
 
 
 # -- status, policy, clean ----------------------------------------------------------------------------
 def test_status_transitions(run):
-    assert run.status == "absent"
+    assert run.status() == "absent"
     lock = run.claim(heartbeat_interval=5)
-    assert run.status == "running"
+    assert lock and run.status() == "running" and run.status(ignore_own_lock=True) == "incomplete"
     run.write_spec(make_spec())
     run.append_records([record(0)])
     lock.release()
-    assert run.status == "incomplete"
-    with run.claim(heartbeat_interval=5):
-        assert not (run.path / "records.jsonl").exists()  # a redo starts from scratch
+    assert run.status() == "incomplete" and not lock
+    with run.claim(heartbeat_interval=5) as claimed:
+        assert claimed and (run.path / "records.jsonl").exists()  # claiming clears nothing
+        run.reset()  # a redo starts from scratch
+        assert sorted(p.name for p in run.path.iterdir()) == ["lock"]
         run.write_spec(make_spec())
         run.mark_failed("boom")
-        assert run.status == "running"
-    assert run.status == "failed"
+        assert run.status() == "running" and run.status(ignore_own_lock=True) == "failed"
+    assert run.status() == "failed"
     with run.claim(heartbeat_interval=5):
+        run.reset()
         assert run.read_failed() is None
         run.write_spec(make_spec())
         run.mark_done()
-    assert run.status == "done"
-    with pytest.raises(RunDone):
-        run.claim(heartbeat_interval=5)
-    assert run.status == "done" and not run.lock_path.exists()
-    with run.claim(heartbeat_interval=5, allow_done=True):  # add files to a finished run
-        run.write_json("analysis.json", {"ok": True})
-    assert run.status == "done" and run.read_spec().run_id == run.run_id
+        assert run.status() == "done"
+    assert run.status() == "done" and not run.lock_path.exists()
+    run.write_json("analysis.json", {"ok": True})  # others add files to a finished run, unclaimed
+    assert run.status() == "done" and run.read_spec().run_id == run.run_id
+
+
+def test_executor_pattern_skips_when_another_worker_finished(store):
+    spec = make_spec()
+    a, b = store.run_dir(spec.run_id), store.run_dir(spec.run_id)
+    assert should_run(a.status(), False) and should_run(b.status(), False)  # both see "absent"
+    with a.claim() as claimed:
+        assert claimed
+        with b.claim() as other:
+            assert not other  # busy: skipped
+        a.reset()
+        a.write_spec(spec)
+        a.mark_done()
+    with b.claim() as claimed:  # b gets the lock only after a is done: the re-check skips it
+        assert claimed and not should_run(b.status(ignore_own_lock=True), False)
+    assert b.status() == "done"
 
 
 def test_should_run_policy():
@@ -300,7 +316,7 @@ def test_failed_json(run):
     data = run.read_failed()
     assert data["reason"] == "RuntimeError: loss is nan" and "raise RuntimeError" in data["traceback"]
     assert data["schema"] == 1 and data["run_id"] == run.run_id and data["pid"] == os.getpid()
-    assert run.status == "failed"
+    assert run.status() == "failed"
 
 
 def test_clean_incomplete_and_summary(store):
@@ -312,7 +328,7 @@ def test_clean_incomplete_and_summary(store):
         if target == "done":
             rd.mark_done()
         elif target == "failed":
-            rd.mark_failed("x", "tb")
+            rd.mark_failed(reason="x", traceback="tb")
         if target != "running":
             lock.release()
         else:
@@ -484,23 +500,30 @@ def test_collect_env(monkeypatch, tmp_path):
     env = envinfo.collect_env("cpu", 2, {"data_hashes": ["abc"]})
     json.dumps(env)
     assert env["threads"] == 2 and env["device"] == "cpu" and env["data_hashes"] == ["abc"]
-    assert {"git", "msabench", "numpy", "torch", "python", "platform", "packages", "determinism"} <= set(env)
+    assert {"git_sha", "git_dirty", "msabench", "numpy", "torch", "python", "platform", "packages", "determinism"} <= set(env)
     assert any(p.startswith("numpy==") for p in env["packages"])
-    with pytest.raises(ValueError):
-        envinfo.collect_env("cpu", 1, {"threads": 3})
+    merged = envinfo.collect_env("cpu", 1, {"determinism": {"seed": 7}, "threads": 3})
+    assert merged["determinism"]["seed"] == 7 and "CUBLAS_WORKSPACE_CONFIG" in merged["determinism"]
+    assert merged["threads"] == 3
     assert envinfo.git_info(tmp_path) == {"sha": None, "dirty": None, "root": None}  # not a checkout
 
 
 def test_store_imports_no_torch():
-    code = ("import sys, msabench.store, msabench.seeding, msabench.store_lock; "
+    code = ("import sys, msabench.store, msabench.seeding, msabench.envinfo; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_run_dir_write_and_env(run):
+def test_run_dir_write_and_env(run, tmp_path):
     run.write_env({"device": "cpu", "threads": 1})
     assert run.read_env()["schema"] == 1
     assert store_mod.STATUSES[-1] == "absent"
+    with pytest.raises(UserError, match="no results store"):
+        Store(tmp_path / "nowhere", must_exist=True)
+    with pytest.raises(FileNotFoundError):  # also a UserError: a clean line in the CLI
+        run.read_json("missing.json")
+    atomic_write_text(tmp_path / "report.md", "| a |\n")
+    assert (tmp_path / "report.md").read_text() == "| a |\n"
 
 
 def test_stale_takeover_exclusive_between_threads(run):

@@ -307,3 +307,18 @@ def load_dataset(
 
 def dataset_names(*, synthetic: bool | None = None) -> list[str]:
     return [n for n, info in DATASETS.items() if synthetic is None or info.synthetic == synthetic]
+
+
+def describe_datasets() -> dict[str, dict[str, Any]]:
+    """What `msabench datasets` lists."""
+    out = {}
+    for name, info in DATASETS.items():
+        entry = info.to_dict()
+        entry["kind"] = "synthetic" if info.synthetic else "real"
+        entry["summary"] = info.description
+        out[name] = entry
+    return out
+
+
+def family_of(name: str) -> str:
+    return DATASETS.get(name).family

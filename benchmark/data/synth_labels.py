@@ -156,8 +156,8 @@ def latent(family: str, labels: dict, dg: bool, rng: np.random.Generator,
         v = s if family == "sims" else s / 3.0
         if dg:
             z = CLASS3_CORNERS[round_class(s)].astype(np.float64)
-            z[:, 0] += 0.15 * v
-            z[:, 1] += 0.15 * np.abs(v)
+            z[:, 0] += 0.1 * v
+            z[:, 1] += 0.1 * np.abs(v)
         else:
             z = np.stack([v, np.abs(v)], axis=1)
     elif "classification" in labels:

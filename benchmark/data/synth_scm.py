@@ -29,10 +29,11 @@ from msabench.data import synth_text as st
 
 MODALITIES = ("t", "a", "v")
 # Invariant amplitude per key frame (text: per sentiment token), spurious amplitude per frame.
-AMP_INV = {"t": 2.0, "a": 0.55, "v": 0.8}
-AMP_SP = {"t": 0.12, "a": 0.08, "v": 0.1}
-AMP_SP_DG = {"t": 0.6, "a": 0.35, "v": 0.45}
-EXPRESSION_NOISE = 0.12  # eta, in latent units (single presets)
+AMP_INV = {"t": 6.0, "a": 0.55, "v": 0.5}
+AMP_SP = {"t": 0.06, "a": 0.04, "v": 0.05}
+AMP_INV_DG = {"t": 10.0, "a": 0.8, "v": 0.8}
+AMP_SP_DG = {"t": 1.0, "a": 0.5, "v": 0.7}
+EXPRESSION_NOISE = 0.06  # eta, in latent units (single presets)
 EXPRESSION_NOISE_DG = 0.08
 STYLE_SCALE = 1.5
 WORD_IDENTITY = 0.5  # scale of a word's random embedding on the non-invariant dims
@@ -105,7 +106,7 @@ def build_world(name: str, domains: tuple[str, ...], dims: dict[str, int], seed:
         inv = np.sort(perm[:n_inv])
         sp = np.sort(perm[n_inv : n_inv + n_sp])
         sty = np.sort(perm[n_inv + n_sp : n_inv + n_sp + n_sty])
-        w = AMP_INV[m] * _unit_columns(rng.standard_normal((n_inv, 2)))
+        w = (AMP_INV_DG if dg else AMP_INV)[m] * _unit_columns(rng.standard_normal((n_inv, 2)))
         amp_sp = (AMP_SP_DG if dg else AMP_SP)[m]
         g = rng.standard_normal((n_sp, 2 * len(domains)))
         if n_sp >= 2 * len(domains):

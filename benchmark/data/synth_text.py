@@ -90,8 +90,8 @@ WORD_COORDS = np.zeros((len(VOCAB), 2), dtype=np.float64)  # zero for non-sentim
 WORD_COORDS[SENT_IDS] = SENT_COORDS
 assert len(set(VOCAB)) == len(VOCAB) and VOCAB[100] == "[UNK]"
 
-SENT_TEMPERATURE = 0.22  # spread of the word choice around the latent (text informativeness)
-P_SENTIMENT = 0.14  # share of sentiment words beyond the first
+SENT_TEMPERATURE = 0.15  # spread of the word choice around the latent (text informativeness)
+P_SENTIMENT = 0.18  # share of sentiment words among the words (at least one)
 P_TOPIC = 0.3  # share of topic words among the other words
 
 
@@ -123,7 +123,7 @@ def draw_utterances(z: np.ndarray | None, max_len: int, domain: str, rng: np.ran
         fillers = np.where(rng.random(total) < P_TOPIC, rng.choice(topic, size=total),
                            rng.choice(FUNC_IDS, size=total))
         ids[word_pos] = fillers
-        n_sent = 1 + rng.binomial(n_words - 1, P_SENTIMENT)
+        n_sent = np.clip(np.round(n_words * P_SENTIMENT + rng.uniform(-0.5, 0.5, size=n)), 1, n_words)
         # k distinct word positions per utterance: the k smallest of random keys
         score = np.where(word_pos, rng.random((n, max_len)), 2.0)
         rank = np.argsort(np.argsort(score, axis=1, kind="stable"), axis=1, kind="stable")

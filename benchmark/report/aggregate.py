@@ -1,14 +1,23 @@
-"""Generic tables from a store: selection applied post hoc, mean and std (ddof=1) over seeds."""
+"""Generic tables from a store: selection applied post hoc, mean and std (ddof=1) over seeds.
+
+One table per protocol, setting and dataset(s) (and rate). The DG protocols get source and target
+column groups (accuracy and weighted F1 per domain; the lodo helper runs are folded into their main
+run's `lodo` selection, never shown as rows); the missing-rate protocols get one table per dataset
+and metric: the metric at every rate (the curve) plus `auilc` and `auilc_norm` columns.
+"""
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from msabench.report.table import Cell, Column, Row, Table
 from msabench.selection import metrics_at, select_epoch
+from msabench.types import short_hash
 
 GENERIC_METRICS = {
     "regression": ("acc2_has0", "acc2_non0", "f1_has0", "f1_non0", "acc7", "mae", "corr"),
@@ -17,6 +26,15 @@ GENERIC_METRICS = {
 }
 SIMS_METRICS = ("acc2", "acc3", "acc5", "f1", "mae", "corr")
 RAW_METRICS = {"mae": "min", "corr": "max"}
+DG_PROTOCOLS = ("dg-single", "dg-multisource")
+RATE_PROTOCOLS = ("missing-rate", "missing-rate-eval")
+ROW_IGNORED_KEYS = {"data.missing_rate", "data.rate"}  # a missing-rate sweep's rows span its rates
+CURVE_METRICS = {  # the metrics of the missing-rate tables and plots, per family
+    "regression": ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0"),
+    "sims": ("mae", "corr", "acc5", "acc3", "acc2", "f1"),
+    "classification": ("acc", "f1_weighted"),
+    "multilabel": ("mean_f1",),
+}
 
 
 @dataclass
@@ -27,17 +45,32 @@ class RunView:
     spec: dict[str, Any]
     records: list[dict[str, Any]]
     git: str = ""
+    env: dict[str, Any] = field(default_factory=dict)
+    dirty: bool = False
 
     @property
     def row_key(self) -> tuple:
         """Runs that differ only by seed share a row."""
         s = self.spec
-        return (s["model"], _freeze(s["config"]), s["impl_version"], tuple(s["modalities"]))
+        config = {k: v for k, v in s["config"].items() if k not in ROW_IGNORED_KEYS}
+        return (s["model"], _freeze(config), s["impl_version"], tuple(s["modalities"]))
 
     @property
     def table_key(self) -> tuple:
         s = self.spec
         return (s["protocol"], s["protocol_version"], s["setting"], tuple(s["datasets"]), float(s["rate"]))
+
+    @property
+    def sources(self) -> list[str]:
+        s = self.spec
+        return list(s.get("source_domains") or s["datasets"][:1])
+
+    @property
+    def is_helper(self) -> bool:
+        """A lodo helper run (its records feed its main run's `lodo` selection; never a row): it has
+        `valid_domains` (the held-out source), or trains on a strict subset of its sources."""
+        train = self.spec.get("train_domains") or ()
+        return bool(self.spec.get("valid_domains")) or (bool(train) and set(train) != set(self.sources))
 
 
 def _freeze(obj: Any) -> Any:
@@ -48,84 +81,298 @@ def _freeze(obj: Any) -> Any:
     return obj
 
 
-def chosen_metrics(view: RunView, rule: str, lodo: list[list[dict[str, Any]]] = ()) -> dict[str, dict[str, float]]:
-    """Test metrics per domain at the epoch `rule` picks (None when it cannot be answered)."""
+def stable_key(obj: Any) -> str:
+    """A short, process-independent hash (Python's hash() of strings is salted per process)."""
+    return short_hash(obj, 12)
+
+
+def canonical(domain: str) -> str:
+    """The real dataset a domain stands for: synth-mosi, synth-dg/mosi, mosi -> mosi."""
+    name = domain.split("/")[-1]
+    return name[len("synth-"):] if name.startswith("synth-") else name
+
+
+def is_synthetic(name: str) -> bool:
+    return name.startswith("synth-")
+
+
+def lodo_helpers(view: RunView, views: Iterable[RunView]) -> list[list[dict[str, Any]]]:
+    """The records of `view`'s lodo helper runs (same model, config, seed and setting), one list per
+    source; [] when some helper is missing (the `lodo` rule then cannot answer)."""
+    if view.is_helper:
+        return []
+    views = list(views)
+    try:
+        from msabench.protocols.dg import lodo_records
+    except ImportError:  # pragma: no cover - the DG protocol module is part of the package
+        lodo_records = None
+    if lodo_records is not None:
+        return lodo_records(view, views) or []
+    out = []
+    for h in views:
+        if not h.is_helper or h.row_key != view.row_key:
+            continue
+        hs, s = h.spec, view.spec
+        if (hs["seed"], hs["protocol"], hs["setting"], float(hs["rate"])) != (s["seed"], s["protocol"], s["setting"],
+                                                                               float(s["rate"])):
+            continue
+        if set(hs.get("train_domains") or ()) < set(view.sources):
+            out.append(h.records)
+    return out
+
+
+def selected_epoch(view: RunView, rule: str, lodo: Sequence[Sequence[dict[str, Any]]] = ()) -> int | None:
     s = view.spec
-    sources = s.get("train_domains") or s.get("source_domains") or s["datasets"][:1]
-    epoch = select_epoch(view.records, rule, task=s["task"], sources=sources,
-                         targets=s.get("target_domains", ()), train_rate=float(s["rate"]), lodo_records=lodo)
+    return select_epoch(view.records, rule, task=s["task"], sources=s.get("train_domains") or view.sources,
+                        targets=s.get("target_domains", ()), train_rate=float(s["rate"]), lodo_records=lodo)
+
+
+def chosen_metrics(view: RunView, rule: str, lodo: Sequence[Sequence[dict[str, Any]]] = (),
+                   rate: float | None = None) -> dict[str, dict[str, float]]:
+    """Test metrics per domain at the epoch `rule` picks ({} when it cannot be answered); `rate`: the
+    test evaluation at that missing rate (default: the run's own)."""
+    s = view.spec
+    epoch = selected_epoch(view, rule, lodo)
     if epoch is None:
         return {}
+    at = float(s["rate"]) if rate is None else float(rate)
     out = {}
     for domain in s["datasets"]:
-        m = metrics_at(view.records, epoch, "test", domain, float(s["rate"]))
+        m = metrics_at(view.records, epoch, "test", domain, at)
         if m is not None:
             out[domain] = m
     return out
 
 
-def metric_columns(task: str, family: str, domains: list[str]) -> list[Column]:
+def test_rates(view: RunView) -> list[float]:
+    return sorted({float(r.get("rate", 0.0)) for r in view.records if r["split"] == "test"})
+
+
+def rate_metrics(view: RunView, rule: str) -> dict[float, dict[str, dict[str, float]]]:
+    """{rate: {domain: metrics}} of every test rate the run evaluated (missing-rate-eval runs test one
+    checkpoint at many rates), at the epoch selected at the run's own training rate."""
+    epoch = selected_epoch(view, rule)
+    if epoch is None:
+        return {}
+    out: dict[float, dict[str, dict[str, float]]] = {}
+    for rate in test_rates(view):
+        for domain in view.spec["datasets"]:
+            m = metrics_at(view.records, epoch, "test", domain, rate)
+            if m is not None:
+                out.setdefault(rate, {})[domain] = m
+    return out
+
+
+def metric_columns(task: str, family: str, domains: list[str], subgroups: dict[str, str] | None = None) -> list[Column]:
     names = SIMS_METRICS if (task == "regression" and family == "sims") else GENERIC_METRICS[task]
     cols = []
     for domain in domains:
         for m in names:
-            raw = m in RAW_METRICS
-            cols.append(Column(key=f"{domain}:{m}", label=m, group=domain, metric=m,
-                               direction=RAW_METRICS.get(m, "max"), scale="raw" if raw else "percent",
-                               digits=3 if raw else 2))
+            cols.append(_metric_column(f"{domain}:{m}", m, domain, m, (subgroups or {}).get(domain, "")))
     return cols
 
 
-def mean_std(values: list[float]) -> Cell:
-    values = [v for v in values if v is not None]
+def _metric_column(key: str, label: str, group: str, metric: str, subgroup: str = "") -> Column:
+    raw = metric in RAW_METRICS
+    return Column(key=key, label=label, group=group, metric=metric, direction=RAW_METRICS.get(metric, "max"),
+                  scale="raw" if raw else "percent", digits=3 if raw else 2, subgroup=subgroup)
+
+
+def mean_std(values: Iterable[float | None]) -> Cell:
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     if not values:
         return Cell()
     std = statistics.stdev(values) if len(values) > 1 else None
     return Cell(mean=statistics.fmean(values), std=std, n=len(values))
 
 
-def generic_tables(views: list[RunView], selection: str | None, family_of, synthetic_of) -> list[Table]:
+def _caption(protocol: str, version: str, seeds: list[int], rule: str, synthetic: bool, extra: str = "") -> str:
+    return (f"Protocol {protocol} v{version}; test split; mean ± std (ddof=1) over "
+            f"{'/'.join(map(str, seeds)) or '0'} seeds; selection rule '{rule}'"
+            + (" (oracle: selected on the target valid split)" if rule == "oracle" else "")
+            + ("; synthetic data" if synthetic else "; real data") + "." + extra
+            + " Accuracies and F1 in percent.")
+
+
+def generic_tables(views: list[RunView], selection: str | None, family_of: Callable[[str], str],
+                   synthetic_of: Callable[[str], bool], reference: str | None = None) -> list[Table]:
+    """One table per protocol, setting and dataset(s) (missing-rate: per dataset and metric);
+    `reference` marks significant differences in the tables that have that row."""
+    from msabench.errors import UserError
+
+    rate_views = [v for v in views if v.spec["protocol"] in RATE_PROTOCOLS or v.spec.get("eval_rates")]
+    other = [v for v in views if v not in rate_views]
+    tables = _point_tables(other, views, selection, family_of, synthetic_of, reference)
+    tables += rate_tables(rate_views, selection, family_of, synthetic_of)
+    if reference and other and not any("reference" in t.meta for t in tables):
+        labels = sorted({r.label for t in tables for r in t.rows if r.kind == "ours"})
+        raise UserError(f"--reference {reference!r} names no row of these tables; use one of: {', '.join(labels)}")
+    return tables
+
+
+def _point_tables(views: list[RunView], all_views: list[RunView], selection, family_of, synthetic_of,
+                  reference: str | None = None) -> list[Table]:
+    from msabench.errors import UserError
+    from msabench.report.significance import mark_significance
+
     by_table: dict[tuple, list[RunView]] = defaultdict(list)
     for v in views:
-        by_table[v.table_key].append(v)
+        if not v.is_helper:
+            by_table[v.table_key].append(v)
     tables = []
     for key, runs in sorted(by_table.items(), key=lambda kv: str(kv[0])):
         protocol, version, setting, datasets, rate = key
         spec0 = runs[0].spec
         rule = selection or spec0["selection_rules"][0]
         task = spec0["task"]
-        columns = metric_columns(task, family_of(datasets[0]), list(datasets))
+        dg = protocol in DG_PROTOCOLS or bool(spec0.get("target_domains"))
+        subgroups = {}
+        if dg:
+            sources = set(runs[0].sources)
+            subgroups = {d: ("source" if d in sources else "target") for d in datasets}
+        columns = metric_columns(task, family_of(datasets[0]), list(datasets), subgroups)
         rows_by_key: dict[tuple, list[RunView]] = defaultdict(list)
         for r in runs:
             rows_by_key[r.row_key].append(r)
         rows = []
-        labels = _row_labels(rows_by_key)
+        labels = row_labels(rows_by_key)
+        values: dict[tuple[str, str, int], dict[int, float]] = {}
+        models: dict[str, str] = {}
         for rkey, members in rows_by_key.items():
-            per_run = [chosen_metrics(m, rule) for m in members]
+            key = stable_key(list(rkey))
+            per_run = [(int(m.spec["seed"]), chosen_metrics(m, rule, lodo_helpers(m, all_views) if rule == "lodo" else ()))
+                       for m in members]
             cells = {}
             for col in columns:
-                cells[col.key] = mean_std([pm.get(col.group, {}).get(col.metric) for pm in per_run])
-            rows.append(Row(key=str(hash(rkey)), label=labels[rkey], cells=cells,
-                            n_seeds=len({m.spec["seed"] for m in members})))
+                per_seed = {seed: float(v) for seed, pm in per_run
+                            if (v := pm.get(col.group, {}).get(col.metric)) is not None and v == v}
+                values[(key, col.key, 0)] = per_seed
+                cells[col.key] = mean_std(per_seed.values())
+            models[key] = members[0].spec["model"]
+            rows.append(Row(key=key, label=labels[rkey], cells=cells, n_seeds=len({m.spec["seed"] for m in members})))
         rows.sort(key=lambda r: r.label)
         synthetic = all(synthetic_of(d) for d in datasets)
         seeds = sorted({r.n_seeds for r in rows})
         title = f"{protocol} {setting}".strip() + f" on {' + '.join(datasets)}" + (f" at rate {rate:g}" if rate else "")
-        caption = (f"Protocol {protocol} v{version}; test split; mean ± std (ddof=1) over "
-                   f"{'/'.join(map(str, seeds))} seeds; selection rule '{rule}'"
-                   + (" (oracle: selected on the target valid split)" if rule == "oracle" else "")
-                   + ("; synthetic data" if synthetic else "") + ". Accuracies and F1 in percent.")
-        table = Table(id=f"{protocol}{('-' + setting) if setting else ''}-{'+'.join(datasets)}",
-                      title=title, columns=columns, rows=rows, caption=caption,
+        extra = ""
+        if dg:
+            extra = (f" Sources {', '.join(d for d in datasets if subgroups.get(d) == 'source')}; targets "
+                     f"{', '.join(d for d in datasets if subgroups.get(d) == 'target')}; 3-class accuracy and weighted F1.")
+        table = Table(id=f"{protocol}{('-' + setting) if setting else ''}-{'+'.join(datasets)}"
+                      + (f"-rate{rate:g}" if rate else ""),
+                      title=title, columns=columns, rows=rows,
+                      caption=_caption(protocol, version, seeds, rule, synthetic, extra),
                       meta={"protocol": protocol, "version": version, "setting": setting, "selection": rule,
-                            "synthetic": synthetic, "datasets": list(datasets)})
+                            "synthetic": synthetic, "datasets": list(datasets), "rate": rate})
+        if reference:
+            table.meta["row_models"] = models
+            try:
+                mark_significance(table, values, reference)
+            except UserError:
+                pass  # the reference row is not in this table
+            table.meta.pop("row_models", None)
         table.rank_cells()
         tables.append(table)
     return tables
 
 
-def _row_labels(rows_by_key: dict[tuple, list[RunView]]) -> dict[tuple, str]:
-    """The model label, plus the config keys that tell apart rows sharing it."""
+def rate_curves(views: list[RunView], rule: str | None = None,
+                metrics: Sequence[str] | None = None) -> dict[tuple, dict[str, Any]]:
+    """Missing-rate curves: {(protocol, version, setting, datasets): {"rows": {label: {metric:
+    {"rates", "mean", "std", "n", "auilc", "auilc_norm"}}}, "rule", "seeds", "task"}}."""
+    from msabench.metrics import auilc, auilc_norm
+
+    groups: dict[tuple, list[RunView]] = defaultdict(list)
+    for v in views:
+        s = v.spec
+        groups[(s["protocol"], s["protocol_version"], s["setting"], tuple(s["datasets"]))].append(v)
+    out = {}
+    for key, runs in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        spec0 = runs[0].spec
+        chosen_rule = rule or spec0["selection_rules"][0]
+        rows_by_key: dict[tuple, list[RunView]] = defaultdict(list)
+        for r in runs:
+            rows_by_key[r.row_key].append(r)
+        labels = row_labels(rows_by_key)
+        rows = {}
+        for rkey, members in rows_by_key.items():
+            per_seed: dict[int, dict[float, dict[str, dict[str, float]]]] = defaultdict(dict)
+            for m in members:
+                every_rate = bool(m.spec.get("eval_rates")) or m.spec["protocol"] == "missing-rate-eval"
+                for rate, per_domain in rate_metrics(m, chosen_rule).items():
+                    # a missing-rate run counts at its own rate; a -eval run tests one model at every rate
+                    if every_rate or rate == float(m.spec["rate"]):
+                        per_seed[m.spec["seed"]][rate] = per_domain
+            grid = sorted({rate for d in per_seed.values() for rate in d})
+            domain = key[3][0]
+            names = metrics or _curve_metric_names(spec0, key[3][0])
+            row = {}
+            for metric in names:
+                by_rate = {rate: [per_seed[s][rate].get(domain, {}).get(metric) for s in per_seed if rate in per_seed[s]]
+                           for rate in grid}
+                cells = [mean_std(by_rate[rate]) for rate in grid]
+                areas, norms = [], []
+                for s, values in per_seed.items():
+                    if len(grid) >= 2 and all(rate in values for rate in grid):
+                        curve = [values[rate].get(domain, {}).get(metric) for rate in grid]
+                        if all(c is not None and not math.isnan(c) for c in curve):
+                            areas.append(auilc(grid, curve))
+                            norms.append(auilc_norm(grid, curve))
+                row[metric] = {"rates": grid, "mean": [c.mean for c in cells], "std": [c.std for c in cells],
+                               "n": [c.n for c in cells], "auilc": mean_std(areas), "auilc_norm": mean_std(norms),
+                               "per_seed_auilc": areas}
+            rows[labels[rkey]] = row
+        out[key] = {"rows": rows, "rule": chosen_rule, "task": spec0["task"],
+                    "seeds": sorted({len({m.spec["seed"] for m in ms}) for ms in rows_by_key.values()})}
+    return out
+
+
+def _curve_metric_names(spec: dict[str, Any], dataset: str) -> tuple[str, ...]:
+    task = spec["task"]
+    if task == "regression" and canonical(dataset) == "sims":
+        return CURVE_METRICS["sims"]
+    return CURVE_METRICS.get(task, ())
+
+
+def rate_tables(views: list[RunView], selection: str | None, family_of, synthetic_of) -> list[Table]:
+    tables = []
+    for key, group in rate_curves(views, selection).items():
+        protocol, version, setting, datasets = key
+        rule = group["rule"]
+        synthetic = all(synthetic_of(d) for d in datasets)
+        metrics = sorted({m for row in group["rows"].values() for m in row},
+                         key=lambda m: list(_curve_metric_names({"task": group["task"]}, datasets[0])).index(m)
+                         if m in _curve_metric_names({"task": group["task"]}, datasets[0]) else 99)
+        for metric in metrics:
+            grid = sorted({r for row in group["rows"].values() for r in row.get(metric, {}).get("rates", [])})
+            columns = [_metric_column(f"rate{r:g}", f"{r:g}", "missing rate", metric) for r in grid]
+            columns += [_metric_column("auilc", "auilc", "", metric), _metric_column("auilc_norm", "auilc_norm", "", metric)]
+            rows = []
+            for label, row in sorted(group["rows"].items()):
+                curve = row.get(metric)
+                if curve is None:
+                    continue
+                cells = {f"rate{r:g}": Cell(mean=m, std=s, n=n)
+                         for r, m, s, n in zip(curve["rates"], curve["mean"], curve["std"], curve["n"])}
+                cells["auilc"] = curve["auilc"]
+                cells["auilc_norm"] = curve["auilc_norm"]
+                rows.append(Row(key=stable_key([label, metric]), label=label, cells=cells,
+                                n_seeds=max(curve["n"]) if curve["n"] else 0))
+            extra = (f" {metric} at each missing rate (same rate on every modality in train, valid and test); "
+                     "auilc: trapezoid area over the grid including 0.0, unnormalised; auilc_norm: auilc / grid width.")
+            table = Table(id=f"{protocol}{('-' + setting) if setting else ''}-{'+'.join(datasets)}-{metric}",
+                          title=f"{protocol} on {' + '.join(datasets)}: {metric} vs missing rate",
+                          columns=columns, rows=rows,
+                          caption=_caption(protocol, version, group["seeds"], rule, synthetic, extra),
+                          meta={"protocol": protocol, "version": version, "setting": setting, "selection": rule,
+                                "synthetic": synthetic, "datasets": list(datasets), "metric": metric})
+            table.rank_cells()
+            tables.append(table)
+    return tables
+
+
+def row_labels(rows_by_key: dict[tuple, list[RunView]]) -> dict[tuple, str]:
+    """The model label, plus the config keys (and modalities) that tell apart rows sharing it."""
     by_label: dict[str, list[tuple]] = defaultdict(list)
     for key, members in rows_by_key.items():
         by_label[members[0].spec["model"]].append(key)
@@ -136,6 +383,15 @@ def _row_labels(rows_by_key: dict[tuple, list[RunView]]) -> dict[tuple, str]:
             continue
         configs = [dict(rows_by_key[k][0].spec["config"]) for k in keys]
         differing = sorted({k for c in configs for k in c if any(c.get(k) != o.get(k) for o in configs)})
-        for k, cfg in zip(keys, configs):
-            labels[k] = label + ":" + ",".join(f"{d}={cfg.get(d)}" for d in differing)
+        mods = [",".join(rows_by_key[k][0].spec["modalities"]) for k in keys]
+        for k, cfg, mod in zip(keys, configs, mods):
+            text = label + (":" + ",".join(f"{d}={cfg.get(d)}" for d in differing) if differing else "")
+            if len(set(mods)) > 1:
+                text += f" [{mod}]"
+            if text in labels.values():
+                text += f" (impl v{rows_by_key[k][0].spec['impl_version']})"
+            labels[k] = text
     return labels
+
+
+_row_labels = row_labels  # the name the slice used

@@ -1,10 +1,21 @@
-"""The Table object every report renders from (extended by templates, never replaced)."""
+"""The Table object every report renders from (extended by templates, never replaced).
+
+A Table has columns (optionally in groups and subgroups) and rows (optionally in row groups). A
+cell holds a mean, its std (ddof=1) over seeds and the number of seeds; a compound cell (a paper's
+"has0/non0" or "MOSEI/MELD" cells) holds one such part per metric in `parts`. Values are fractions
+(the metric's own unit); the column's `scale` says how they are shown. Rows have a `kind`:
+`ours` (measured here), `paper` (the paper's numbers beside ours), `delta` (ours minus the paper's,
+real data only) or `published` (a row shown with the paper's numbers only). Ranks (1 best, bold; 2
+second, underlined) are computed among `ours` rows only, per part, on the shown (rounded) values.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+ROW_KINDS = ("ours", "paper", "delta", "published")
 
 
 @dataclass
@@ -16,6 +27,8 @@ class Column:
     direction: str = "max"  # "max" | "min": which way is better
     scale: str = "percent"  # "percent" (x100) | "fraction" | "raw"
     digits: int = 2
+    subgroup: str = ""  # second header level (e.g. source / target domain)
+    parts: list[str] = field(default_factory=list)  # compound cells: one "domain:metric" per part
 
 
 @dataclass
@@ -23,13 +36,16 @@ class Cell:
     mean: float | None = None
     std: float | None = None
     n: int = 0
-    text: str | None = None  # preformatted (e.g. "has0/non0" pairs)
+    text: str | None = None  # preformatted (overrides the number)
     published: float | None = None  # the paper's number, same scale as mean
     mark: str = ""  # significance mark against the reference row
     rank: int = 0  # 1 best, 2 second (by the column's direction)
+    parts: list[Cell] = field(default_factory=list)  # compound cells ("a/b"): one Cell per part
 
     @property
     def empty(self) -> bool:
+        if self.parts:
+            return all(p.empty for p in self.parts)
         return self.mean is None and self.text is None
 
 
@@ -42,6 +58,7 @@ class Row:
     published_only: bool = False
     n_seeds: int = 0
     note: str = ""
+    kind: str = "ours"  # ours | paper | delta | published
 
 
 @dataclass
@@ -58,31 +75,63 @@ class Table:
         return asdict(self)
 
     def rank_cells(self) -> None:
-        """Best and second best per column, by the column's direction (ties share a rank)."""
+        """Best and second best per column (and per part of compound cells), by the column's
+        direction, among the `ours` rows, on the values as shown (ties share a rank)."""
         for col in self.columns:
-            values = sorted({c.mean for r in self.rows if (c := r.cells.get(col.key)) and c.mean is not None
-                             and not math.isnan(c.mean)}, reverse=(col.direction == "max"))
-            for row in self.rows:
-                cell = row.cells.get(col.key)
-                if cell is None or cell.mean is None or math.isnan(cell.mean):
-                    continue
-                cell.rank = values.index(cell.mean) + 1 if cell.mean in values[:2] else 0
+            n_parts = max([len(c.parts) for r in self.rows if (c := r.cells.get(col.key)) is not None] + [0])
+            slots = range(n_parts) if n_parts else [None]
+            for slot in slots:
+                cells = []
+                for row in self.rows:
+                    cell = row.cells.get(col.key)
+                    if cell is None:
+                        continue
+                    target = cell if slot is None else (cell.parts[slot] if slot < len(cell.parts) else None)
+                    if target is None:
+                        continue
+                    target.rank = 0
+                    if row.kind != "ours" or target.mean is None or math.isnan(target.mean):
+                        continue
+                    cells.append((shown_value(target.mean, col), target))
+                values = sorted({v for v, _ in cells}, reverse=(col.direction == "max"))
+                for value, target in cells:
+                    target.rank = values.index(value) + 1 if value in values[:2] else 0
 
 
-def format_number(value: float | None, column: Column) -> str:
+def shown_value(value: float, column: Column) -> float:
+    """The value as printed (scaled and rounded), for ties."""
+    factor = 100.0 if column.scale == "percent" else 1.0
+    return round(value * factor, _digits(column))
+
+
+def _digits(column: Column) -> int:
+    return column.digits if column.scale != "fraction" else max(column.digits, 3)
+
+
+def format_number(value: float | None, column: Column, signed: bool = False) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    if column.scale == "percent":
-        return f"{100 * value:.{column.digits}f}"
-    return f"{value:.{column.digits if column.scale == 'raw' else max(column.digits, 3)}f}"
+    shown = 100 * value if column.scale == "percent" else value
+    text = f"{shown:+.{_digits(column)}f}" if signed else f"{shown:.{_digits(column)}f}"
+    return text
 
 
-def format_cell(cell: Cell | None, column: Column, with_std: bool = True) -> str:
+def format_part(cell: Cell | None, column: Column, with_std: bool = True, signed: bool = False,
+                pm: str = " ± ") -> str:
     if cell is None or cell.empty:
         return "-"
     if cell.text is not None:
         return cell.text
-    text = format_number(cell.mean, column)
+    text = format_number(cell.mean, column, signed=signed)
     if with_std and cell.std is not None and cell.n > 1:
-        text += f" ± {format_number(cell.std, column)}"
+        text += f"{pm}{format_number(cell.std, column)}"
     return text
+
+
+def format_cell(cell: Cell | None, column: Column, with_std: bool = True, signed: bool = False) -> str:
+    """Plain text of a cell: "m ± s", compound cells "m±s/m±s" (no rank or mark decoration)."""
+    if cell is None or cell.empty:
+        return "-"
+    if cell.parts:
+        return "/".join(format_part(p, column, with_std, signed, pm="±") for p in cell.parts)
+    return format_part(cell, column, with_std, signed)

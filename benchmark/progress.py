@@ -1,0 +1,136 @@
+"""Sweep progress on stderr: a bar with ETA on a terminal, plain lines otherwise; the end summary.
+
+The ETA is the wall time per executed run so far (runs skipped because the store has them cost
+nothing) times the runs left; before the first run ends it comes from the stored timings of the
+dry-run estimate when there are any.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = max(0, int(round(seconds)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    if h:
+        return f"{h}h{m:02d}m"
+    if m:
+        return f"{m}m{s:02d}s"
+    return f"{s}s"
+
+
+def describe_spec(spec: Any) -> str:
+    setting = f" {spec.setting}" if getattr(spec, "setting", "") else ""
+    return f"{spec.model} {'+'.join(spec.datasets)}{setting} seed={spec.seed} rate={spec.rate:g}"
+
+
+class Progress:
+    """`update(spec, status)` per finished run (from the executor's progress callback, driver side);
+    `message(text)` prints a line without breaking the bar; `close()` ends the bar."""
+
+    BAR_WIDTH = 24
+
+    def __init__(self, total: int, stream: TextIO | None = None, *, tty: bool | None = None,
+                 estimate_seconds: float | None = None, workers: int = 1, tick: float = 1.0):
+        self.total = total
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty() if tty is None else tty
+        self.estimate = estimate_seconds  # serial seconds of the runs to do, from stored timings
+        self.workers = max(1, workers)
+        self.counts = {"done": 0, "failed": 0, "skipped": 0}
+        self.started = time.perf_counter()
+        self.first_exec: float | None = None
+        self.last = ""
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
+        if self.tty and total:
+            self._thread = threading.Thread(target=self._tick, args=(tick,), daemon=True, name="msabench-progress")
+            self._thread.start()
+
+    @property
+    def processed(self) -> int:
+        return sum(self.counts.values())
+
+    def eta(self, now: float | None = None) -> float | None:
+        now = time.perf_counter() if now is None else now
+        executed = self.counts["done"] + self.counts["failed"]
+        left = self.total - self.processed
+        if left <= 0:
+            return 0.0
+        if executed:
+            return (now - self.started) / executed * left
+        if self.estimate is not None:
+            return max(0.0, self.estimate / self.workers - (now - self.started))
+        return None
+
+    def update(self, spec: Any, status: str) -> None:
+        with self._lock:
+            key = status if status in self.counts else "skipped"
+            self.counts[key] += 1
+            now = time.perf_counter()
+            self.last = f"{status} {describe_spec(spec)}"
+            if self.tty:
+                self._draw(now)
+            else:
+                self.stream.write(f"[{self.processed}/{self.total}] {status:8s} {describe_spec(spec)}  "
+                                  f"({fmt_duration(now - self.started)} elapsed, ETA {fmt_duration(self.eta(now))})\n")
+                self.stream.flush()
+
+    def message(self, text: str) -> None:
+        with self._lock:
+            if self.tty:
+                self.stream.write("\r\x1b[K" + text + "\n")
+                self._draw(time.perf_counter())
+            else:
+                self.stream.write(text + "\n")
+                self.stream.flush()
+
+    def _line(self, now: float) -> str:
+        frac = self.processed / self.total if self.total else 1.0
+        filled = int(round(frac * self.BAR_WIDTH))
+        c = self.counts
+        return (f"[{'#' * filled}{'.' * (self.BAR_WIDTH - filled)}] {self.processed}/{self.total}  done {c['done']} "
+                f"failed {c['failed']} skipped {c['skipped']}  {fmt_duration(now - self.started)} elapsed  "
+                f"ETA {fmt_duration(self.eta(now))}" + (f"  | {self.last}" if self.last else ""))
+
+    def _draw(self, now: float) -> None:
+        self.stream.write("\r\x1b[K" + self._line(now))
+        self.stream.flush()
+
+    def _tick(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            with self._lock:
+                self._draw(time.perf_counter())
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self.tty and self.total:
+            with self._lock:
+                self._draw(time.perf_counter())
+                self.stream.write("\n")
+                self.stream.flush()
+
+
+def summary_lines(outcome: Any, total: int, seconds: float, out: str, mlflow_line: str | None = None) -> list[str]:
+    """The end-of-sweep summary: counts, store, MLflow, the report command (and failed runs)."""
+    lines = [f"done {len(outcome.done)}, failed {len(outcome.failed)}, skipped {len(outcome.skipped)} of {total} "
+             f"runs in {fmt_duration(seconds)}; store {out}"]
+    if mlflow_line:
+        lines.append(mlflow_line)
+    if outcome.failed:
+        lines.append(f"failed runs are kept with their reason: `msabench status --out {shlex.quote(str(out))}` lists "
+                     f"them, --retry-failed reruns them")
+    lines.append(f"report: msabench report --out {shlex.quote(str(out))}")
+    return lines

@@ -1,0 +1,344 @@
+"""Paper tables: a template (msabench.protocols.templates) filled from the store's runs.
+
+Rows the store has runs for show our numbers (mean ± std over seeds at the post hoc selected
+epoch); the template's other rows show the paper's numbers as "published only". Runs in the store
+that match no template row (e.g. the protocol's quick list) are added as rows of their own, so a
+paper layout also tabulates the harness's own baselines. `compare_paper` adds a "(paper)" row under
+each of our rows, and on real data a "Δ" row (ours minus the paper's); on synthetic data no
+differences are shown (they measure other data). `reference` marks the cells that differ from the
+reference row (paired t-test over matched seeds, Holm-adjusted across the table).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from msabench.report.aggregate import (RATE_PROTOCOLS, RunView, canonical, chosen_metrics, is_synthetic, lodo_helpers,
+                                       mean_std, rate_metrics, row_labels, stable_key)
+from msabench.report.significance import SeedValues, mark_significance
+from msabench.report.table import Cell, Column, Row, Table
+
+OTHER_GROUP = "Other runs in the store (not in the paper)"
+PAPER_GROUP = "Paper rows"
+
+
+# -- which runs feed a template ------------------------------------------------------------------
+def _protocols(template) -> tuple[str, ...]:
+    return RATE_PROTOCOLS if template.protocol in RATE_PROTOCOLS else (template.protocol,)
+
+
+def _sources(view: RunView) -> frozenset[str]:
+    return frozenset(canonical(d) for d in view.sources)
+
+
+def relevant_views(template, views: Iterable[RunView]) -> list[RunView]:
+    out = []
+    settings = {frozenset(s.sources) for s in template.settings}
+    for v in views:
+        if v.spec["protocol"] not in _protocols(template) or v.is_helper:
+            continue
+        domains = {canonical(d) for d in v.spec["datasets"]}
+        if template.is_dg:
+            if _sources(v) not in settings:
+                continue
+        elif not domains <= set(template.datasets):
+            continue
+        out.append(v)
+    return out
+
+
+def _default_modalities(protocol: str) -> tuple[str, ...] | None:
+    try:
+        from msabench.protocols import PROTOCOLS
+
+        if protocol in PROTOCOLS:
+            return tuple(PROTOCOLS.get(protocol).modalities)
+    except Exception:  # noqa: BLE001 - the registry is optional here
+        return None
+    return None
+
+
+def row_matches(row, view: RunView, default_modalities: tuple[str, ...] | None) -> bool:
+    from msabench.config import parse_model_spec
+
+    if row.model is None:
+        return False
+    spec = parse_model_spec(row.model)
+    if view.spec["model"] != spec.label:
+        return False
+    config = view.spec.get("config", {})
+    if any(config.get(k) != v for k, v in spec.overrides.items()):
+        return False
+    wanted = row.modalities or default_modalities
+    return wanted is None or tuple(view.spec["modalities"]) == tuple(wanted)
+
+
+# -- values per seed -----------------------------------------------------------------------------
+def _domain_name(view: RunView, domain: str) -> str | None:
+    for d in view.spec["datasets"]:
+        if canonical(d) == domain:
+            return d
+    return None
+
+
+def _column_views(template, col, views: list[RunView], domain: str) -> list[RunView]:
+    if col.setting:
+        wanted = frozenset(template.setting(col.setting).sources)
+        return [v for v in views if _sources(v) == wanted]
+    return [v for v in views if canonical(v.spec["datasets"][0]) == domain]
+
+
+def _params(view: RunView) -> float | None:
+    for source in (view.env, view.spec):
+        for key in ("n_params", "params", "num_params", "parameters"):
+            value = source.get(key)
+            if isinstance(value, (int, float)):
+                return float(value) / 1e6
+            if isinstance(value, dict):
+                total = value.get("total") or value.get("all")
+                if isinstance(total, (int, float)):
+                    return float(total) / 1e6
+    return None
+
+
+def seed_values(template, col, part: int, views: list[RunView], rule: str,
+                all_views: Sequence[RunView]) -> dict[int, float]:
+    from msabench.metrics import auilc
+
+    domain, metric = col.parts[part]
+    chosen = _column_views(template, col, views, domain)
+    out: dict[int, float] = {}
+    if col.value == "params":
+        for v in chosen:
+            p = _params(v)
+            if p is not None:
+                out[int(v.spec["seed"])] = p
+        return out
+    if col.value == "auilc":
+        per_seed: dict[int, dict[float, float]] = defaultdict(dict)
+        for v in chosen:
+            every_rate = bool(v.spec.get("eval_rates")) or v.spec["protocol"] == "missing-rate-eval"
+            name = _domain_name(v, domain)
+            for rate, per_domain in rate_metrics(v, rule).items():
+                if (every_rate or rate == float(v.spec["rate"])) and name in per_domain:
+                    value = per_domain[name].get(metric)
+                    if value is not None:
+                        per_seed[int(v.spec["seed"])][rate] = float(value)
+        grid = sorted(template.rates) if template.rates else sorted({r for d in per_seed.values() for r in d})
+        for seed, curve in per_seed.items():
+            if len(grid) >= 2 and all(r in curve for r in grid):
+                values = [curve[r] for r in grid]
+                if not any(math.isnan(x) for x in values):
+                    out[seed] = auilc(grid, values)
+        return out
+    for v in chosen:
+        name = _domain_name(v, domain)
+        if name is None:
+            continue
+        lodo = lodo_helpers(v, all_views) if rule == "lodo" else ()
+        value = chosen_metrics(v, rule, lodo).get(name, {}).get(metric)
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            out[int(v.spec["seed"])] = float(value)
+    return out
+
+
+# -- the table -------------------------------------------------------------------------------------
+def _column(col) -> Column:
+    return Column(key=col.key, label=col.label, group=col.group, subgroup=col.subgroup,
+                  metric=col.parts[0][1] if len(col.parts) == 1 else "", direction=col.direction, scale=col.scale,
+                  digits=col.digits, parts=[f"{d}:{m}" for d, m in col.parts] if len(col.parts) > 1 else [])
+
+
+def _published_cells(template, row_key: str, lookup: dict) -> dict[str, Cell]:
+    cells = {}
+    for col in template.columns:
+        parts = []
+        for i in range(len(col.parts)):
+            p = lookup.get((row_key, col.key, i))
+            if p is None:
+                parts.append(Cell())
+                continue
+            factor = 0.01 if col.scale == "percent" else 1.0
+            parts.append(Cell(mean=p.value * factor, std=None if p.std is None else p.std * factor,
+                              n=5 if p.std is not None else 0, published=p.value * factor))
+        if any(not c.empty for c in parts):
+            cells[col.key] = Cell(parts=parts) if len(parts) > 1 else parts[0]
+    return cells
+
+
+def _pairs(cell: Cell | None) -> list[Cell]:
+    if cell is None:
+        return []
+    return cell.parts if cell.parts else [cell]
+
+
+def _delta_cells(ours: dict[str, Cell], paper: dict[str, Cell], template) -> dict[str, Cell]:
+    cells = {}
+    for col in template.columns:
+        a, b = _pairs(ours.get(col.key)), _pairs(paper.get(col.key))
+        if not a or not b:
+            continue
+        parts = [Cell(mean=x.mean - y.mean) if x.mean is not None and y.mean is not None else Cell()
+                 for x, y in zip(a, b)]
+        cells[col.key] = Cell(parts=parts) if len(parts) > 1 else parts[0]
+    return cells
+
+
+def _version(template, views: list[RunView]) -> str:
+    versions = sorted({str(v.spec.get("protocol_version", "")) for v in views})
+    if versions:
+        return "/".join(versions)
+    try:
+        from msabench.protocols import PROTOCOLS
+
+        if template.protocol in PROTOCOLS:
+            return PROTOCOLS.get(template.protocol).version
+    except Exception:  # noqa: BLE001
+        pass
+    return "?"
+
+
+def _rule(template, views: list[RunView], selection: str | None) -> str:
+    if selection:
+        return selection
+    if template.selection:
+        return template.selection
+    for v in views:
+        rules = v.spec.get("selection_rules") or ()
+        if rules:
+            return rules[0]
+    try:
+        from msabench.protocols import PROTOCOLS
+
+        if template.protocol in PROTOCOLS:
+            return PROTOCOLS.get(template.protocol).selection_rules[0]
+    except Exception:  # noqa: BLE001
+        pass
+    return "val"
+
+
+def build_template_table(template, views: Sequence[RunView], *, selection: str | None = None,
+                         compare_paper: bool = False, reference: str | None = None) -> Table:
+    from msabench.protocols.published import lookup, table_info
+
+    all_views = list(views)
+    relevant = relevant_views(template, all_views)
+    real = [v for v in relevant if not any(is_synthetic(d) for d in v.spec["datasets"])]
+    used = real or relevant
+    synthetic = bool(used) and not real
+    rule = _rule(template, used, selection)
+    default_mods = _default_modalities(template.protocol)
+    published = lookup(template.paper, template.table)
+
+    matched: dict[str, list[RunView]] = defaultdict(list)
+    unmatched: list[RunView] = []
+    for v in used:
+        row = next((r for r in template.rows if row_matches(r, v, default_mods)), None)
+        if row is None:
+            unmatched.append(v)
+        else:
+            matched[row.key].append(v)
+    extra_groups: dict[tuple, list[RunView]] = defaultdict(list)
+    for v in unmatched:
+        extra_groups[v.row_key].append(v)
+    extra_labels = row_labels(extra_groups)
+
+    columns = [_column(c) for c in template.columns]
+    values: SeedValues = {}
+    rows: list[Row] = []
+    models: dict[str, str] = {}
+    use_groups = any(r.group for r in template.rows) or bool(extra_groups)
+
+    def measured(key: str, label: str, group: str, members: list[RunView]) -> Row:
+        cells = {}
+        for tcol in template.columns:
+            parts = []
+            for i in range(len(tcol.parts)):
+                per_seed = seed_values(template, tcol, i, members, rule, all_views)
+                values[(key, tcol.key, i)] = per_seed
+                parts.append(mean_std(per_seed.values()))
+            cells[tcol.key] = Cell(parts=parts) if len(parts) > 1 else parts[0]
+        return Row(key=key, label=label, group=group, cells=cells, kind="ours",
+                   n_seeds=len({int(m.spec["seed"]) for m in members}))
+
+    for trow in template.rows:
+        group = trow.group or (PAPER_GROUP if use_groups else "")
+        paper_cells = _published_cells(template, trow.key, published)
+        members = matched.get(trow.key, [])
+        if trow.model:
+            models[trow.key] = trow.model
+        if not members:
+            rows.append(Row(key=trow.key, label=trow.label, group=group, cells=paper_cells, published_only=True,
+                            kind="published", note=trow.note or "published only"))
+            continue
+        ours = measured(trow.key, trow.label, group, members)
+        rows.append(ours)
+        if compare_paper and paper_cells:
+            rows.append(Row(key=trow.key + "#paper", label=f"{trow.label} (paper)", group=group, cells=paper_cells,
+                            kind="paper"))
+            if not synthetic:
+                rows.append(Row(key=trow.key + "#delta", label=f"{trow.label} Δ (ours − paper)", group=group,
+                                cells=_delta_cells(ours.cells, paper_cells, template), kind="delta"))
+    for rkey, members in sorted(extra_groups.items(), key=lambda kv: extra_labels[kv[0]]):
+        key = "store/" + stable_key(list(rkey))
+        models[key] = members[0].spec["model"]
+        rows.append(measured(key, extra_labels[rkey], OTHER_GROUP, members))
+
+    info = table_info(template.paper, template.table)
+    ours_rows = [r for r in rows if r.kind == "ours"]
+    seeds = sorted({r.n_seeds for r in ours_rows})
+    order = list(template.datasets)
+    datasets = sorted({d for v in used for d in v.spec["datasets"]},
+                      key=lambda d: (order.index(canonical(d)) if canonical(d) in order else len(order), d))
+    version = _version(template, used)
+    if not used:
+        data_text = "no runs of this protocol in the store yet: every row shows the paper's numbers"
+    elif synthetic:
+        stand_ins = sorted({(d.split("/")[0], canonical(d)) for d in datasets},
+                           key=lambda p: order.index(p[1]) if p[1] in order else len(order))
+        if template.is_dg:
+            data_text = f"synthetic data (synth-dg's domains stand in for {', '.join(c for _, c in stand_ins)})"
+        else:
+            data_text = "synthetic data (" + ", ".join(f"{s} for {c}" for s, c in stand_ins) + ")"
+    else:
+        data_text = f"real data ({', '.join(datasets)})"
+    scales = sorted({c.scale for c in template.columns})
+    raw = [c.label for c in template.columns if c.scale == "raw"]
+    scale_text = {"percent": "accuracies and F1 in percent", "fraction": "accuracies as fractions",
+                  "raw": " and ".join(dict.fromkeys(raw)) + " as raw values"}
+    caption = (f"Layout of {template.paper.upper()} Table {template.table} ({info['caption']}). "
+               f"Protocol {template.protocol} v{version}; test split; mean ± std (ddof=1) over "
+               f"{'/'.join(map(str, seeds)) or '0'} seeds; selection rule '{rule}'"
+               + (" (oracle: selected on the target valid split)" if rule == "oracle" else "")
+               + f"; {data_text}. "
+               + _sentence("; ".join(scale_text[s] for s in scales)) + ", as the paper prints them. "
+               + "Best bold, second underlined, among our rows. Rows marked 'published only' show the paper's "
+                 "numbers (not run here).")
+    if compare_paper:
+        caption += (" '(paper)' rows show the published numbers"
+                    + ("; on synthetic data no differences are shown: they measure other data." if synthetic
+                       else "; 'Δ' rows: ours minus the paper's."))
+    notes = list(template.notes) + ([template.metric_note] if template.metric_note else [])
+    table = Table(id=template.name, title=template.title, columns=columns, rows=rows, caption=caption, notes=notes,
+                  meta={"template": template.name, "paper": template.paper, "paper_table": template.table,
+                        "protocol": template.protocol, "version": version, "selection": rule,
+                        "synthetic": synthetic, "datasets": datasets, "compare_paper": compare_paper,
+                        "row_models": models, "real": bool(real)})
+    if reference:
+        mark_significance(table, values, reference)
+    table.rank_cells()
+    table.meta.pop("row_models", None)
+    return table
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def template_tables(names: Sequence[str], views: Sequence[RunView], **kwargs: Any) -> list[Table]:
+    from msabench.protocols.templates import TEMPLATES
+
+    return [build_template_table(TEMPLATES.get(n), views, **kwargs) for n in names]
