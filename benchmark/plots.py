@@ -110,7 +110,7 @@ def plot_selection_heatmap(matrix: Sequence[Sequence[int]], domains: Sequence[st
     data = np.asarray(matrix, dtype=float)
     if data.ndim != 2 or data.shape[0] != len(domains):
         raise ValueError(f"plot_selection_heatmap: matrix {data.shape} does not match {len(domains)} domains")
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.12 * data.shape[1] + 2), 0.5 * len(domains) + 1.4))
+    fig, ax = plt.subplots(figsize=(min(14.0, max(4.0, 0.12 * data.shape[1] + 2)), 0.5 * len(domains) + 1.4))
     ax.imshow(data, aspect="auto", cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
     ax.set_yticks(range(len(domains)), labels=list(domains))
     ax.set_xlabel("feature")
@@ -133,7 +133,9 @@ def plot_ratio_bars(ratios: Mapping[str, float | None], stem: str | Path, *, tit
     xs = range(len(keys))
     ax.bar(xs, values, label=what[0], color="#4c72b0")
     ax.bar(xs, [1 - v for v in values], bottom=values, label=what[1], color="#dd8452")
-    ax.set_xticks(list(xs), labels=keys, rotation=90 if len(keys) > 8 else 0, fontsize=7)
+    long = len(keys) > 8 or max(len(k) for k in keys) * len(keys) > 40
+    ax.set_xticks(list(xs), labels=keys, rotation=90 if len(keys) > 8 else (30 if long else 0),
+                  ha="center" if len(keys) > 8 or not long else "right", fontsize=7)
     ax.set_ylim(0, 1)
     ax.set_ylabel("ratio")
     if xlabel:
@@ -158,7 +160,8 @@ def plot_label_dependence(blocks: Mapping[str, Mapping[str, float | None]], stem
     fig, ax = plt.subplots(figsize=(max(3.5, 0.9 * len(names) + 1.5), 3.0))
     ax.bar(xs - 0.2, sel, width=0.4, label="selected")
     ax.bar(xs + 0.2, rem, width=0.4, label="removed")
-    ax.set_xticks(list(xs), labels=names, fontsize=8)
+    ax.set_xticks(list(xs), labels=names, fontsize=7, rotation=30 if len(names) > 2 else 0,
+                  ha="right" if len(names) > 2 else "center")
     ax.set_ylim(0, 1)
     ax.set_ylabel("dependent on the label")
     ax.legend(fontsize=7)

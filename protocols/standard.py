@@ -42,8 +42,10 @@ STANDARD = PROTOCOLS.add(
         selection_rules=("val", "last"),
         label_rule="sign",
         default_dataset="synth-mosi",
-        quick_models=("constant", "linear_probe", "lf_dnn", "tfn"),
-        synthetic_policy={"train.epochs": 15, "train.patience": 8},
+        # tfn is left out of the quick list: its (33 x 33 x 129)-wide fusion tensor makes it ~5x
+        # slower per step than lf_dnn on a CPU; run it with --model tfn.
+        quick_models=("constant", "linear_probe", "lf_dnn"),
+        synthetic_policy={"train.epochs": 10, "train.patience": 8},
         real_policy={"train.patience": 8},
     ),
 )

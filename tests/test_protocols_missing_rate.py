@@ -124,3 +124,44 @@ def test_curves_keep_models_apart_and_ignore_other_protocols():
     views = [(_spec("missing-rate-eval", 1, model=m), _records({0.0: 0.7, 1.0: 0.5}, [0.5])) for m in ("a", "b")]
     views.append((_spec("standard", 1), _records({0.0: 0.7}, [0.5])))
     assert [c.model for c in curves(views)] == ["a", "b"]
+
+
+# -- runs on synth-mosi (tiny) ---------------------------------------------------------------------------------
+
+
+def _store_views(out):
+    from msabench.store import Store
+
+    return [(rd.read_spec().to_dict(), rd.read_records()) for rd in Store(out).runs() if rd.is_done()]
+
+
+def test_missing_rate_completes_its_grid_on_synth_mosi_tiny(tmp_path):
+    from msabench.cli import main
+
+    out = tmp_path / "store"
+    assert main(["run", "--protocol", "missing-rate", "--tiny", "--model", "linear_probe", "--seeds", "1",
+                 "--out", str(out), "--device", "cpu"]) == 0
+    done = _store_views(out)
+    assert sorted(s["rate"] for s, _ in done) == list(GRID_FULL)
+    for spec, records in done:  # trained, validated and tested at its own rate only
+        assert {float(r["rate"]) for r in records} == {spec["rate"]}
+    (summary,) = curve_summary(done)
+    assert summary["rates"] == list(GRID_FULL) and summary["seeds"] == [1]
+    value, _, n = summary["auilc"]["acc2_has0"]
+    assert n == 1 and 0.0 < value <= 1.0
+    assert summary["auilc_norm"]["acc2_has0"][0] == pytest.approx(value / 1.0)
+
+
+def test_missing_rate_eval_tests_one_checkpoint_at_every_rate(tmp_path):
+    from msabench.cli import main
+
+    out = tmp_path / "store"
+    assert main(["run", "--protocol", "missing-rate-eval", "--tiny", "--model", "linear_probe", "--seeds", "1",
+                 "--rates", "0,0.5,1", "--out", str(out), "--device", "cpu"]) == 0
+    ((spec, records),) = _store_views(out)
+    assert spec["rate"] == 0.0 and spec["eval_rates"] == [0.0, 0.5, 1.0]
+    assert {float(r["rate"]) for r in records if r["split"] == "test"} == {0.0, 0.5, 1.0}
+    assert {float(r["rate"]) for r in records if r["split"] != "test"} == {0.0}  # selection on complete data
+    points = run_curve((spec, records))
+    assert sorted(points) == [0.0, 0.5, 1.0]
+    assert points[1.0]["acc2_has0"] is not None

@@ -95,47 +95,45 @@ P_SENTIMENT = 0.18  # share of sentiment words among the words (at least one)
 P_TOPIC = 0.3  # share of topic words among the other words
 
 
-def draw_utterances(z: np.ndarray | None, max_len: int, domain: str, rng: np.random.Generator,
+def draw_utterances(z: np.ndarray, max_len: int, domain: str, rng: np.random.Generator,
                     noise: bool = False) -> dict:
     """Token ids (N, max_len) int64 ([CLS] words [SEP] then [PAD]), lengths, sentiment positions.
 
-    `z` (N, 2) is the latent each utterance expresses; `noise=True` draws words uniformly,
-    regardless of any latent (the noise-modality option).
-    Returns {"ids", "lengths" (tokens incl. [CLS]/[SEP]), "n_words", "key" (N, max_len) bool:
-    the sentiment-word positions}.
+    `z` (N, 2) is the latent each utterance expresses; `noise=True` then replaces every word by
+    one drawn uniformly, regardless of the latent (the noise-modality option); lengths and the
+    sentiment positions (which time the audio and vision key frames) stay as without noise.
+    Returns {"ids", "lengths" (tokens incl. [CLS]/[SEP]), "key" (N, max_len) bool: the
+    sentiment-word positions}.
     """
     n = len(z)
     n_words = np.exp(rng.normal(np.log(10.0), 0.6, size=n))
     n_words = np.clip(np.round(n_words), 2, max_len - 2).astype(np.int64)
     lengths = n_words + 2
     ids = np.zeros((n, max_len), dtype=np.int64)
-    key = np.zeros((n, max_len), dtype=bool)
-    real = np.arange(max_len)[None, :] < lengths[:, None]
-    word_pos = real.copy()
+    word_pos = np.arange(max_len)[None, :] < lengths[:, None]
     word_pos[:, 0] = False
     word_pos[np.arange(n), lengths - 1] = False
-    if noise:
+    # function and topic words everywhere, then sentiment words at chosen positions
+    topic = np.array([WORD_ID[w] for w in TOPIC_WORDS[domain]], dtype=np.int64)
+    total = int(word_pos.sum())
+    fillers = np.where(rng.random(total) < P_TOPIC, rng.choice(topic, size=total),
+                       rng.choice(FUNC_IDS, size=total))
+    ids[word_pos] = fillers
+    n_sent = np.clip(np.round(n_words * P_SENTIMENT + rng.uniform(-0.5, 0.5, size=n)), 1, n_words)
+    # k distinct word positions per utterance: the k smallest of random keys
+    score = np.where(word_pos, rng.random((n, max_len)), 2.0)
+    rank = np.argsort(np.argsort(score, axis=1, kind="stable"), axis=1, kind="stable")
+    key = (rank < n_sent[:, None]) & word_pos
+    rows = np.nonzero(key)[0]
+    d2 = ((z[rows, None, :].astype(np.float64) - SENT_COORDS[None, :, :]) ** 2).sum(-1)
+    logits = -d2 / (2.0 * SENT_TEMPERATURE**2)
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    cdf = np.cumsum(p, axis=1)
+    u = rng.random(len(rows)) * cdf[:, -1]
+    pick = np.minimum((cdf < u[:, None]).sum(axis=1), len(SENT_IDS) - 1)
+    ids[key] = SENT_IDS[pick]
+    if noise:  # same lengths and positions (audio/vision keep theirs), words uniform
         ids[word_pos] = rng.choice(PLAIN_IDS, size=int(word_pos.sum()))
-    else:
-        # function and topic words everywhere, then sentiment words at chosen positions
-        topic = np.array([WORD_ID[w] for w in TOPIC_WORDS[domain]], dtype=np.int64)
-        total = int(word_pos.sum())
-        fillers = np.where(rng.random(total) < P_TOPIC, rng.choice(topic, size=total),
-                           rng.choice(FUNC_IDS, size=total))
-        ids[word_pos] = fillers
-        n_sent = np.clip(np.round(n_words * P_SENTIMENT + rng.uniform(-0.5, 0.5, size=n)), 1, n_words)
-        # k distinct word positions per utterance: the k smallest of random keys
-        score = np.where(word_pos, rng.random((n, max_len)), 2.0)
-        rank = np.argsort(np.argsort(score, axis=1, kind="stable"), axis=1, kind="stable")
-        key = (rank < n_sent[:, None]) & word_pos
-        rows = np.nonzero(key)[0]
-        d2 = ((z[rows, None, :].astype(np.float64) - SENT_COORDS[None, :, :]) ** 2).sum(-1)
-        logits = -d2 / (2.0 * SENT_TEMPERATURE**2)
-        p = np.exp(logits - logits.max(axis=1, keepdims=True))
-        cdf = np.cumsum(p, axis=1)
-        u = rng.random(len(rows)) * cdf[:, -1]
-        pick = np.minimum((cdf < u[:, None]).sum(axis=1), len(SENT_IDS) - 1)
-        ids[key] = SENT_IDS[pick]
     ids[:, 0] = SPECIAL_IDS["cls"]
     ids[np.arange(n), lengths - 1] = SPECIAL_IDS["sep"]
     return {"ids": ids, "lengths": lengths, "key": key}

@@ -1,0 +1,121 @@
+"""The vertical slice: determinism, recorded failures, resume after kill -9 (design 9)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from msabench.cli import main
+from msabench.model_api import MODELS, MSAModel
+from msabench.store import Store
+from msabench.store_compare import store_differences
+from msabench.types import ModelOutput
+
+TINY = ["run", "--protocol", "standard", "--dataset", "synth-mosi", "--tiny", "--no-mlflow", "--threads", "1"]
+
+
+def msabench(*args: str) -> int:
+    return main(list(args))
+
+
+@pytest.fixture(autouse=True)
+def synth_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("MSABENCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def test_same_spec_twice_gives_equal_results(tmp_path):
+    for out in ("a", "b"):
+        assert msabench(*TINY, "--model", "tfn", "--model", "lf_dnn", "--seeds", "1", "--out", str(tmp_path / out)) == 0
+    assert store_differences(str(tmp_path / "a"), str(tmp_path / "b")) == []
+    assert len(list(Store(tmp_path / "a").runs())) == 2
+
+
+@dataclass(frozen=True)
+class FaultConfig:
+    when: int = 1  # the epoch at which it misbehaves
+
+
+class Explodes(MSAModel):
+    """Raises in the forward pass at epoch `when`. Deviations: none (a test fixture)."""
+
+    name = "explodes"
+    config_cls = FaultConfig
+
+    def __init__(self, cfg, spec):
+        super().__init__(cfg, spec)
+        self.layer = torch.nn.Linear(1, 1)
+        self.epoch = 0
+
+    def on_epoch_start(self, ctx):
+        self.epoch = ctx.epoch
+
+    def forward(self, batch):
+        if self.training and self.epoch >= self.cfg.when:
+            raise RuntimeError("injected failure")
+        return ModelOutput(pred=self.layer(batch.y.float().unsqueeze(-1) * 0).squeeze(-1))
+
+
+class NanLoss(Explodes):
+    """Its loss turns NaN at epoch `when`. Deviations: none (a test fixture)."""
+
+    name = "nan_loss"
+
+    def forward(self, batch):
+        out = self.layer(torch.zeros(len(batch), 1)).squeeze(-1)
+        if self.training and self.epoch >= self.cfg.when:
+            out = out * float("nan")
+        return ModelOutput(pred=out)
+
+
+def test_failures_are_recorded_and_the_others_complete(tmp_path, monkeypatch):
+    monkeypatch.setitem(MODELS._items, "explodes", Explodes)
+    monkeypatch.setitem(MODELS._items, "nan_loss", NanLoss)
+    out = str(tmp_path / "store")
+    args = [*TINY, "--model", "explodes", "--model", "nan_loss", "--model", "linear_probe", "--seeds", "1",
+            "--out", out]
+    assert msabench(*args) == 0
+    store = Store(out)
+    status = {rd.read_spec_dict()["model"]: rd.status() for rd in store.runs()}
+    assert status == {"explodes": "failed", "nan_loss": "failed", "linear_probe": "done"}
+    reasons = {rd.read_spec_dict()["model"]: rd.read_failed()["reason"] for rd in store.runs(status="failed")}
+    assert "injected failure" in reasons["explodes"]
+    assert "not finite" in reasons["nan_loss"]
+    # A plain re-run leaves failed runs alone; --retry-failed reruns them (and they fail again).
+    assert msabench(*args) == 0
+    assert store.summary()["failed"] == 2
+    assert msabench(*args, "--retry-failed") == 0
+    assert store.summary()["failed"] == 2 and store.summary()["done"] == 1
+
+
+@pytest.mark.slow
+def test_kill_minus_nine_then_resume_equals_an_uninterrupted_sweep(tmp_path):
+    sweep = [*TINY, "--model", "linear_probe", "--model", "lf_dnn", "--seeds", "1,2,3,4,5"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    reference = str(tmp_path / "reference")
+    subprocess.run([sys.executable, "-m", "msabench", *sweep, "--out", reference], check=True, env=env,
+                   capture_output=True)
+    interrupted = str(tmp_path / "interrupted")
+    proc = subprocess.Popen([sys.executable, "-m", "msabench", *sweep, "--out", interrupted], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    runs_dir = Path(interrupted) / "runs"
+    while time.time() < deadline and not (runs_dir.exists() and len(list(runs_dir.glob("*/done"))) >= 2):
+        time.sleep(0.05)
+    time.sleep(random.uniform(0.0, 1.5))
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(list(runs_dir.glob("*/done")))
+    assert 2 <= done_before < 10, "the kill should land mid-sweep"
+    subprocess.run([sys.executable, "-m", "msabench", *sweep, "--out", interrupted], check=True, env=env,
+                   capture_output=True)
+    assert store_differences(reference, interrupted) == []
+    assert len([p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]) == 10
