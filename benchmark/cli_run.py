@@ -296,5 +296,5 @@ def check(ctx, baseline, out, run_fresh, write, k, floor, selection, keep) -> No
         click.echo(line)
     if lines:
         click.echo(f"check: {len(lines)} regression(s) against {baseline}", err=True)
-        ctx.exit(1)
+        sys.exit(1)  # SystemExit: msabench.cli.main maps click's own Exit codes to 0
     click.echo(f"check: every cell of {baseline} holds")

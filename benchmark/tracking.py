@@ -44,7 +44,10 @@ ARTIFACTS = ("records.jsonl", "predictions.npz", "spec.json", "env.json", "summa
 LOCK_TIMEOUT = 60.0
 # The circuit breaker's HTTP settings (env names read by mlflow at each request).
 SWEEP_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "5", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
-                  "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5"}
+                  "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+                  # mlflow >= 3 prints two "View run" lines to stdout per run on a server (and fetches
+                  # the run again to do so): the summary says where the runs are instead
+                  "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 _BATCH_PARAMS, _BATCH_METRICS = 100, 1000  # MLflow's log_batch limits
 _QUIET_LOGGERS = ("mlflow", "alembic", "urllib3", "sqlalchemy", "databricks")

@@ -27,11 +27,6 @@ def msabench(*args: str) -> int:
     return main(list(args))
 
 
-@pytest.fixture(autouse=True)
-def synth_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("MSABENCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
-
-
 def test_same_spec_twice_gives_equal_results(tmp_path):
     for out in ("a", "b"):
         assert msabench(*TINY, "--model", "tfn", "--model", "lf_dnn", "--seeds", "1", "--out", str(tmp_path / out)) == 0

@@ -173,7 +173,7 @@ def server(tmp_path):
     srv.stop()
 
 
-def sweep_cmd(out, uri, experiment, seeds="1,2,3"):
+def sweep_cmd(out, uri, experiment, seeds="1,2"):
     return [*MSABENCH, "run", "--protocol", "standard", "--dataset", "synth-mosi", "--model", "constant",
             "--model", "linear_probe", "--seeds", seeds, "--tiny", "--executor", "process", "--workers", "2",
             "--threads", "1", "--out", str(out), "--tracking-uri", uri, "--experiment", experiment]
@@ -196,7 +196,7 @@ def test_server_sweep_then_killed_mid_sweep_then_sync(server, tmp_path):
     client = MlflowClient(server.uri)
     found = runs_by_tag(client, "exp1")
     done = [rd.run_id for rd in Store(tmp_path / "s1").runs("done")]
-    assert len(done) == 6 and sorted(found) == sorted(done) and all(len(v) == 1 for v in found.values())
+    assert len(done) == 4 and sorted(found) == sorted(done) and all(len(v) == 1 for v in found.values())
     for runs in found.values():
         run = runs[0]
         assert run.info.status == "FINISHED"
@@ -212,7 +212,8 @@ def test_server_sweep_then_killed_mid_sweep_then_sync(server, tmp_path):
                             stderr=subprocess.PIPE, text=True, env=env)
     try:
         deadline = time.time() + 300
-        while time.time() < deadline and not runs_by_tag(client, "exp2"):
+        while time.time() < deadline and not any(
+                v[0].info.status == "FINISHED" for v in runs_by_tag(client, "exp2").values()):
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.2)
         server.stop()
@@ -222,19 +223,21 @@ def test_server_sweep_then_killed_mid_sweep_then_sync(server, tmp_path):
             proc.kill()
     assert proc.returncode == 0, stderr
     assert stderr.count(WARNING) == 1, stderr
-    assert len([rd for rd in Store(tmp_path / "s2").runs("done")]) == 6  # every result is in the store
-    assert sweep_seconds(stdout) <= normal + 8, (normal, stdout)
+    assert len([rd for rd in Store(tmp_path / "s2").runs("done")]) == 4  # every result is in the store
+    print(f"sweep seconds: normal {normal}, server killed mid-sweep {sweep_seconds(stdout)}")
+    assert sweep_seconds(stdout) <= normal * 1.3 + 8, (normal, stdout)  # slack for a loaded CI machine
     assert "sync-mlflow" in stdout
 
     # 3. the server comes back (same database); sync-mlflow logs what was missed, once each
     server.start()
     client = MlflowClient(server.uri)
-    logged_before = runs_by_tag(client, "exp2")
-    assert 1 <= len(logged_before) < 6
+    before = runs_by_tag(client, "exp2")  # a run may be half-logged (the server died under it)
+    finished = [k for k, v in before.items() if v[0].info.status == "FINISHED"]
+    assert 1 <= len(finished) < 4
     sync = subprocess.run([*MSABENCH, "sync-mlflow", "--out", str(tmp_path / "s2"), "--tracking-uri", server.uri,
                            "--experiment", "exp2"], capture_output=True, text=True, env=env, timeout=120)
     assert sync.returncode == 0, sync.stderr
     found = runs_by_tag(client, "exp2")
     assert sorted(found) == sorted(rd.run_id for rd in Store(tmp_path / "s2").runs("done"))
     assert all(len(v) == 1 and v[0].info.status == "FINISHED" for v in found.values())
-    assert f"{6 - len(logged_before)} runs logged, {len(logged_before)} already there" in sync.stdout
+    assert sync.stdout.strip() == f"MLflow: {4 - len(finished)} runs logged, {len(finished)} already there"

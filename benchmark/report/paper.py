@@ -275,6 +275,10 @@ def build_template_table(template, views: Sequence[RunView], *, selection: str |
                             kind="published", note=trow.note or "published only"))
             continue
         ours = measured(trow.key, trow.label, group, members)
+        if compare_paper:  # the paper's number beside ours in the JSON and CSV outputs
+            for key, cell in ours.cells.items():
+                for mine, theirs in zip(_pairs(cell), _pairs(paper_cells.get(key))):
+                    mine.published = theirs.mean
         rows.append(ours)
         if compare_paper and paper_cells:
             rows.append(Row(key=trow.key + "#paper", label=f"{trow.label} (paper)", group=group, cells=paper_cells,

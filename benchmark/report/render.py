@@ -3,7 +3,7 @@
 Every renderer takes a list of tables and returns text. Best values are bold and second best
 underlined (per part of compound cells), significance marks follow the value, "published only"
 rows say so. The LaTeX output is a `table` environment per table that needs
-`\\usepackage{booktabs,graphicx}` (plus `[utf8]{inputenc}` on old TeX Live); the CSV output is tidy:
+`\\usepackage{booktabs,graphicx}` (and `amssymb` for check marks; the text is pure ASCII); the CSV output is tidy:
 one line per row x column x part, with the numbers in the shown unit and at full precision.
 """
 
@@ -193,8 +193,9 @@ def to_latex(table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
-LATEX_PREAMBLE = (r"\documentclass{article}" "\n" r"\usepackage[T1]{fontenc}" "\n" r"\usepackage[utf8]{inputenc}" "\n"
-                  r"\usepackage{booktabs,graphicx,amssymb}" "\n" r"\usepackage[margin=1.5cm,landscape]{geometry}" "\n")
+# The rendered LaTeX is pure ASCII (tex_escape), so no font or input encoding package is needed.
+LATEX_PREAMBLE = (r"\documentclass{article}" "\n" r"\usepackage{booktabs,graphicx,amssymb}" "\n"
+                  r"\usepackage[margin=1.5cm,landscape]{geometry}" "\n")
 
 
 def latex_document(body: str) -> str:

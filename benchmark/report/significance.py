@@ -58,9 +58,16 @@ def _round(p: float) -> float | None:
 
 
 def find_row(rows: Sequence[Row], reference: str, models: dict[str, str]) -> Row:
+    """The row named by `reference`: its key or label, else the only row of that model spec/variant."""
     for row in rows:
-        if reference in (row.key, row.label, models.get(row.key)):
+        if reference in (row.key, row.label):
             return row
-    known = sorted({models.get(r.key) or r.label for r in rows})
+    by_model = [row for row in rows if models.get(row.key) == reference]
+    if len(by_model) == 1:
+        return by_model[0]
+    if len(by_model) > 1:
+        raise UserError(f"--reference {reference!r} names {len(by_model)} rows; give one of: "
+                        f"{', '.join(r.label for r in by_model)}")
+    known = sorted({models.get(r.key) or r.label for r in rows} | {r.label for r in rows})
     raise UserError(f"--reference {reference!r} names no row with runs in this table; use one of: "
                     f"{', '.join(known) or '(no rows with runs)'}")
