@@ -159,6 +159,8 @@ def test_kill_9_of_the_driver_leaves_no_writer(tmp_path):
     finally:
         if driver.poll() is None:
             driver.kill()
+        driver.wait()
+        driver.stderr.close()
         for p in pids:
             if not process_dead(p):
                 os.kill(p, signal.SIGKILL)

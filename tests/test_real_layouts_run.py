@@ -8,7 +8,7 @@ import pytest
 
 from msabench.cli import main
 from msabench.store import Store
-from tests.fixtures.realdata import write_meld, write_mmsa, write_mult_iemocap
+from fixtures.realdata import write_meld, write_mmsa, write_mult_iemocap
 
 RUN = ["run", "--protocol", "standard", "--tiny", "--no-mlflow", "--seeds", "1", "--model", "linear_probe"]
 

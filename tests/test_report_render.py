@@ -18,7 +18,7 @@ import pytest
 from msabench.protocols.templates import TEMPLATES
 from msabench.report.fabricate import fabricate_views, write_store
 from msabench.report.paper import build_template_table
-from msabench.report.render import RENDERERS, latex_document, tex_escape, to_csv, to_json, to_latex, to_markdown
+from msabench.report.render import latex_document, tex_escape, to_csv, to_json, to_latex, to_markdown
 from msabench.report.table import Cell, Column, Row, Table
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -134,12 +134,12 @@ class Server:
 
     def start(self, timeout: float = 90) -> Server:
         self.folder.mkdir(parents=True, exist_ok=True)
-        log = open(self.folder / f"server-{self.port}.log", "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
-             "--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}",
-             "--artifacts-destination", str(self.folder / "artifacts"), "--workers", "1"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.folder / f"server-{self.port}.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
+                 "--backend-store-uri", f"sqlite:///{self.folder / 'server.db'}",
+                 "--artifacts-destination", str(self.folder / "artifacts"), "--workers", "1"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + timeout
         import urllib.request
 

@@ -265,23 +265,25 @@ def _write_domain(folder: Path, preset: Preset, dom_idx: int, domain: str, spec:
     pkl = PickleStream(folder / "data.pkl")
     pkl.begin()
 
-    def put(split: str, key: str, value, in_pickle: bool = True, lengths=None) -> None:
+    def put(split: str, key: str, value, in_pickle: bool = True) -> None:
         if isinstance(value, list):
             if in_pickle:
                 pkl.plain(key, value)
             save_npy(arrays / f"{split}_{key}.npy", np.array(value, dtype=str))
         else:
             if in_pickle:
-                pkl.array(key, value, lengths)
-            save_npy(arrays / f"{split}_{key}.npy", value, lengths)
+                pkl.array(key, value)
+            save_npy(arrays / f"{split}_{key}.npy", value)
 
     for s_idx, split in enumerate(SPLITS):
         n = sizes[split]
         rng = _rng(opts, world, 1, dom_idx, s_idx, 0)
         labels = sl.draw_labels(spec.family, split, n, rng)
         shared = rng.standard_normal((n, 2)) * world.expression_noise
-        z = {m: sl.latent(spec.family, labels, world.dg, rng, m if spec.family == "sims" else None)
-             for m in scm.MODALITIES}
+        if spec.family == "sims":  # each modality expresses its own (unimodal) score
+            z = {m: sl.latent(spec.family, labels, world.dg, rng, m) for m in scm.MODALITIES}
+        else:  # one latent per sample, shared by the modalities
+            z = dict.fromkeys(scm.MODALITIES, sl.latent(spec.family, labels, world.dg, rng))
         z_expr = {m: (z[m] + shared).astype(np.float32) for m in scm.MODALITIES}
         utt = st.draw_utterances(z_expr["t"], max_lens["t"], spec.family,
                                  _rng(opts, world, 1, dom_idx, s_idx, 1), noise=noise == "t")
@@ -297,7 +299,7 @@ def _write_domain(folder: Path, preset: Preset, dom_idx: int, domain: str, spec:
         feats = np.zeros((n, max_lens["t"], spec.dims["t"][0]), dtype=np.float32)
         scm.fill_modality(feats, t_len, "t", world, domain, z["t"], z_expr["t"], None, ids,
                           _rng(opts, world, 1, dom_idx, s_idx, 2), noise == "t")
-        put(split, "text", feats, lengths=t_len)
+        put(split, "text", feats)
         del feats
         for k, (m, key) in enumerate((("a", "audio"), ("v", "vision"))):
             r = _rng(opts, world, 1, dom_idx, s_idx, 3 + k)
@@ -308,7 +310,7 @@ def _write_domain(folder: Path, preset: Preset, dom_idx: int, domain: str, spec:
             frames = scm.key_frames(utt["key"], t_len, lengths, max_lens[m], opts["aligned"])
             x = np.zeros((n, max_lens[m], spec.dims[m][0]), dtype=np.float32)
             scm.fill_modality(x, lengths, m, world, domain, z[m], z_expr[m], frames, None, r, noise == m)
-            put(split, key, x, lengths=lengths)
+            put(split, key, x)
             del x
             put(split, f"{key}_lengths", lengths)
         label_key = LABEL_KEYS[spec.label_kind]

@@ -86,10 +86,11 @@ class PickleStream:
         self.f.write(_SETITEMS)
         self.depth -= 1
 
-    def array(self, key: str, arr: np.ndarray, lengths: np.ndarray | None = None) -> None:
+    def array(self, key: str, arr: np.ndarray) -> None:
         arr = np.ascontiguousarray(arr)
         self.f.write(_short_str(key) + array_header(arr))
-        write_rows(self.f, arr, lengths)
+        if arr.nbytes:
+            self.f.write(memoryview(arr).cast("B"))
         self.f.write(_TUPLE + _BUILD)
 
     def plain(self, key: str, obj) -> None:
@@ -101,38 +102,10 @@ class PickleStream:
         self.f.close()
 
 
-SPARSE_MIN_GAP = 16384  # bytes of padding per sample worth a seek
-
-
-def write_rows(f, arr: np.ndarray, lengths: np.ndarray | None = None) -> None:
-    """Write a C-contiguous array's bytes; with `lengths`, seek over each sample's padding.
-
-    The padding (positions >= length along axis 1) must be zero: skipped ranges become file
-    holes, which read back as zeros, so the bytes are the same and less is written.
-    """
-    if arr.nbytes == 0:
-        return
-    mv = memoryview(arr).cast("B")
-    if lengths is None or arr.ndim < 2:
-        f.write(mv)
-        return
-    row, step = arr.strides[0], arr.strides[1]
-    lengths = np.asarray(lengths)
-    if row - step * float(lengths.mean()) < SPARSE_MIN_GAP:
-        f.write(mv)
-        return
-    start = f.tell()
-    for i, length in enumerate(lengths.tolist()):
-        off = i * row
-        if length:
-            f.write(mv[off : off + length * step])
-        f.seek(start + off + row)
-    f.truncate()  # the file reaches its full size even when it ends in padding
-
-
-def save_npy(path: Path, arr: np.ndarray, lengths: np.ndarray | None = None) -> None:
-    """np.save's format (version 1.0 header), writing padding as holes when lengths are given."""
+def save_npy(path: Path, arr: np.ndarray) -> None:
+    """np.save's format (a version 1.0 header, then the C-order bytes)."""
     arr = np.ascontiguousarray(arr)
     with open(path, "wb") as f:
         np.lib.format.write_array_header_1_0(f, np.lib.format.header_data_from_array_1_0(arr))
-        write_rows(f, arr, lengths)
+        if arr.nbytes:
+            f.write(memoryview(arr).cast("B"))

@@ -101,24 +101,9 @@ def lodo_helpers(view: RunView, views: Iterable[RunView]) -> list[list[dict[str,
     source; [] when some helper is missing (the `lodo` rule then cannot answer)."""
     if view.is_helper:
         return []
-    views = list(views)
-    try:
-        from msabench.protocols.dg import lodo_records
-    except ImportError:  # pragma: no cover - the DG protocol module is part of the package
-        lodo_records = None
-    if lodo_records is not None:
-        return lodo_records(view, views) or []
-    out = []
-    for h in views:
-        if not h.is_helper or h.row_key != view.row_key:
-            continue
-        hs, s = h.spec, view.spec
-        if (hs["seed"], hs["protocol"], hs["setting"], float(hs["rate"])) != (s["seed"], s["protocol"], s["setting"],
-                                                                               float(s["rate"])):
-            continue
-        if set(hs.get("train_domains") or ()) < set(view.sources):
-            out.append(h.records)
-    return out
+    from msabench.protocols.dg import lodo_records
+
+    return lodo_records(view, list(views)) or []
 
 
 def selected_epoch(view: RunView, rule: str, lodo: Sequence[Sequence[dict[str, Any]]] = ()) -> int | None:
