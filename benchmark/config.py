@@ -2,8 +2,8 @@
 
 A resolved config is a flat dict of namespaced keys: `model.*` (architecture and losses),
 `train.*`, `data.*`, `text.*`. Precedence, lowest first:
-    global defaults < model defaults (or `tiny()`) < family preset < protocol policy
-    < `--set` < the spec's variant < the spec's inline keys.
+    global defaults < model defaults (or `tiny()`) < family preset < protocol policy (then its
+    caps, as minima) < `--set` < the spec's variant < the spec's inline keys.
 """
 
 from __future__ import annotations
@@ -176,6 +176,7 @@ def resolve_config(
     family: str,
     *,
     policy: dict[str, Any] | None = None,
+    caps: dict[str, Any] | None = None,
     user_set: dict[str, Any] | None = None,
     tiny: bool = False,
     tolerated_model_keys: set[str] = frozenset(),
@@ -190,6 +191,8 @@ def resolve_config(
         preset = {k: v for k, v in preset.items() if not k.startswith("model.")}
     resolved.update(preset)
     resolved.update(policy or {})
+    for key, cap in (caps or {}).items():
+        resolved[key] = min(resolved[key], cap)
     user_set = user_set or {}
     check_keys(user_set, known, "--set", tolerated=set(tolerated_model_keys))
     resolved.update({k: v for k, v in user_set.items() if k in known})

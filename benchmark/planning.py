@@ -135,14 +135,9 @@ def plan(request: Request) -> list[RunSpec]:
 
 def _build(run, spec: ModelSpec, cls, protocol, request: Request, sweep_model_keys, skip_incompatible):
     synthetic = run.datasets[0] in _synthetic_names()
-    family_probe = resolve_config(cls, spec, "mosi", policy=protocol.policy(synthetic),
-                                  user_set=request.user_set, tiny=request.tiny,
-                                  tolerated_model_keys=sweep_model_keys)
-    if request.tiny:
-        family_probe.update(_tiny_policy(synthetic))
-    first = load_for_config(run.datasets[0], family_probe, request.data_root)
-    cfg = resolve_config(cls, spec, first.family, policy=protocol.policy(synthetic), user_set=request.user_set,
-                         tiny=request.tiny, tolerated_model_keys=sweep_model_keys)
+    layers = dict(policy=protocol.policy(synthetic), caps=protocol.caps(synthetic), user_set=request.user_set,
+                  tiny=request.tiny, tolerated_model_keys=sweep_model_keys)
+    cfg = resolve_config(cls, spec, _family(run.datasets[0]), **layers)
     if request.tiny:
         cfg.update(_tiny_policy(synthetic))
     data = [load_for_config(name, cfg, request.data_root) for name in run.datasets]
@@ -184,6 +179,12 @@ def _check_modalities(modalities) -> None:
     bad = [m for m in modalities if m not in ("t", "a", "v")]
     if bad or not modalities or len(set(modalities)) != len(modalities):
         raise UserError(f"--modalities {','.join(modalities)}: use a non-empty subset of t,a,v, e.g. t,v")
+
+
+def _family(name: str) -> str:
+    from msabench.data.datasets import family_of
+
+    return family_of(name)
 
 
 def _synthetic_names() -> set[str]:

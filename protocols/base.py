@@ -68,6 +68,9 @@ class Protocol:
     modalities: tuple[str, ...] = ("t", "a", "v")
     synthetic_policy: dict[str, Any] = field(default_factory=dict)
     real_policy: dict[str, Any] = field(default_factory=dict)
+    # Upper bounds (e.g. train.epochs) applied on the synthetic suite after the policy: a model whose
+    # own default is lower keeps it; `--set` and model specs can still go above.
+    synthetic_caps: dict[str, Any] = field(default_factory=dict)
     settings: tuple[str, ...] = ()
 
     def describe(self) -> dict[str, Any]:
@@ -78,10 +81,14 @@ class Protocol:
             "label_rule": self.label_rule, "default_dataset": self.default_dataset,
             "quick_models": list(self.quick_models), "modalities": list(self.modalities),
             "synthetic_policy": self.synthetic_policy, "real_policy": self.real_policy,
+            "synthetic_caps": self.synthetic_caps,
         }
 
     def policy(self, synthetic: bool) -> dict[str, Any]:
         return dict(self.synthetic_policy if synthetic else self.real_policy)
+
+    def caps(self, synthetic: bool) -> dict[str, Any]:
+        return dict(self.synthetic_caps) if synthetic else {}
 
     def check_selection(self, selection: str | None) -> None:
         if selection is not None and selection not in self.selection_rules:

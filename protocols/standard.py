@@ -45,7 +45,8 @@ STANDARD = PROTOCOLS.add(
         # tfn is left out of the quick list: its (33 x 33 x 129)-wide fusion tensor makes it ~5x
         # slower per step than lf_dnn on a CPU; run it with --model tfn.
         quick_models=("constant", "linear_probe", "lf_dnn"),
-        synthetic_policy={"train.epochs": 10, "train.patience": 8},
+        synthetic_policy={"train.patience": 8},
+        synthetic_caps={"train.epochs": 10},
         real_policy={"train.patience": 8},
     ),
 )

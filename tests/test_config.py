@@ -86,3 +86,12 @@ def test_registry_refuses_duplicates_and_suggests():
         reg.add("alpha", 2)
     with pytest.raises(UserError, match="alpha"):
         reg.get("alpah")
+
+
+def test_caps_bound_from_above_but_set_can_exceed_them():
+    spec = parse_model_spec("fake")
+    assert resolve_config(FakeModel, spec, "mosi", caps={"train.epochs": 10})["train.epochs"] == 10
+    low = {"train.epochs": 3}
+    assert resolve_config(FakeModel, spec, "mosi", policy=low, caps={"train.epochs": 10})["train.epochs"] == 3
+    cfg = resolve_config(FakeModel, spec, "mosi", caps={"train.epochs": 10}, user_set={"train.epochs": 40})
+    assert cfg["train.epochs"] == 40
