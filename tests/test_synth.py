@@ -8,6 +8,7 @@ import json
 import os
 import pickle
 import re
+import shutil
 import socket
 from pathlib import Path
 
@@ -34,7 +35,8 @@ def small_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth-small")
     for name in ("synth-mosi", "synth-mosei", "synth-sims", "synth-meld", "synth-iemocap", "synth-dg"):
         synth.generate(name, dest=root, scale=SMALL)
-    return root
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def small(name, root):
@@ -43,13 +45,16 @@ def small(name, root):
 
 @pytest.fixture(scope="session")
 def mosi1(tmp_path_factory):
-    return synth.load_synth("synth-mosi", dest=tmp_path_factory.mktemp("synth-mosi1"), scale=1.0)
+    root = tmp_path_factory.mktemp("synth-mosi1")
+    yield synth.load_synth("synth-mosi", dest=root, scale=1.0)
+    shutil.rmtree(root, ignore_errors=True)  # 0.8 GB: not left for pytest's tmp retention
 
 
 @pytest.fixture(scope="session")
 def dg(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth-dg")
-    return {d: synth.load_synth(f"synth-dg/{d}", dest=root, scale=0.25) for d in synth.DG_DOMAINS}
+    yield {d: synth.load_synth(f"synth-dg/{d}", dest=root, scale=0.25) for d in synth.DG_DOMAINS}
+    shutil.rmtree(root, ignore_errors=True)  # 3.6 GB
 
 
 # --- names, options, errors ----------------------------------------------------------------------
@@ -151,6 +156,29 @@ def test_pickle_is_mmsa_layout_and_matches_arrays(small_root):
     for name in ("vocab.txt", "ground_truth.json", "meta.json"):
         assert (folder / name).is_file()
     assert "time" not in (folder / "meta.json").read_text()
+
+
+def test_pickle_stream_roundtrip(tmp_path):
+    from msabench.data.synth_io import PickleStream, save_npy
+
+    arrays = [np.zeros(()), np.arange(5), np.ones((2, 3), np.float32), np.ones((1, 2, 1, 2), np.float32),
+              np.array([True, False]), np.zeros((0, 3), np.float32), np.arange(4, dtype=np.uint8),
+              np.arange(12, dtype=np.float32).reshape(3, 4).T, np.array([[2**40]])]
+    with PickleStream(tmp_path / "x.pkl") as p:
+        p.begin()
+        p.begin("split")
+        for i, a in enumerate(arrays):
+            p.array(f"a{i}", a)
+            save_npy(tmp_path / f"a{i}.npy", a)
+        p.plain("ids", ["a", "b", "a"])
+        p.end()
+        p.end()
+    with open(tmp_path / "x.pkl", "rb") as f:
+        got = pickle.load(f)["split"]
+    assert got["ids"] == ["a", "b", "a"]
+    for i, a in enumerate(arrays):
+        for b in (got[f"a{i}"], np.load(tmp_path / f"a{i}.npy")):
+            assert b.dtype == a.dtype and b.shape == a.shape and np.array_equal(a, b)
 
 
 def test_deterministic_bytes(tmp_path):
@@ -328,7 +356,8 @@ def test_interrupted_generation_leaves_no_complete_folder(tmp_path, monkeypatch)
     assert folder.name == final and (folder / "data.pkl").stat().st_size > 0
     assert other.exists() and not dead.exists()  # another host's temp is left alone; a dead pid's removed
     # a folder under the final name that is not complete is an error, never silently used
-    broken = tmp_path / f"synth-mosi-{synth.options_hash('synth-mosi', {'seed': 1, 'scale': SMALL, 'aligned': False, 'noise_modality': None})}"
+    opts1 = {"seed": 1, "scale": SMALL, "aligned": False, "noise_modality": None}
+    broken = tmp_path / f"synth-mosi-{synth.options_hash('synth-mosi', opts1)}"
     broken.mkdir()
     with pytest.raises(UserError, match="not a complete synthetic dataset"):
         synth.generate("synth-mosi", dest=tmp_path, scale=SMALL, seed=1)

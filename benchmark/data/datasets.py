@@ -24,8 +24,6 @@ from msabench.registry import Registry
 
 SOURCES = ("auto", "pkl", "aligned", "label-csv")
 ENV_DATA_ROOT = "MSABENCH_DATA_ROOT"
-# The design's synthetic names, used only while msabench.data.synth is not importable.
-_DESIGN_SYNTH_NAMES = ("synth-mosi", "synth-mosei", "synth-sims", "synth-meld", "synth-iemocap", "synth-dg")
 SYNTH_DG_DOMAINS = ("mosi", "mosei", "meld")
 FAMILY_LABEL_KIND = {"mosi": "regression", "mosei": "regression", "sims": "regression",
                      "meld": "classification", "iemocap": "multilabel"}
@@ -97,17 +95,9 @@ DATASETS = _DatasetRegistry()
 
 
 def _synth_names() -> list[str]:
-    try:
-        from msabench.data.synth import synth_names
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("msabench.data.synth",):
-            raise
-        names = list(_DESIGN_SYNTH_NAMES)
-    else:
-        names = list(synth_names())
-    if "synth-dg" in names:
-        names += [f"synth-dg/{d}" for d in SYNTH_DG_DOMAINS if f"synth-dg/{d}" not in names]
-    return names
+    from msabench.data.synth import synth_names
+
+    return list(synth_names())
 
 
 def _synth_info(name: str) -> DatasetInfo:

@@ -202,8 +202,10 @@ def _json_dump(path: Path, obj) -> None:
 
 
 def _build(folder: Path, preset: Preset, opts: dict, digest: str) -> None:
-    dims = {m: d for m, (d, _) in next(iter(preset.domains.values())).dims.items()}
-    world = scm.build_world(preset.name, tuple(preset.domains), dims, opts["seed"])
+    first = next(iter(preset.domains.values()))  # the domains share dims and lengths
+    dims = {m: d for m, (d, _) in first.dims.items()}
+    world = scm.build_world(preset.name, tuple(preset.domains), dims,
+                            _max_lens(first, opts["aligned"]), opts["seed"])
     for i, (domain, spec) in enumerate(preset.domains.items()):
         target = folder / domain if preset.dg else folder
         target.mkdir(exist_ok=True)
@@ -214,7 +216,7 @@ def _build(folder: Path, preset: Preset, opts: dict, digest: str) -> None:
             "name": preset.name, "preset": preset.name, "domain": None, "domains": list(preset.domains),
             "generator_version": GENERATOR_VERSION, "hash": digest, "options": opts,
             "sizes": {d: scaled_sizes(s.sizes, opts["scale"]) for d, s in preset.domains.items()},
-            "dims": dims, "max_lens": _max_lens(next(iter(preset.domains.values())), opts["aligned"]),
+            "dims": dims, "max_lens": _max_lens(first, opts["aligned"]),
         })
 
 
@@ -262,8 +264,6 @@ def _write_domain(folder: Path, preset: Preset, dom_idx: int, domain: str, spec:
     sizes = scaled_sizes(spec.sizes, opts["scale"])
     max_lens = _max_lens(spec, opts["aligned"])
     noise = opts["noise_modality"]
-    pkl = PickleStream(folder / "data.pkl")
-    pkl.begin()
 
     def put(split: str, key: str, value, in_pickle: bool = True) -> None:
         if isinstance(value, list):
@@ -275,51 +275,52 @@ def _write_domain(folder: Path, preset: Preset, dom_idx: int, domain: str, spec:
                 pkl.array(key, value)
             save_npy(arrays / f"{split}_{key}.npy", value)
 
-    for s_idx, split in enumerate(SPLITS):
-        n = sizes[split]
-        rng = _rng(opts, world, 1, dom_idx, s_idx, 0)
-        labels = sl.draw_labels(spec.family, split, n, rng)
-        shared = rng.standard_normal((n, 2)) * world.expression_noise
-        if spec.family == "sims":  # each modality expresses its own (unimodal) score
-            z = {m: sl.latent(spec.family, labels, world.dg, rng, m) for m in scm.MODALITIES}
-        else:  # one latent per sample, shared by the modalities
-            z = dict.fromkeys(scm.MODALITIES, sl.latent(spec.family, labels, world.dg, rng))
-        z_expr = {m: (z[m] + shared).astype(np.float32) for m in scm.MODALITIES}
-        utt = st.draw_utterances(z_expr["t"], max_lens["t"], spec.family,
-                                 _rng(opts, world, 1, dom_idx, s_idx, 1), noise=noise == "t")
-        ids, t_len = utt["ids"], utt["lengths"]
-        pkl.begin(split)
-        put(split, "id", [f"{domain}_{split}_{i // 8:05d}$_${i % 8 + 1}" for i in range(n)])
-        put(split, "raw_text", st.raw_texts(ids, t_len))
-        mask = (np.arange(max_lens["t"])[None, :] < t_len[:, None]).astype(np.int64)
-        put(split, "text_bert", np.stack([ids, mask, np.zeros_like(ids)], axis=1))
-        del mask
-        put(split, "text_ids", ids, in_pickle=False)
-        put(split, "text_lengths", t_len, in_pickle=False)
-        feats = np.zeros((n, max_lens["t"], spec.dims["t"][0]), dtype=np.float32)
-        scm.fill_modality(feats, t_len, "t", world, domain, z["t"], z_expr["t"], None, ids,
-                          _rng(opts, world, 1, dom_idx, s_idx, 2), noise == "t")
-        put(split, "text", feats)
-        del feats
-        for k, (m, key) in enumerate((("a", "audio"), ("v", "vision"))):
-            r = _rng(opts, world, 1, dom_idx, s_idx, 3 + k)
-            if opts["aligned"]:
-                lengths = t_len.copy()
-            else:
-                lengths = scm.frame_lengths(t_len, max_lens["t"], max_lens[m], r)
-            frames = scm.key_frames(utt["key"], t_len, lengths, max_lens[m], opts["aligned"])
-            x = np.zeros((n, max_lens[m], spec.dims[m][0]), dtype=np.float32)
-            scm.fill_modality(x, lengths, m, world, domain, z[m], z_expr[m], frames, None, r, noise == m)
-            put(split, key, x)
-            del x
-            put(split, f"{key}_lengths", lengths)
-        label_key = LABEL_KEYS[spec.label_kind]
-        put(split, label_key, labels[spec.label_kind])
-        for m, value in labels.get("unimodal", {}).items():
-            put(split, f"regression_labels_{m.upper()}", value)
+    with PickleStream(folder / "data.pkl") as pkl:
+        pkl.begin()
+        for s_idx, split in enumerate(SPLITS):
+            n = sizes[split]
+            rng = _rng(opts, world, 1, dom_idx, s_idx, 0)
+            labels = sl.draw_labels(spec.family, split, n, rng)
+            shared = rng.standard_normal((n, 2)) * world.expression_noise
+            if spec.family == "sims":  # each modality expresses its own (unimodal) score
+                z = {m: sl.latent(spec.family, labels, world.dg, rng, m) for m in scm.MODALITIES}
+            else:  # one latent per sample, shared by the modalities
+                z = dict.fromkeys(scm.MODALITIES, sl.latent(spec.family, labels, world.dg, rng))
+            z_expr = {m: (z[m] + shared).astype(np.float32) for m in scm.MODALITIES}
+            utt = st.draw_utterances(z_expr["t"], max_lens["t"], spec.family,
+                                     _rng(opts, world, 1, dom_idx, s_idx, 1), noise=noise == "t")
+            ids, t_len = utt["ids"], utt["lengths"]
+            pkl.begin(split)
+            put(split, "id", [f"{domain}_{split}_{i // 8:05d}$_${i % 8 + 1}" for i in range(n)])
+            put(split, "raw_text", st.raw_texts(ids, t_len))
+            mask = (np.arange(max_lens["t"])[None, :] < t_len[:, None]).astype(np.int64)
+            put(split, "text_bert", np.stack([ids, mask, np.zeros_like(ids)], axis=1))
+            del mask
+            put(split, "text_ids", ids, in_pickle=False)
+            put(split, "text_lengths", t_len, in_pickle=False)
+            feats = np.zeros((n, max_lens["t"], spec.dims["t"][0]), dtype=np.float32)
+            scm.fill_modality(feats, t_len, "t", world, domain, z["t"], z_expr["t"], None, ids,
+                              _rng(opts, world, 1, dom_idx, s_idx, 2), noise == "t")
+            put(split, "text", feats)
+            del feats
+            for k, (m, key) in enumerate((("a", "audio"), ("v", "vision"))):
+                r = _rng(opts, world, 1, dom_idx, s_idx, 3 + k)
+                if opts["aligned"]:
+                    lengths = t_len.copy()
+                else:
+                    lengths = scm.frame_lengths(t_len, max_lens["t"], max_lens[m], r)
+                frames = scm.key_frames(utt["key"], t_len, lengths, max_lens[m], opts["aligned"])
+                x = np.zeros((n, max_lens[m], spec.dims[m][0]), dtype=np.float32)
+                scm.fill_modality(x, lengths, m, world, domain, z[m], z_expr[m], frames, None, r, noise == m)
+                put(split, key, x)
+                del x
+                put(split, f"{key}_lengths", lengths)
+            label_key = LABEL_KEYS[spec.label_kind]
+            put(split, label_key, labels[spec.label_kind])
+            for m, value in labels.get("unimodal", {}).items():
+                put(split, f"regression_labels_{m.upper()}", value)
+            pkl.end()
         pkl.end()
-    pkl.end()
-    pkl.close()
     _json_dump(folder / "ground_truth.json", _ground_truth(world, domain, opts))
     name = f"{preset.name}/{domain}" if preset.dg else preset.name
     _json_dump(folder / "meta.json", {

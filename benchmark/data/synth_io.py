@@ -52,7 +52,10 @@ def _dtype_ops(dtype: np.dtype) -> bytes:
 def array_header(arr: np.ndarray) -> bytes:
     """The opcodes before an array's raw bytes (BINBYTES8 length included)."""
     shape = b"".join(_int(int(s)) for s in arr.shape)
-    shape = (_MARK + shape + _TUPLE) if arr.ndim not in (1, 2, 3) else shape + b"\x85\x86\x87"[arr.ndim - 1 : arr.ndim]
+    if arr.ndim in (1, 2, 3):
+        shape += b"\x85\x86\x87"[arr.ndim - 1 : arr.ndim]  # TUPLE1/2/3
+    else:
+        shape = _MARK + shape + _TUPLE
     return (b"cnumpy.core.multiarray\n_reconstruct\n" + b"cnumpy\nndarray\n" + _int(0) + b"\x85"
             + b"C\x01b" + b"\x87" + _REDUCE + _MARK + _int(1) + shape + _dtype_ops(arr.dtype)
             + _NEWFALSE + b"\x8e" + struct.pack("<Q", arr.nbytes))
@@ -87,7 +90,7 @@ class PickleStream:
         self.depth -= 1
 
     def array(self, key: str, arr: np.ndarray) -> None:
-        arr = np.ascontiguousarray(arr)
+        arr = arr if arr.flags.c_contiguous else np.array(arr, order="C")
         self.f.write(_short_str(key) + array_header(arr))
         if arr.nbytes:
             self.f.write(memoryview(arr).cast("B"))
@@ -101,10 +104,19 @@ class PickleStream:
         self.f.write(_STOP)
         self.f.close()
 
+    def __enter__(self) -> PickleStream:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.f.close()  # an unfinished stream: its folder is discarded
+
 
 def save_npy(path: Path, arr: np.ndarray) -> None:
     """np.save's format (a version 1.0 header, then the C-order bytes)."""
-    arr = np.ascontiguousarray(arr)
+    arr = arr if arr.flags.c_contiguous else np.array(arr, order="C")
     with open(path, "wb") as f:
         np.lib.format.write_array_header_1_0(f, np.lib.format.header_data_from_array_1_0(arr))
         if arr.nbytes:

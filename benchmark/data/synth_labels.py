@@ -161,7 +161,8 @@ def latent(family: str, labels: dict, dg: bool, rng: np.random.Generator,
         else:
             z = np.stack([v, np.abs(v)], axis=1)
     elif "classification" in labels:
-        z = CLASS3_CORNERS[labels["classification"]] + 0.08 * rng.standard_normal((len(labels["classification"]), 2))
+        c = labels["classification"]
+        z = CLASS3_CORNERS[c] + 0.08 * rng.standard_normal((len(c), 2))
     else:
         c = np.argmax(labels["multilabel"], axis=1)
         z = EMOTION_CORNERS[c] + 0.08 * rng.standard_normal((len(c), 2))

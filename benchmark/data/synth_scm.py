@@ -29,10 +29,13 @@ from msabench.data import synth_text as st
 
 MODALITIES = ("t", "a", "v")
 # Invariant amplitude per key frame (text: per sentiment token), spurious amplitude per frame.
-AMP_INV = {"t": 6.0, "a": 0.55, "v": 0.5}
+# Per-frame amplitudes are AMP * sqrt(REF_LEN / max_len): the time-mean over real frames then has
+# the same signal-to-noise whatever the preset's sequence length (calibrated on MOSI's lengths).
+REF_LEN = {"t": 50, "a": 375, "v": 500}
+AMP_INV = {"t": 6.0, "a": 0.55, "v": 0.6}
 AMP_SP = {"t": 0.06, "a": 0.04, "v": 0.05}
-AMP_INV_DG = {"t": 10.0, "a": 0.8, "v": 0.8}
-AMP_SP_DG = {"t": 1.0, "a": 0.5, "v": 0.7}
+AMP_INV_DG = {"t": 10.0, "a": 0.41, "v": 0.36}
+AMP_SP_DG = {"t": 1.0, "a": 0.26, "v": 0.31}
 EXPRESSION_NOISE = 0.06  # eta, in latent units (single presets)
 EXPRESSION_NOISE_DG = 0.08
 STYLE_SCALE = 1.5
@@ -95,19 +98,22 @@ def _unit_columns(g: np.ndarray) -> np.ndarray:
     return g / np.linalg.norm(g, axis=0, keepdims=True)
 
 
-def build_world(name: str, domains: tuple[str, ...], dims: dict[str, int], seed: int) -> World:
+def build_world(name: str, domains: tuple[str, ...], dims: dict[str, int], max_lens: dict[str, int],
+                seed: int) -> World:
+    """The SCM's parameters for `dims` (feature dims) and `max_lens` (sequence lengths)."""
     rng = world_rng(seed, name, 0)
     dg = len(domains) > 1
     truth = {}
     for m in MODALITIES:
         dim = dims[m]
+        gain = float(np.sqrt(REF_LEN[m] / max_lens[m]))
         n_inv, n_sp, n_sty = feature_counts(dim, len(domains))
         perm = rng.permutation(dim)
         inv = np.sort(perm[:n_inv])
         sp = np.sort(perm[n_inv : n_inv + n_sp])
         sty = np.sort(perm[n_inv + n_sp : n_inv + n_sp + n_sty])
-        w = (AMP_INV_DG if dg else AMP_INV)[m] * _unit_columns(rng.standard_normal((n_inv, 2)))
-        amp_sp = (AMP_SP_DG if dg else AMP_SP)[m]
+        w = gain * (AMP_INV_DG if dg else AMP_INV)[m] * _unit_columns(rng.standard_normal((n_inv, 2)))
+        amp_sp = gain * (AMP_SP_DG if dg else AMP_SP)[m]
         g = rng.standard_normal((n_sp, 2 * len(domains)))
         if n_sp >= 2 * len(domains):
             g = np.linalg.qr(g)[0]
