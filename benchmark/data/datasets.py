@@ -24,7 +24,6 @@ from msabench.registry import Registry
 
 SOURCES = ("auto", "pkl", "aligned", "label-csv")
 ENV_DATA_ROOT = "MSABENCH_DATA_ROOT"
-SYNTH_DG_DOMAINS = ("mosi", "mosei", "meld")
 FAMILY_LABEL_KIND = {"mosi": "regression", "mosei": "regression", "sims": "regression",
                      "meld": "classification", "iemocap": "multilabel"}
 
