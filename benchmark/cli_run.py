@@ -113,8 +113,8 @@ def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, 
 
     if sweep_file:
         ctx = click.get_current_context()
-        given = [f"--{name.replace('_', '-')}" for name in STUDY_OPTIONS
-                 if ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)]
+        given = [p.opts[0] for p in ctx.command.params if p.name in STUDY_OPTIONS
+                 and ctx.get_parameter_source(p.name) not in (None, click.core.ParameterSource.DEFAULT)]
         if given:
             raise UserError(f"--sweep {sweep_file} holds the study: drop {', '.join(given)} (or edit the file)")
         requests = load_sweep(sweep_file).requests(data_root=data_root, tiny=tiny)
@@ -132,13 +132,15 @@ def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, 
     specs = plan_requests(requests)
     if dry_run:
         from msabench.store import Store
-        from msabench.sweep import estimate
+        from msabench.sweep import effective_workers, estimate
 
         for s in specs:
             click.echo(f"{s.run_id}  {s.protocol} {s.setting or '-'} {'+'.join(s.datasets)} {s.model} "
                        f"seed={s.seed} rate={s.rate:g} modalities={','.join(s.modalities)}")
         click.echo(f"{len(specs)} runs")
-        click.echo(estimate(specs, Store(out), retry_failed).describe(workers or 1))
+        est = estimate(specs, Store(out), retry_failed)
+        click.echo(est.describe(effective_workers(executor, workers, threads, runs_per_gpu, device,
+                                                  est.known + est.unknown)))
         return
     from msabench.runner import RunOptions, check_precision, resolve_device
     from msabench.sweep import run_sweep
@@ -172,26 +174,44 @@ def _table_requests(table, models, datasets, setting, seeds, modalities, rates, 
 
 # Options that define the study: with --sweep they belong in the file.
 STUDY_OPTIONS = ("protocol", "models", "datasets", "setting", "seeds", "n_seeds", "modalities", "rates", "selection",
-                 "sets")
+                 "sets", "table")
 
 
 @cli.command()
 @out_option
 def status(out) -> None:
-    """Count the store's runs by status and list failed ones."""
-    from msabench.store import Store
+    """Count the store's runs by status and list failed ones (and unreadable ones: exit 2)."""
+    from msabench.store import Store, StoreError
 
     store = Store(out, must_exist=True)
     counts: dict[str, int] = {}
-    failed = []
+    failed, unreadable = [], []
     for rd in store.runs():
         st = rd.status()
+        try:
+            rd.verify()  # a corrupted file or an unknown schema version: listed, then exit 2
+        except StoreError as exc:
+            unreadable.append((rd.run_id, str(exc)))
+            st = "unreadable"
         counts[st] = counts.get(st, 0) + 1
         if st == "failed":
-            failed.append((rd.run_id, rd.read_failure().get("reason", "")))
+            failed.append((rd.run_id, _run_label(rd), rd.read_failure().get("reason", "")))
     click.echo(", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "empty store")
-    for run_id, reason in failed:
-        click.echo(f"failed {run_id}: {reason}")
+    for run_id, label, reason in failed:
+        click.echo(f"failed {run_id}{label}: {reason}")
+    for run_id, reason in unreadable:
+        click.echo(f"unreadable {run_id}: {reason}")
+    if unreadable:
+        raise StoreError(f"{len(unreadable)} run(s) of {out} cannot be read; the first: {unreadable[0][1]}")
+
+
+def _run_label(rd) -> str:
+    """' (model datasets seed N)' from spec.json, or '' when the run failed before writing it."""
+    try:
+        spec = rd.read_spec_dict()
+        return f" ({spec['model']} {'+'.join(spec['datasets'])} seed {spec['seed']})"
+    except Exception:  # noqa: BLE001 - the label is a courtesy
+        return ""
 
 
 @cli.command()

@@ -14,7 +14,7 @@ from msabench.registry import Registry
 from msabench.runner import RunOptions, execute, failure_reason
 from msabench.types import RunSpec
 
-EXECUTORS: Registry[Callable] = Registry("executor")
+EXECUTORS: Registry[Callable] = Registry("executor", listing=None)  # no `msabench executors`
 
 
 @dataclass

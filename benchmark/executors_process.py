@@ -139,13 +139,18 @@ def worker_main(conn, parent_pid: int, out_root: str, options: dict[str, Any], r
 
     store = Store(out_root)
     run_options = RunOptions(**options)
+    conn.send(("ready", None))
     while True:
         try:
             msg = conn.recv()
         except (EOFError, OSError):
-            return  # the driver is gone
+            msg = None  # the driver is gone
         if msg is None:
-            return
+            # Every store write is already durable and no lock is held: skip the interpreter's
+            # teardown of torch & co. (seconds on a busy machine), so the sweep ends when its runs do.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
         index, spec_dict, run_id = msg
         try:
             spec = RunSpec.from_dict(spec_dict)
@@ -171,6 +176,7 @@ class _Worker:
     conn: Any
     gpu: str | None
     task: int | None = None
+    ready: bool = False
 
 
 def _mark_lost(store, spec, reason: str) -> str:
@@ -290,10 +296,10 @@ def run_process(specs: Sequence, store, options, retry_failed: bool = False,
             w.conn.close()
         pool.clear()
 
-    user_error: str | None = None
+    started_ok = {"n": 0}
     try:
         for gpu in layout.gpus:
-            feed(start(gpu))
+            start(gpu)  # fed once it says it is ready
         while pool:
             by_handle: dict[Any, _Worker] = {}
             for w in pool.values():
@@ -309,14 +315,17 @@ def run_process(specs: Sequence, store, options, retry_failed: bool = False,
                     except (EOFError, OSError):
                         continue  # it died: its sentinel says so
                     kind, index = msg[0], msg[1]
-                    if kind == "end":
+                    if kind == "ready":
+                        w.ready = True
+                        started_ok["n"] += 1
+                        feed(w)
+                    elif kind == "end":
                         w.task = None
                         finish(todo[index], msg[2])
                         feed(w)
                     elif kind == "user_error":
                         w.task = None
-                        user_error = msg[2]
-                        raise UserError(user_error)
+                        raise UserError(msg[2])
                     elif kind == "crash":
                         print(f"worker {w.wid} crashed on run {todo[index].run_id}: {msg[2]}\n{msg[3]}",
                               file=sys.stderr)
@@ -328,13 +337,22 @@ def run_process(specs: Sequence, store, options, retry_failed: bool = False,
                         msg = w.conn.recv()
                     except (EOFError, OSError):
                         break
-                    if msg[0] == "end":
+                    if msg[0] == "ready":
+                        w.ready = True
+                        started_ok["n"] += 1
+                    elif msg[0] == "end":
                         finish(todo[msg[1]], msg[2])
                         w.task = None if w.task == msg[1] else w.task
                     elif msg[0] == "user_error":
                         raise UserError(msg[2])
                 del pool[w.wid]
                 w.conn.close()
+                if not w.ready and not started_ok["n"] and not any(o.ready for o in pool.values()):
+                    if not pool:  # no worker ever came up: a start-up problem, not the runs' fault
+                        raise RuntimeError(
+                            f"msabench worker processes could not start ({_describe_exit(w.process.exitcode)}); see "
+                            f"the messages above (a script that starts a sweep needs `if __name__ == '__main__':`)")
+                    continue
                 if w.task is not None:
                     spec = todo[w.task]
                     reason = f"the worker process running this run died ({_describe_exit(w.process.exitcode)})"
@@ -342,7 +360,7 @@ def run_process(specs: Sequence, store, options, retry_failed: bool = False,
                     finish(spec, _mark_lost(store, spec, reason))
                 if queue and restarts["left"] > 0:
                     restarts["left"] -= 1
-                    feed(start(w.gpu))
+                    start(w.gpu)
                 elif queue and not pool:
                     raise RuntimeError("worker processes keep dying; see the messages above")
     except BaseException:

@@ -42,12 +42,32 @@ def ray_task(spec_dict: dict[str, Any], run_id: str, out_root: str, options: dic
         return "user_error", str(exc)
 
 
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A plain HOST:PORT address must accept a TCP connection, checked before Ray tries (Ray itself
+    retries for minutes). `auto` and `ray://` (Ray Client) addresses are left to Ray."""
+    import socket
+
+    if address == "auto" or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise UserError(f"--address {address!r}: write HOST:PORT of the cluster's head (e.g. 10.0.0.5:6379), "
+                        f"auto, or ray://HOST:PORT")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise UserError(f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); start one "
+                        f"with `ray start --head`, or drop --address for a local one") from None
+
+
 def _init_ray(ray, address: str | None, num_cpus: int) -> bool:
     """Connect or start; True when this call started (and so must stop) Ray."""
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if address:
+        check_reachable(address)
         try:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
         except Exception as exc:  # noqa: BLE001 - ConnectionError and Ray's own

@@ -79,6 +79,8 @@ class Progress:
             now = time.perf_counter()
             self.last = f"{status} {describe_spec(spec)}"
             if self.tty:
+                if status == "failed":  # a failure keeps its own line above the bar
+                    self.stream.write(f"\r\x1b[Kfailed: {describe_spec(spec)} (`msabench status` says why)\n")
                 self._draw(now)
             else:
                 self.stream.write(f"[{self.processed}/{self.total}] {status:8s} {describe_spec(spec)}  "

@@ -159,6 +159,11 @@ def load_sweep(path: str | Path) -> SweepFile:
         raise UserError(f"--sweep {where}: is a folder; give a .toml file") from None
     except tomllib.TOMLDecodeError as exc:
         raise _err(where, f"not valid TOML ({exc}); see the sweep-file example in the README") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 (tomllib decodes the bytes itself)
+        raise _err(where, f"is not UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                          "save it as UTF-8") from None
+    except OSError as exc:
+        raise UserError(f"--sweep {where}: cannot read it ({exc.strerror or exc}); check the path") from None
     _check_keys(where, data, TOP_KEYS, "")
     protocol = data.get("protocol", "standard")
     if not isinstance(protocol, str):
@@ -298,6 +303,20 @@ def estimate(specs: Sequence, store, retry_failed: bool = False) -> Estimate:
     return Estimate(total if known else None, known, unknown, done)
 
 
+def effective_workers(executor: str, workers: int | None, threads: int, runs_per_gpu: int | None, device: str,
+                      n_runs: int) -> int:
+    """How many runs go at once: 1 for local; the process layout; ray: --workers, else cores // threads."""
+    if executor == "process":
+        from msabench.executors_process import plan_layout
+
+        return plan_layout(workers, threads, runs_per_gpu, device, n_runs).workers
+    if executor == "ray":
+        from msabench.executors_process import cpu_count
+
+        return workers or max(1, cpu_count() // (threads or 1))
+    return 1
+
+
 # -- driving a sweep ---------------------------------------------------------------------------------------
 def run_sweep(specs: Sequence, *, out: str, options, executor: str = "local", retry_failed: bool = False,
               workers: int | None = None, runs_per_gpu: int | None = None, address: str | None = None,
@@ -313,7 +332,9 @@ def run_sweep(specs: Sequence, *, out: str, options, executor: str = "local", re
     store = Store(out)
     tracking = tracking or TrackingSettings()
     est = estimate(specs, store, retry_failed)
-    progress = Progress(len(specs), stream, estimate_seconds=est.seconds, workers=workers or 1)
+    parallel = effective_workers(executor, workers, options.threads, runs_per_gpu, options.device,
+                                 est.known + est.unknown)
+    progress = Progress(len(specs), stream, estimate_seconds=est.seconds, workers=parallel)
     view = open_view(tracking, out, progress.message)
     started = time.perf_counter()
 

@@ -146,6 +146,68 @@ def _mtime_ms(path: Path, default: int) -> int:
         return default
 
 
+# -- the embedded database ---------------------------------------------------------------------------------
+def _cache_dir() -> Path:
+    env = os.environ.get("MSABENCH_CACHE")
+    return (Path(env).expanduser() if env else Path.home() / ".cache" / "msabench") / "mlflow"
+
+
+def seed_embedded_db(out: str | Path) -> bool:
+    """Create `<out>/mlflow.db` as a copy of an empty database made once per mlflow version (MLflow
+    builds a new one by running its ~50 schema migrations: seconds per store). The copy's
+    Default experiment is pointed at `<out>/mlartifacts/0`. Returns False (MLflow then creates the
+    database itself) when the database exists or anything here fails."""
+    import shutil
+    import sqlite3
+
+    import mlflow
+
+    db = Path(out).resolve() / "mlflow.db"
+    if db.exists():
+        return False
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        folder = _cache_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        template = folder / f"empty-{mlflow.__version__}.db"
+        if not template.exists():
+            from filelock import FileLock
+            from mlflow.tracking import MlflowClient
+
+            with FileLock(str(template) + ".lock", timeout=120):
+                if not template.exists():
+                    tmp = folder / f".tmp-{os.getpid()}-{template.name}"
+                    tmp.unlink(missing_ok=True)
+                    MlflowClient(f"sqlite:///{tmp}").search_experiments()  # runs the migrations
+                    _dispose_engine(f"sqlite:///{tmp}")
+                    os.replace(tmp, template)
+        tmp = db.with_name(f".tmp-{os.getpid()}-mlflow.db")
+        shutil.copyfile(template, tmp)
+        with contextlib.closing(sqlite3.connect(tmp)) as con:
+            con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                        (str(Path(out).resolve() / "mlartifacts" / "0"),))
+            con.commit()
+        if db.exists():  # created meanwhile by a process outside our lock
+            tmp.unlink()
+            return False
+        os.replace(tmp, db)
+        return True
+    except Exception:  # noqa: BLE001 - an optimisation only: MLflow builds the database itself
+        return False
+
+
+def _dispose_engine(uri: str) -> None:
+    """Close and forget the SQLAlchemy engine mlflow caches for `uri` (the template's, once made)."""
+    try:
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        engine = getattr(SqlAlchemyStore, "_engine_map", {}).pop(uri, None)  # not public; best effort
+        if engine is not None:
+            engine.dispose()
+    except Exception:  # noqa: BLE001
+        pass
+
+
 # -- the view -----------------------------------------------------------------------------------------
 class MlflowBroken(Exception):
     """Raised inside the view when MLflow failed; the breaker is open."""
@@ -238,6 +300,8 @@ class MlflowView:
         from mlflow.tracking import MlflowClient
 
         self._quiet()
+        if self.embedded:
+            seed_embedded_db(self.out)
         client = MlflowClient(tracking_uri=self.uri)
         exp = client.get_experiment_by_name(self.experiment)
         if exp is None:

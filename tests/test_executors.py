@@ -56,6 +56,25 @@ def test_executors_registered_and_bad_options(capsys):
         plan_layout(0, 0, None, "cpu", 3)
 
 
+def test_ray_address_that_does_not_answer_is_a_quick_user_error(tmp_path, capsys):
+    pytest.importorskip("ray")
+    import socket
+
+    from msabench.cli import main
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.perf_counter()
+    assert main(["run", "--dataset", "synth-mosi", "--model", "constant", "--seeds", "1", "--tiny", "--no-mlflow",
+                 "--executor", "ray", "--address", f"127.0.0.1:{port}", "--out", str(tmp_path)]) == 2
+    assert "no Ray cluster answers there" in capsys.readouterr().err
+    assert time.perf_counter() - started < 30
+    import ray
+
+    assert not ray.is_initialized()
+
+
 # -- same results whichever executor ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_specs():

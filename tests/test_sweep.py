@@ -108,6 +108,7 @@ def test_progress_lines_off_a_tty_and_a_bar_on_one():
     text = bar.getvalue()
     assert "\r\x1b[K[" in text and "2/2" in text and "failed 1" in text and "ETA 0s" in text
     assert "warning: something\n" in text and text.endswith("\n")
+    assert "failed: tfn synth-mosi seed=1 rate=0 (`msabench status` says why)\n" in text
     assert fmt_duration(3725) == "1h02m" and fmt_duration(65) == "1m05s" and fmt_duration(None) == "?"
 
 

@@ -59,7 +59,8 @@ def test_params_and_metric_keys():
                                          ("test/synth-dg/mosi/rate0.5/acc", 0.4, 2)]
 
 
-def test_embedded_sqlite_view_is_complete_and_idempotent(tmp_path):
+def test_embedded_sqlite_view_is_complete_and_idempotent(tmp_path, monkeypatch):
+    monkeypatch.setenv("MSABENCH_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "store"
     specs = [write_fake_run(out, seed=s) for s in (1, 2)]
     store = Store(out)
@@ -67,6 +68,8 @@ def test_embedded_sqlite_view_is_complete_and_idempotent(tmp_path):
         assert [view.log_run(store.run_dir(s.run_id)) for s in specs] == ["logged", "logged"]
         assert view.log_run(store.run_dir(specs[0].run_id)) == "present"
     assert (out / "mlflow.db").is_file() and (out / "mlartifacts").is_dir()
+    # the database is a copy of a cached empty one (migrations run once per mlflow version)
+    assert list((tmp_path / "cache" / "mlflow").glob("empty-*.db"))
     client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
     found = runs_by_tag(client, "msabench")
     assert sorted(found) == sorted(s.run_id for s in specs) and all(len(v) == 1 for v in found.values())
