@@ -52,7 +52,7 @@ from scipy import stats as sps
 
 ANALYSIS_SCHEMA = 1
 ALPHA = 0.05
-L1_C = 0.05
+L1_C = 0.5
 SEP = "|"  # features.npz keys: "<domain>|<block>", "<domain>|y", "<domain>|ids", "<domain>|pred"
 MODALITY_WORDS = {"t": "t", "text": "t", "a": "a", "audio": "a", "acoustic": "a", "v": "v", "vision": "v",
                   "visual": "v", "video": "v"}

@@ -93,7 +93,8 @@ def read_baseline(path: str) -> dict[str, Any]:
         raise UserError(f"--baseline {path}: no such file; write one with `msabench check --write-baseline FILE "
                         f"--out DIR`") from None
     except (OSError, ValueError) as exc:
-        raise UserError(f"--baseline {path}: not a readable JSON baseline ({exc})") from None
+        raise UserError(f"--baseline {path}: not a readable JSON baseline ({exc}); restore it (git checkout) or "
+                        f"write it again with `msabench check --write-baseline FILE --out DIR`") from None
     if not isinstance(data, dict) or data.get("kind") != BASELINE_KIND:
         raise UserError(f"--baseline {path}: not an msabench baseline (kind {data.get('kind') if isinstance(data, dict) else None!r})")
     if data.get("schema") != BASELINE_SCHEMA:

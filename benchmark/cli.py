@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"msabench: error: {exc.format_message()}", err=True)
         return 2
     except UserError as exc:
-        click.echo(f"msabench: error: {exc}", err=True)
+        click.echo(f"msabench: error: {' '.join(str(exc).splitlines())}", err=True)  # one line, always
         return 2
     except KeyboardInterrupt:
         click.echo("msabench: interrupted; re-run the same command to resume", err=True)

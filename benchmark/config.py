@@ -199,8 +199,10 @@ def resolve_config(
     if spec.variant is not None:
         if spec.variant not in model_cls.VARIANTS:
             matches = close_matches(spec.variant, model_cls.VARIANTS)
-            known_variants = ", ".join(sorted(model_cls.VARIANTS)) or "none"
-            hint = f" Did you mean: {', '.join(matches)}?" if matches else f" Its variants: {known_variants}."
+            known_variants = ", ".join(sorted(model_cls.VARIANTS))
+            hint = (f" Did you mean: {', '.join(matches)}?" if matches
+                    else f" Its variants: {known_variants}." if known_variants
+                    else f" It has no variants: drop @{spec.variant}.")
             raise UserError(f"unknown variant {spec.variant!r} of model {spec.name!r}.{hint}")
         resolved.update(model_cls.VARIANTS[spec.variant])
     check_keys(spec.overrides, known, f"model spec {str(spec)!r}")

@@ -122,7 +122,8 @@ def run_loop(
         model.on_epoch_end(ctx)
         train_loss = {k: float(np.mean(v)) for k, v in losses.items()}
         if any(not np.isfinite(v) for v in train_loss.values()):
-            raise NonFiniteLoss(f"training loss is not finite at epoch {epoch}: {train_loss}")
+            raise NonFiniteLoss(f"training loss is not finite at epoch {epoch}: {train_loss}; lower train.lr or "
+                                "clip gradients (--set train.clip=1.0), then rerun it with --retry-failed")
         train_seconds = time.perf_counter() - started
 
         epoch_records = []

@@ -73,13 +73,24 @@ def build_input_spec(datasets: list[Any], modalities: tuple[str, ...], task: str
                      tokens: bool) -> InputSpec:
     dims_per = [d.dims() for d in datasets]
     lens_per = [d.max_lens() for d in datasets]
+    for d, dims in zip(datasets, dims_per):  # at plan time, not in the first run (so --dry-run says it too)
+        has = {m for m in ("a", "v") if m in dims}
+        if (tokens and d.splits["train"].text_ids is not None) or (not tokens and "t" in dims):
+            has.add("t")
+        lacking = [m for m in modalities if m not in has]
+        if lacking:
+            what = ", ".join({"t": "text token ids" if tokens else "text features", "a": "audio features",
+                              "v": "vision features"}[m] for m in lacking)
+            raise UserError(f"dataset {d.name} has no {what} (it has: {','.join(sorted(has)) or 'none'}); "
+                            f"choose --modalities among those"
+                            + (", or add a features.npz beside its labels" if "t" in lacking and not tokens else ""))
     for m in modalities:
         values = {d.name: dims.get(m) for d, dims in zip(datasets, dims_per)}
         if len(set(values.values())) > 1:
-            raise UserError(
-                f"the domains do not share a feature space for modality {m}: dims {values}. DG needs one"
-                " feature space: re-encode text with one encoder, or use --modalities t on real public features"
-            )
+            fix = ("re-encode every domain's text with one encoder (one features.npz dim)" if m == "t" else
+                   f"leave {m} out (--modalities t on real public features) or give every domain the same {m} features")
+            raise UserError(f"the domains do not share a feature space for modality {m}: dims {values}. DG needs one"
+                            f" feature space: {fix}")
     first = datasets[0]
     dims = {m: dims_per[0][m] for m in modalities if m in dims_per[0]}
     max_lens = {m: max(lp.get(m, 0) for lp in lens_per) for m in modalities}

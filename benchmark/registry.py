@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from msabench.errors import UserError, did_you_mean
+from msabench.errors import UserError, close_matches, did_you_mean
 
 T = TypeVar("T")
 
@@ -13,8 +13,11 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """A name -> object mapping that refuses duplicates and suggests close names."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, listing: str | None = ""):
+        """`listing`: the command that lists the names (default `msabench {kind}s`); None when there
+        is none, and an unknown name's error then lists the names itself."""
         self.kind = kind
+        self.listing = f"msabench {kind}s" if listing == "" else listing
         self._items: dict[str, T] = {}
 
     def register(self, name: str | None = None) -> Callable[[T], T]:
@@ -36,10 +39,13 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
-            raise UserError(
-                f"unknown {self.kind} {name!r}.{did_you_mean(name, self._items)}"
-                f" List them with `msabench {self.kind}s`."
-            ) from None
+            if self.listing is None:
+                matches = close_matches(name, self._items)
+                hint = (f" Did you mean: {', '.join(matches)}?" if matches else "") + \
+                    f" Use one of: {', '.join(sorted(self._items))}."
+            else:
+                hint = f"{did_you_mean(name, self._items)} List them with `{self.listing}`."
+            raise UserError(f"unknown {self.kind} {name!r}.{hint}") from None
 
     def __contains__(self, name: object) -> bool:
         return name in self._items

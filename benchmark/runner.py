@@ -95,6 +95,7 @@ def execute(spec: RunSpec, run_dir, options: RunOptions) -> LoopResult:
     """Train and evaluate `spec`, writing everything into `run_dir` (already claimed)."""
     from msabench.envinfo import collect_env
 
+    run_dir.write_spec(spec)  # first: a run that fails early still says what it was (status, report)
     device = resolve_device(options.device)
     check_precision(options.precision, device)
     if options.threads:
@@ -105,7 +106,6 @@ def execute(spec: RunSpec, run_dir, options: RunOptions) -> LoopResult:
     train, eval_sets = prepare_tensors(spec, datasets, tokens)
     mask_hashes = {f"{es.split}/{es.domain}/{m}@{es.rate:g}": h for es in eval_sets
                    for m, h in es.data.mask_hashes.items()}
-    run_dir.write_spec(spec)
     run_dir.write_env(collect_env(str(device), torch.get_num_threads(), {
         "data_hashes": dict(zip(spec.datasets, spec.data_hashes)), "mask_hashes": mask_hashes,
         "neg_inf_counts": {d.name: d.neg_inf_count for d in datasets}, "determinism": flags,
@@ -131,4 +131,8 @@ def execute(spec: RunSpec, run_dir, options: RunOptions) -> LoopResult:
 
 
 def failure_reason(exc: BaseException) -> dict[str, Any]:
-    return {"reason": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+    reason = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)):
+        reason += (" -- out of memory: lower train.batch_size (--set train.batch_size=N), run fewer runs at once"
+                   " (--workers, --runs-per-gpu), then rerun it with --retry-failed")
+    return {"reason": reason, "traceback": traceback.format_exc()}

@@ -372,6 +372,18 @@ class RunDir:
     def is_done(self) -> bool:
         return (self.path / DONE).exists()
 
+    def verify(self) -> None:
+        """Read what `status` and `report` rely on (spec.json and records.jsonl of a done run,
+        failed.json of a failed one): StoreError naming the file and the fix when one is corrupted
+        or has a schema version this msabench cannot read."""
+        status = self.status()
+        if status == "done" or (status == "failed" and (self.path / SPEC).exists()):
+            self.read_spec_dict()
+        if status == "done":
+            self._read_record_lines()
+        elif status == "failed":
+            self.read_failed()
+
 
 class Store:
     """The results store rooted at `out_dir` (runs under `<out_dir>/runs/`)."""

@@ -45,16 +45,34 @@ def checkpoint_bytes(state_dict: Mapping[str, Any], metadata: Mapping[str, str] 
 
 
 def load_checkpoint(path: Path | str, device: str = "cpu") -> dict[str, Any]:
+    """The tensors of a safetensors checkpoint (never a pickle: nothing in the file runs); StoreError
+    when the file is not a readable safetensors file."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    return load_file(str(path), device=device)
+    try:
+        return load_file(str(path), device=device)
+    except (SafetensorError, OSError) as exc:
+        raise _unreadable(path, exc) from None
 
 
 def checkpoint_metadata(path: Path | str) -> dict[str, str]:
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = dict(f.metadata() or {})
-    if META_KEY in meta:
-        meta.update(json.loads(meta.pop(META_KEY)))
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+        if META_KEY in meta:
+            meta.update(json.loads(meta.pop(META_KEY)))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise _unreadable(path, exc) from None
     return meta
+
+
+def _unreadable(path: Path | str, exc: BaseException):
+    from msabench.store_io import StoreError, StoreFileMissing
+
+    if isinstance(exc, FileNotFoundError):
+        return StoreFileMissing(f"{path} does not exist (see `msabench status`)")
+    return StoreError(f"{path} is not a readable safetensors checkpoint ({exc}); it is corrupted or was replaced: "
+                      f"delete the run folder {Path(path).parent}, then re-run")

@@ -58,7 +58,17 @@ def pid_alive(pid: int) -> bool:
         return True
     except OSError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A killed process whose parent died too stays a zombie until init reaps it (in a container whose
+    init reaps late, for seconds): kill(pid, 0) still succeeds, but it writes nothing. Linux only."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[:1] in (["Z"], ["X"])
 
 
 def read_lock(path: Path) -> tuple[dict[str, Any] | None, float] | None:

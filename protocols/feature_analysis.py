@@ -101,7 +101,8 @@ FEATURE_ANALYSIS = PROTOCOLS.add(
         modalities=("t", "v"),
         settings=("A", "B", "C"),
         quick_models=("linear_probe",),
-        synthetic_policy={"train.epochs": 12, "train.patience": 12, "data.scale": 0.1},
+        synthetic_policy={"train.patience": 10, "data.scale": 0.1},
+        synthetic_caps={"train.epochs": 10},
         real_policy={},
     ),
 )

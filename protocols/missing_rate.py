@@ -114,7 +114,8 @@ _COMMON = dict(
     default_dataset="synth-mosi",
     # Measured on 2 CPU cores (see the protocols issue note): 11 rates x 3 seeds per model.
     quick_models=("constant", "linear_probe", "lf_dnn"),
-    synthetic_policy={"train.epochs": 8, "train.patience": 4, "data.scale": 0.25},
+    synthetic_policy={"train.patience": 8, "data.scale": 0.25},
+    synthetic_caps={"train.epochs": 10},
     real_policy={},
 )
 

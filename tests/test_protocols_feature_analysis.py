@@ -66,13 +66,12 @@ def test_feature_analysis_run_writes_features_and_analysis(fa_store):
         for key in ("precision", "recall", "precision_same_sign", "recall_same_sign"):
             assert truth[key] is None or 0.0 <= truth[key] <= 1.0
     assert "input/t|input/v" in analysis["per_domain"]["synth-dg/mosi"]["cross_independence"]
-    # the invariant features are label-dependent in every domain: most of them are selected everywhere
-    assert analysis["ground_truth"]["input/t"]["recall"] >= 0.5
+    assert analysis["blocks"]["input/t"]["selection"] == "l1"
 
 
 def test_from_run_analyses_a_stored_dg_run(tmp_path):
     out = tmp_path / "store"
-    assert main(["run", "--protocol", "dg-multisource", "--setting", "A", "--seeds", "1", "--tiny",
+    assert main(["run", "--protocol", "dg-multisource", "--setting", "A", "--seeds", "1", "--tiny", "--selection", "oracle",
                  "--model", "linear_probe:model.features=invariant", "--out", str(out), "--device", "cpu"]) == 0
     rd = _run_dir(out, "dg-multisource")
     assert not (rd.path / "analysis.json").exists()
@@ -80,8 +79,72 @@ def test_from_run_analyses_a_stored_dg_run(tmp_path):
                  "--device", "cpu"]) == 0
     analysis = json.loads((rd.path / "analysis.json").read_text())
     assert analysis["from_run"] is True and analysis["run_id"] == rd.run_id
-    truth = analysis["ground_truth"]["input/t"]
-    assert truth["precision"] == 1.0  # the probe reads invariant features only: whatever it selects is invariant
+    for block in ("input/t", "input/v"):  # the probe reads invariant features only: all it selects is invariant
+        truth = analysis["ground_truth"][block]
+        assert set(truth["selected"]) <= set(truth["invariant"]) and truth["spurious_selected"] == 0
+        assert truth["precision"] in (1.0, None)
     assert set(analysis["blocks"]) == {"input/t", "input/v"}
     assert main(["run", "--protocol", "standard", "--from-run", rd.run_id, "--out", str(out)]) == 2
     assert main(["run", "--protocol", "feature-analysis", "--from-run", "nosuchrun", "--out", str(out)]) == 2
+
+
+# -- a tiny masked model whose selection acts on input features: the ground truth's invariant set --------------
+
+
+@pytest.fixture
+def masked_model():
+    """`gt_mask_probe`: a linear probe over all pooled inputs behind a fixed 0/1 mask that keeps the
+    ground truth's invariant features; it returns the mask as `features["input:mask"]`."""
+    import torch
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from msabench.model_api import MODELS, MSAModel, masked_mean
+    from msabench.types import ModelOutput
+
+    @dataclass(frozen=True)
+    class Cfg:
+        width: int = 1
+
+    class GroundTruthMask(MSAModel):
+        name: ClassVar[str] = "gt_mask_probe"
+        config_cls: ClassVar[type] = Cfg
+        TRAIN_DEFAULTS: ClassVar[dict] = {"train.lr": 0.03, "train.epochs": 3}
+        TASKS: ClassVar[tuple] = ("classification",)
+
+        def __init__(self, cfg, spec):
+            super().__init__(cfg, spec)
+            self.order = [m for m in ("t", "a", "v") if m in spec.modalities]
+            mask = torch.cat([torch.isin(torch.arange(spec.dims[m]),
+                                         torch.tensor(spec.feature_groups[m]["invariant"])).float()
+                              for m in self.order])
+            self.register_buffer("mask", mask)
+            self.linear = torch.nn.Linear(len(mask), spec.n_outputs)
+
+        def feature_layout(self):
+            return {"input": [(m, i) for m in self.order for i in range(self.spec.dims[m])]}
+
+        def forward(self, batch):
+            x = torch.cat([masked_mean(*batch.modality(m)) for m in self.order], dim=1)
+            mask = self.mask.expand_as(x)
+            return ModelOutput(pred=self.linear(x * mask), features={"input": x, "input:mask": mask})
+
+    MODELS.add("gt_mask_probe", GroundTruthMask)
+    yield "gt_mask_probe"
+    MODELS._items.pop("gt_mask_probe", None)
+
+
+def test_a_model_mask_on_the_invariant_features_scores_precision_and_recall_one(tmp_path, masked_model):
+    out = tmp_path / "store"
+    assert main(["run", "--protocol", "feature-analysis", "--seeds", "1", "--model", masked_model, "--tiny",
+                 "--out", str(out), "--device", "cpu"]) == 0
+    rd = _run_dir(out, "feature-analysis")
+    analysis = json.loads((rd.path / "analysis.json").read_text())
+    for block in ("input/t", "input/v"):
+        assert analysis["blocks"][block]["selection"] == "model-mask"
+        truth = analysis["ground_truth"][block]
+        assert truth["selected"] == truth["invariant"] and truth["invariant"]
+        assert (truth["precision"], truth["recall"], truth["spurious_selected"]) == (1.0, 1.0, 0)
+        assert analysis["consistency"][block]["jaccard_mean"] == 1.0
+    feats = read_features(dict(np.load(rd.path / "features.npz", allow_pickle=False)))
+    assert set(feats["masks"]["synth-dg/mosi"]) == {"input/t", "input/v"}

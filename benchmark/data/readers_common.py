@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import zipfile
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -55,15 +56,26 @@ def require_file(path: PathLike, *, origin: str = "", root: PathLike | None = No
     raise UserError(f"{where} not found{came}; {DATA_ROOT_HINT}.")
 
 
+def _array(values: object, where: str, dtype: object = None) -> np.ndarray:
+    """np.asarray, with a ragged or non-numeric value (ValueError, TypeError, OverflowError) as a UserError."""
+    try:
+        return np.asarray(values, dtype=dtype)
+    except (TypeError, ValueError, OverflowError):
+        what = "numeric" if dtype is not None else "a regular array (equal-length rows)"
+        raise UserError(f"{where} is not {what}; the file is not in the expected layout: regenerate it.") from None
+
+
 def as_ids(values: object, where: str) -> np.ndarray:
     """(N,) str array from a list/array of ids (bytes decoded as UTF-8, 2-d rows joined by '$_$')."""
-    arr = np.asarray(values)
+    arr = _array(values, where)
     if arr.dtype.kind == "S":
         try:
             arr = np.char.decode(arr, "utf-8")
         except UnicodeDecodeError:
             raise UserError(f"{where}: ids are not UTF-8; re-save the file with text ids.") from None
     if arr.ndim == 2:  # (video_id, clip_id) rows
+        if arr.shape[1] == 0:
+            raise UserError(f"{where}: ids have shape {arr.shape}, expected one id per sample; re-save the file.")
         arr = arr.astype(str)
         joined = arr[:, 0]
         for j in range(1, arr.shape[1]):
@@ -77,10 +89,7 @@ def as_ids(values: object, where: str) -> np.ndarray:
 
 
 def as_float(values: object, where: str, ndim: int | tuple[int, ...]) -> np.ndarray:
-    try:
-        arr = np.asarray(values, dtype=np.float32)
-    except (TypeError, ValueError):
-        raise UserError(f"{where} is not numeric; the file is not in the expected layout: regenerate it.") from None
+    arr = _array(values, where, np.float32)
     ndims = (ndim,) if isinstance(ndim, int) else ndim
     if arr.ndim not in ndims:
         want = " or ".join(f"{d}-d" for d in ndims)
@@ -89,7 +98,7 @@ def as_float(values: object, where: str, ndim: int | tuple[int, ...]) -> np.ndar
 
 
 def as_int(values: object, where: str) -> np.ndarray:
-    arr = np.asarray(values)
+    arr = _array(values, where)
     if arr.dtype.kind in "iub":
         return arr.astype(np.int64, copy=False)
     try:
@@ -110,12 +119,42 @@ def flat_labels(values: object, where: str) -> np.ndarray:
     return arr
 
 
+def _check_npz_sizes(where: str) -> None:
+    """Each member's .npy header must claim exactly the bytes the member holds: a 100-byte file must
+    not make np.load allocate the terabytes its header claims."""
+    with zipfile.ZipFile(where) as zf:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with zf.open(info) as fh:
+                version = np.lib.format.read_magic(fh)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+                elif version == (2, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+                else:
+                    continue  # np.load refuses or handles it (3.0: same checks inside numpy)
+                if dtype.hasobject:
+                    continue  # refused by allow_pickle=False
+                claimed = dtype.itemsize
+                for n in shape:
+                    claimed *= int(n)
+                held = info.file_size - fh.tell()
+                if claimed != held:
+                    raise UserError(f"{where}: {info.filename} claims {claimed} bytes of data (shape {tuple(shape)}, "
+                                    f"{dtype}) but holds {held}; the file is corrupt: regenerate it.")
+
+
 def read_npz(path: PathLike) -> dict[str, np.ndarray]:
     """All arrays of an .npz (no pickled objects allowed); UserError on a bad file."""
     where = os.fspath(path)
     try:
+        _check_npz_sizes(where)
         with np.load(where, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
+    except MemoryError:
+        raise UserError(f"{where}: out of memory while reading it; free memory, or the file is corrupt: "
+                        "regenerate it.") from None
     except FileNotFoundError:
         raise UserError(f"{where} does not exist; check the path.") from None
     except ValueError as exc:
@@ -125,7 +164,9 @@ def read_npz(path: PathLike) -> dict[str, np.ndarray]:
                 "(np.savez with dtype str / float32)."
             ) from None
         raise UserError(f"{where} is not a readable .npz ({exc}); regenerate it.") from None
-    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+    except (OSError, zipfile.BadZipFile, EOFError, KeyError, zlib.error, NotImplementedError, RuntimeError) as exc:
+        # zlib.error: a damaged compressed member; NotImplementedError: an unknown compression; RuntimeError:
+        # an encrypted member
         raise UserError(f"{where} is not a readable .npz ({type(exc).__name__}: {exc}); regenerate it.") from None
 
 

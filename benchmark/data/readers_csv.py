@@ -47,8 +47,11 @@ def read_csv_rows(path: PathLike, where: str, required: Sequence[str]) -> tuple[
     header = [h.strip() for h in rows[0]]
     missing = [c for c in required if c not in header]
     if missing:
+        shown_header = " ".join(", ".join(header).split())  # one line, whatever the cells hold
+        if len(shown_header) > 160:
+            shown_header = shown_header[:160] + "..."
         raise UserError(
-            f"{where} lacks the column(s) {', '.join(missing)} (its header is: {', '.join(header)}); "
+            f"{where} lacks the column(s) {', '.join(missing)} (its header is: {shown_header}); "
             f"the file needs {', '.join(required)}: use the original file."
         )
     body = [r for r in rows[1:] if any(cell.strip() for cell in r)]
@@ -57,6 +60,11 @@ def read_csv_rows(path: PathLike, where: str, required: Sequence[str]) -> tuple[
         if len(r) != width and any(cell.strip() for cell in r):
             raise UserError(f"{where} line {i} has {len(r)} fields but the header has {width}; fix the row (quote fields with commas).")
     return header, body
+
+
+def _cell(value: str, n: int = 40) -> str:
+    """A cell as shown in an error: repr (one line), cut after `n` characters."""
+    return repr(value if len(value) <= n else value[:n] + "...")
 
 
 def _column(header: list[str], name: str) -> int:
@@ -83,7 +91,7 @@ def read_label_csv(
     for i, r in enumerate(rows, start=2):
         mode = r[ci["mode"]].strip()
         if mode not in by_split:
-            raise UserError(f"{where} line {i}: mode {mode!r} is not train, valid or test; fix the mode column.")
+            raise UserError(f"{where} line {i}: mode {_cell(mode)} is not train, valid or test; fix the mode column.")
         by_split[mode].append(r)
     splits: dict[str, SplitData] = {}
     for s, rs in by_split.items():
@@ -119,7 +127,7 @@ def _floats(cells: list[str], where: str, column: str) -> np.ndarray:
             try:
                 float(c)
             except ValueError:
-                raise UserError(f"{where}: {column} value {c!r} is not a number; fix the {column} column.") from None
+                raise UserError(f"{where}: {column} value {_cell(c)} is not a number; fix the {column} column.") from None
         raise
 
 
@@ -139,7 +147,7 @@ def read_meld_csv(path: PathLike, *, where: str | None = None) -> tuple[str, Spl
     for i, r in enumerate(rows, start=2):
         sent = r[isent].strip().lower()
         if sent not in SENTIMENTS:
-            raise UserError(f"{where} line {i}: Sentiment {r[isent]!r} is not negative, neutral or positive; fix the Sentiment column.")
+            raise UserError(f"{where} line {i}: Sentiment {_cell(r[isent])} is not negative, neutral or positive; fix the Sentiment column.")
         labels.append(SENTIMENTS[sent])
         ids.append(f"{prefix}_dia{r[idia].strip()}_utt{r[iutt].strip()}")
     split = SplitData(

@@ -55,13 +55,16 @@ def _mmsa_split(d: dict[str, Any], where: str, aligned: bool) -> SplitData:
     ids = as_ids(d["id"], f"{where} id")
     split = SplitData(ids=ids)
     if "raw_text" in d and d["raw_text"] is not None:
-        split.raw_text = [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in list(d["raw_text"])]
+        raw = d["raw_text"]
+        if not (isinstance(raw, (list, tuple)) or (isinstance(raw, np.ndarray) and raw.ndim == 1)):
+            raise UserError(f"{where} raw_text is a {type(raw).__name__}, not one text per sample; use the original file.")
+        split.raw_text = [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in list(raw)]
     # Text: precomputed features (N, T, D) and/or BERT inputs (N, 3, T) = ids, mask, segments.
     if "text" in d:
         split.text_feats = as_float(d["text"], f"{where} text", 3)
     if "text_bert" in d and d["text_bert"] is not None:
-        bert = np.asarray(d["text_bert"])
-        if bert.ndim != 3 or bert.shape[1] != 3:
+        bert = as_float(d["text_bert"], f"{where} text_bert", 3)
+        if bert.shape[1] != 3:
             raise UserError(f"{where}: text_bert has shape {bert.shape}, expected (N, 3, T) (ids, mask, segments); use the original file.")
         split.text_ids = as_int(bert[:, 0], f"{where} text_bert ids")
         split.text_lengths = as_int(bert[:, 1], f"{where} text_bert mask").sum(axis=1)
@@ -77,6 +80,8 @@ def _mmsa_split(d: dict[str, Any], where: str, aligned: bool) -> SplitData:
             lengths = split.text_lengths if split.text_lengths is not None else _full_lengths(values)
         else:
             require_keys(d, (key,), where)
+            raise UserError(f"{where}: {key} is None; the unaligned layout needs the real length of every sample: "
+                            "use the original file.")
         setattr(split, m, values)
         setattr(split, key, lengths)
     if "regression_labels" in d:
@@ -86,7 +91,7 @@ def _mmsa_split(d: dict[str, Any], where: str, aligned: bool) -> SplitData:
             if key in d:
                 split.unimodal[m.lower()] = flat_labels(d[key], f"{where} {key}")
     elif "classification_labels" in d:
-        split.classification = as_int(np.asarray(d["classification_labels"]).reshape(-1), f"{where} classification_labels")
+        split.classification = as_int(d["classification_labels"], f"{where} classification_labels").reshape(-1)
     elif "multilabel_labels" in d:
         split.multilabel = as_float(d["multilabel_labels"], f"{where} multilabel_labels", 2)
     else:

@@ -85,6 +85,8 @@ def build_report(out: str, *, table: str | Sequence[str] | None = None, fmt: str
                  plots: str | None = None, warn=None) -> str:
     if fmt not in RENDERERS:
         raise UserError(f"--format {fmt!r}: use one of {', '.join(RENDERERS)}")
+    if selection is not None and selection not in RULES:  # before reading the store (and its warnings)
+        raise UserError(f"--selection {selection!r}: use one of {', '.join(RULES)}")
     names = [table] if isinstance(table, str) else list(table or ())
     if names:
         from msabench.protocols.templates import TEMPLATES
@@ -93,9 +95,80 @@ def build_report(out: str, *, table: str | Sequence[str] | None = None, fmt: str
             TEMPLATES.get(n)  # unknown names: exit 2 with close matches, before reading the store
     views = load_views(out, warn=warn or (lambda m: print(m, file=sys.stderr)))
     tables = build_tables(views, tables=names, selection=selection, compare_paper=compare_paper, reference=reference)
+    note_gaps(tables, store_gaps(out), out, warn or (lambda m: print(m, file=sys.stderr)))
     if plots:
         from msabench.plots import plots_from_store
 
         written = plots_from_store(views, plots, selection=selection, out=out)
         (warn or (lambda m: print(m, file=sys.stderr)))(f"wrote {len(written)} plot files to {plots}")
     return RENDERERS[fmt](tables)
+
+
+# -- the gaps: runs of the store that are not in the tables --------------------------------------------
+def store_gaps(out: str) -> list[dict]:
+    """The runs of the store at `out` that are not done (failed, incomplete, running), each as
+    {"run_id", "status", "spec" (None when the run failed before writing spec.json), "reason"}."""
+    from msabench.store import Store
+
+    gaps = []
+    for rd in Store(out).runs():
+        status = rd.status()
+        if status == "done":
+            continue
+        try:
+            spec = rd.read_spec_dict() if (rd.path / "spec.json").exists() else None
+        except Exception:  # noqa: BLE001 - an unreadable spec: counted, not placed in a table
+            spec = None
+        reason = ""
+        if status == "failed":
+            try:
+                reason = str((rd.read_failed() or {}).get("reason", ""))
+            except Exception:  # noqa: BLE001
+                reason = "failed.json unreadable"
+        gaps.append({"run_id": rd.run_id, "status": status, "spec": spec, "reason": reason})
+    return gaps
+
+
+def _belongs(spec: dict, meta: dict) -> bool:
+    """Whether a run with `spec` would be part of the table with `meta` (generic or template)."""
+    if spec.get("protocol") != meta.get("protocol"):
+        return False
+    datasets = meta.get("datasets") or []
+    if datasets and not set(spec.get("datasets") or ()) <= set(datasets):
+        return False
+    if "setting" in meta and meta["setting"] != spec.get("setting"):
+        return False
+    if "rate" in meta and float(spec.get("rate") or 0.0) != float(meta["rate"] or 0.0):
+        return False
+    return True
+
+
+def note_gaps(tables, gaps: list[dict], out: str, warn) -> None:
+    """Say what is missing: a note under each table naming its runs that failed or are unfinished
+    (model, seeds, status, the error's type), and one warning line for the whole store."""
+    if not gaps:
+        return
+    words = {"failed": "failed", "incomplete": "incomplete (re-run the sweep to redo)", "running": "still running"}
+    for table in tables:
+        groups: dict[tuple[str, str, str], list[str]] = {}
+        for g in gaps:
+            if g["spec"] is None or not _belongs(g["spec"], table.meta):
+                continue
+            kind = g["reason"].split(":", 1)[0].strip() if g["status"] == "failed" else ""
+            groups.setdefault((str(g["spec"].get("model")), g["status"], kind), []).append(str(g["spec"].get("seed")))
+        if groups:
+            parts = [f"{model} seed{'s' if len(seeds) > 1 else ''} {', '.join(sorted(seeds, key=_seed_order))} "
+                     f"{words.get(status, status)}{f' ({kind})' if kind else ''}"
+                     for (model, status, kind), seeds in sorted(groups.items())]
+            table.notes.append(f"Missing from this table: {'; '.join(parts)}. `msabench status --out {out}` lists "
+                               "them; `msabench run ... --retry-failed` reruns failed runs.")
+    counts: dict[str, int] = {}
+    for g in gaps:
+        counts[g["status"]] = counts.get(g["status"], 0) + 1
+    shown = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    warn(f"warning: {len(gaps)} run(s) of the store are not in these tables ({shown}); `msabench status --out {out}` "
+         "lists them, `msabench run ... --retry-failed` reruns failed ones")
+
+
+def _seed_order(seed: str):
+    return (0, int(seed), "") if seed.lstrip("-").isdigit() else (1, 0, seed)
