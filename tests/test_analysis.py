@@ -56,7 +56,7 @@ def test_pairwise_helpers_agree_with_msabench_stats():
 
 def test_l1_selection_keeps_the_label_relevant_features():
     x, y = _domain(0)
-    sel = l1_selection(x, y)
+    sel = l1_selection(x, y, c=0.05)
     assert set(INVARIANT) | {3} <= set(np.flatnonzero(sel))
     assert sel[6:].sum() <= 2
     assert not l1_selection(np.ones((50, 3)), np.arange(50) % 3).any()  # constant features: nothing
@@ -71,7 +71,7 @@ def test_selection_consistency_and_ground_truth_scoring():
     gt = {"t": {"invariant": INVARIANT, "spurious": SPURIOUS}}
     columns = {"input/t": list(range(100, 112))}  # the block's columns are input features 100..111
     gt_shifted = {"t": {"invariant": [100, 101, 102], "spurious": [103, 104, 105]}}
-    out = analyse_features(per_domain, labels, columns=columns, ground_truth=gt_shifted)
+    out = analyse_features(per_domain, labels, columns=columns, ground_truth=gt_shifted, l1_c=0.05)
     cons = out["consistency"]["input/t"]
     assert cons["selected_in_all"] == [100, 101, 102]
     assert len(cons["matrix"]) == 3 and len(cons["matrix"][0]) == 12

@@ -69,6 +69,17 @@ def test_lodo_helpers_train_on_one_source_and_validate_on_the_other(lodo_store):
     assert chosen["epoch"] is not None and A["target"] in chosen["domains"]
 
 
+def test_tiny_single_source_run_tests_both_targets(tmp_path):
+    out = tmp_path / "store"
+    assert main(["run", "--protocol", "dg-single", "--setting", "B", "--seeds", "1", "--model", "linear_probe",
+                 "--tiny", "--out", str(out), "--device", "cpu"]) == 0
+    ((spec, records),) = views(out)
+    assert spec["source_domains"] == ["synth-dg/mosi"]
+    assert spec["target_domains"] == ["synth-dg/meld", "synth-dg/mosei"]
+    chosen = selected_metrics((spec, records), "oracle")  # mean target-valid accuracy over both targets
+    assert set(chosen["domains"]) == {"synth-dg/mosi", "synth-dg/meld", "synth-dg/mosei"}
+
+
 def test_domains_must_share_a_feature_space():
     # synth-mosi's vision has 20 features, the DG suite's 35
     request = Request(protocol="dg-multisource", datasets=("synth-mosi", "synth-dg/mosei", "synth-dg/meld"),

@@ -16,10 +16,8 @@ import io
 import os
 import pickle
 import signal
-import zipfile
 from collections import Counter
 from datetime import timedelta
-from pathlib import Path
 
 import numpy as np
 import pytest

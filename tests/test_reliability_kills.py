@@ -33,7 +33,8 @@ from msabench.store import Store
 from msabench.store_compare import store_differences
 
 SWEEP = ["run", "--protocol", "standard", "--dataset", "synth-mosi", "--tiny", "--no-mlflow", "--threads", "1",
-         "--model", "linear_probe", "--model", "constant", "--seeds", ",".join(str(s) for s in range(1, 11))]
+         "--device", "cpu", "--model", "linear_probe", "--model", "constant",
+         "--seeds", ",".join(str(s) for s in range(1, 11))]
 N_RUNS = 20
 N_KILLS = 10
 SEED = int(os.environ.get("MSABENCH_KILL_SEED", "20240607"))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import ast
 import copyreg
 import json
-import os
 import pickle
 import struct
 import subprocess

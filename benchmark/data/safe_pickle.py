@@ -227,8 +227,11 @@ class RestrictedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its 
         read = self._file_read
 
         def checked_read(n: int = -1) -> bytes:
-            if n is not None and n > self.max_bytes:
-                raise _Refused(f"a field claims {n} bytes in a pickle of {self.max_bytes}")
+            if n is not None and n > self.max_bytes:  # never ask the file (and memory) for more than it has
+                if self.max_bytes == 0:
+                    raise EOFError("Ran out of input")
+                raise pickle.UnpicklingError(f"pickle data was truncated: a length field claims {n} bytes, the "
+                                             f"file holds {self.max_bytes}")
             return read(n)
 
         self._file_read = checked_read
@@ -236,7 +239,8 @@ class RestrictedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its 
     def load_bytearray8(self) -> None:  # the stock one allocates (and zeroes) the claimed size first
         (n,) = struct.unpack("<Q", self.read(8))
         if n > self.max_bytes:
-            raise _Refused(f"BYTEARRAY8 claims {n} bytes in a pickle of {self.max_bytes}")
+            raise pickle.UnpicklingError(f"pickle data was truncated: BYTEARRAY8 claims {n} bytes, the file "
+                                         f"holds {self.max_bytes}")
         buf = bytearray(n)
         self.readinto(buf)
         self.append(buf)
