@@ -100,7 +100,9 @@ FEATURE_ANALYSIS = PROTOCOLS.add(
         default_dataset=SYNTH_DG,
         modalities=("t", "v"),
         settings=("A", "B", "C"),
-        quick_models=("linear_probe",),
+        # the DG yardstick pair (lr as in the DG quick list): features=all selects by L1 on its pooled
+        # inputs; features=invariant is the reference whose every selected feature is invariant
+        quick_models=("linear_probe:train.lr=0.03", "linear_probe:model.features=invariant,train.lr=0.03"),
         synthetic_policy={"train.patience": 10, "data.scale": 0.1},
         synthetic_caps={"train.epochs": 10},
         real_policy={},

@@ -41,7 +41,7 @@ def _run_dir(out, protocol):
 @pytest.fixture(scope="module")
 def fa_store(tmp_path_factory):
     out = tmp_path_factory.mktemp("fa") / "store"
-    assert main(["run", "--protocol", "feature-analysis", "--seeds", "1", "--model", "linear_probe", "--tiny",
+    assert main(["run", "--no-mlflow", "--protocol", "feature-analysis", "--seeds", "1", "--model", "linear_probe", "--tiny",
                  "--out", str(out), "--device", "cpu"]) == 0
     return out
 
@@ -71,11 +71,11 @@ def test_feature_analysis_run_writes_features_and_analysis(fa_store):
 
 def test_from_run_analyses_a_stored_dg_run(tmp_path):
     out = tmp_path / "store"
-    assert main(["run", "--protocol", "dg-multisource", "--setting", "A", "--seeds", "1", "--tiny", "--selection", "oracle",
+    assert main(["run", "--no-mlflow", "--protocol", "dg-multisource", "--setting", "A", "--seeds", "1", "--tiny", "--selection", "oracle",
                  "--model", "linear_probe:model.features=invariant", "--out", str(out), "--device", "cpu"]) == 0
     rd = _run_dir(out, "dg-multisource")
     assert not (rd.path / "analysis.json").exists()
-    assert main(["run", "--protocol", "feature-analysis", "--from-run", rd.run_id, "--out", str(out),
+    assert main(["run", "--no-mlflow", "--protocol", "feature-analysis", "--from-run", rd.run_id, "--out", str(out),
                  "--device", "cpu"]) == 0
     analysis = json.loads((rd.path / "analysis.json").read_text())
     assert analysis["from_run"] is True and analysis["run_id"] == rd.run_id
@@ -84,8 +84,8 @@ def test_from_run_analyses_a_stored_dg_run(tmp_path):
         assert set(truth["selected"]) <= set(truth["invariant"]) and truth["spurious_selected"] == 0
         assert truth["precision"] in (1.0, None)
     assert set(analysis["blocks"]) == {"input/t", "input/v"}
-    assert main(["run", "--protocol", "standard", "--from-run", rd.run_id, "--out", str(out)]) == 2
-    assert main(["run", "--protocol", "feature-analysis", "--from-run", "nosuchrun", "--out", str(out)]) == 2
+    assert main(["run", "--no-mlflow", "--protocol", "standard", "--from-run", rd.run_id, "--out", str(out)]) == 2
+    assert main(["run", "--no-mlflow", "--protocol", "feature-analysis", "--from-run", "nosuchrun", "--out", str(out)]) == 2
 
 
 # -- a tiny masked model whose selection acts on input features: the ground truth's invariant set --------------
@@ -136,7 +136,7 @@ def masked_model():
 
 def test_a_model_mask_on_the_invariant_features_scores_precision_and_recall_one(tmp_path, masked_model):
     out = tmp_path / "store"
-    assert main(["run", "--protocol", "feature-analysis", "--seeds", "1", "--model", masked_model, "--tiny",
+    assert main(["run", "--no-mlflow", "--protocol", "feature-analysis", "--seeds", "1", "--model", masked_model, "--tiny",
                  "--out", str(out), "--device", "cpu"]) == 0
     rd = _run_dir(out, "feature-analysis")
     analysis = json.loads((rd.path / "analysis.json").read_text())
