@@ -50,7 +50,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from msabench.model_api import MODELS, MSAModel
-from msabench.models.tfn import build_subnets, output_width, run_subnets, subnet_widths
+from msabench.models.tfn import build_subnets, mmsa_preset, output_width, run_subnets, subnet_widths
 from msabench.types import Batch, InputSpec, ModelOutput
 
 
@@ -72,19 +72,6 @@ class LFDNNConfig:
     token_embed_dim: int = 128
 
 
-def _mmsa_preset(text: int, audio: int, video: int, text_out: int, post: int,
-                 dropouts: tuple[float, float, float, float], **train: Any) -> dict[str, Any]:
-    a, v, t, p = dropouts
-    preset = {
-        "model.text_hidden": text, "model.audio_hidden": audio, "model.video_hidden": video,
-        "model.text_out": text_out, "model.post_fusion_dim": post,
-        "model.audio_dropout": a, "model.video_dropout": v, "model.text_dropout": t,
-        "model.post_fusion_dropout": p,
-    }
-    preset.update({f"train.{k}": val for k, val in train.items()})
-    return preset
-
-
 @MODELS.register()
 class LFDNN(MSAModel):
     name: ClassVar[str] = "lf_dnn"
@@ -102,11 +89,11 @@ class LFDNN(MSAModel):
         "train.patience": 8,
     }
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "mosi": _mmsa_preset(128, 16, 128, 256, 128, (0.2, 0.2, 0.2, 0.2),
+        "mosi": mmsa_preset(128, 16, 128, 256, 128, (0.2, 0.2, 0.2, 0.2),
                              batch_size=128, lr=1e-3, weight_decay=0.01),
-        "mosei": _mmsa_preset(128, 32, 128, 128, 128, (0.2, 0.2, 0.2, 0.2),
+        "mosei": mmsa_preset(128, 32, 128, 128, 128, (0.2, 0.2, 0.2, 0.2),
                               batch_size=64, lr=2e-3, weight_decay=1e-3),
-        "sims": _mmsa_preset(128, 32, 128, 256, 32, (0.3, 0.3, 0.3, 0.5),
+        "sims": mmsa_preset(128, 32, 128, 256, 32, (0.3, 0.3, 0.3, 0.5),
                              batch_size=128, lr=5e-3, weight_decay=5e-3),
     }
 

@@ -17,8 +17,10 @@ The pooled, selected inputs are returned as ``features["input"]`` for analyses.
 
 Deviations:
 - No paper to deviate from. Inputs are not standardised (the probe sees the features as the
-  dataset gives them); the optimiser defaults (Adam, lr 1e-3, batch 64, up to 50 epochs,
-  patience 8) are the harness's choice, not taken from a paper.
+  dataset gives them); the optimiser defaults (Adam, lr 0.03, batch 64, up to 50 epochs,
+  patience 8) are the harness's choice, not taken from a paper. The lr is high on purpose: a
+  yardstick must converge within the synthetic suite's epoch caps (at 1e-3 the invariant probe
+  reached 76% Acc-2 on synth-mosi in 10 epochs against 87.5% for a ridge fit on the same features).
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ class LinearProbe(MSAModel):
     TASKS: ClassVar[tuple[str, ...]] = ("regression", "classification", "multilabel")
     TRAIN_DEFAULTS: ClassVar[dict[str, Any]] = {
         "train.optimizer": "adam",
-        "train.lr": 1e-3,
+        "train.lr": 0.03,
         "train.batch_size": 64,
         "train.weight_decay": 0.0,
         "train.epochs": 50,

@@ -193,8 +193,9 @@ class TFNConfig:
     token_embed_dim: int = 128
 
 
-def _mmsa_preset(text: int, audio: int, video: int, text_out: int, post: int,
+def mmsa_preset(text: int, audio: int, video: int, text_out: int, post: int,
                  dropouts: tuple[float, float, float, float], **train: Any) -> dict[str, Any]:
+    """A preset in the shape of MMSA's config_regression.json entries (shared with lf_dnn)."""
     a, v, t, p = dropouts
     preset = {
         "model.text_hidden": text, "model.audio_hidden": audio, "model.video_hidden": video,
@@ -223,9 +224,9 @@ class TFN(MSAModel):
         "train.patience": 8,
     }
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
-        "mosi": _mmsa_preset(128, 32, 128, 32, 64, (0.3, 0.3, 0.3, 0.5), batch_size=32, lr=1e-3),
-        "mosei": _mmsa_preset(128, 16, 128, 128, 16, (0.4, 0.4, 0.4, 0.4), batch_size=128, lr=5e-3),
-        "sims": _mmsa_preset(128, 32, 128, 256, 32, (0.4, 0.4, 0.4, 0.4), batch_size=32, lr=5e-4),
+        "mosi": mmsa_preset(128, 32, 128, 32, 64, (0.3, 0.3, 0.3, 0.5), batch_size=32, lr=1e-3),
+        "mosei": mmsa_preset(128, 16, 128, 128, 16, (0.4, 0.4, 0.4, 0.4), batch_size=128, lr=5e-3),
+        "sims": mmsa_preset(128, 32, 128, 256, 32, (0.4, 0.4, 0.4, 0.4), batch_size=32, lr=5e-4),
     }
 
     def __init__(self, cfg: TFNConfig, spec: InputSpec):

@@ -102,7 +102,7 @@ FEATURE_ANALYSIS = PROTOCOLS.add(
         settings=("A", "B", "C"),
         # the DG yardstick pair (lr as in the DG quick list): features=all selects by L1 on its pooled
         # inputs; features=invariant is the reference whose every selected feature is invariant
-        quick_models=("linear_probe:train.lr=0.03", "linear_probe:model.features=invariant,train.lr=0.03"),
+        quick_models=("linear_probe", "linear_probe:model.features=invariant"),
         synthetic_policy={"train.patience": 10, "data.scale": 0.1},
         synthetic_caps={"train.epochs": 10},
         real_policy={},
