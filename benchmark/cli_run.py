@@ -57,7 +57,7 @@ def parse_sets(pairs: tuple[str, ...]) -> dict:
 @click.option("--n-seeds", type=int, default=None)
 @click.option("--modalities", default=None, help="Comma-separated subset of t,a,v.")
 @click.option("--rates", default=None, help="Missing rates, e.g. 0,0.1,0.2.")
-@click.option("--selection", default=None, help="Restrict to one selection rule.")
+@click.option("--selection", default=None, help="A selection rule of the protocol; in DG it decides whether the lodo helper runs are planned (reports choose the rule with report --selection).")
 @click.option("--data-root", default=lambda: os.environ.get("MSABENCH_DATA_ROOT"), help="Real data folder.")
 @click.option("--set", "sets", multiple=True, help="KEY=VALUE for every run, e.g. train.lr=0.001.")
 @out_option
