@@ -4,8 +4,8 @@ Each (split, domain) becomes a `TensorSplit`: contiguous tensors built once (fro
 arrays where the reader gave them), masks from lengths, labels in the task's form, and, when a
 missing rate is active, the masked view and the drop masks (static across epochs and seeds).
 A batch is one `np.take` per array with one index vector, wrapped as tensors without a copy:
-on the CPU builds we use, `torch.index_select` over a (N, T, D) float tensor is ~30x slower than
-`np.take` (benchmarks/bench_batching.py measures both side by side).
+on the CPU torch build we use, `torch.index_select` over a (N, T, D) float tensor was 5-30x slower
+than `np.take` on this 2-core machine (benchmarks/bench_batching.py measures both side by side).
 """
 
 from __future__ import annotations
