@@ -22,6 +22,24 @@ class SweepOutcome:
     done: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # already done, failed without --retry-failed, or running
+    progress: Callable[[RunSpec, str], None] | None = None
+
+    def add(self, spec: RunSpec, status: str) -> None:
+        getattr(self, status if status in ("done", "failed") else "skipped").append(spec.run_id)
+        if self.progress is not None:
+            self.progress(spec, status)
+
+    def runs_to_do(self, specs: Sequence[RunSpec], store, retry_failed: bool) -> list[RunSpec]:
+        """The runs the store says to run; the others are counted as skipped and never reach a worker."""
+        from msabench.store import should_run
+
+        todo = []
+        for spec in specs:
+            if should_run(store.run_dir(spec.run_id).status(), retry_failed):
+                todo.append(spec)
+            else:
+                self.add(spec, "skipped")
+        return todo
 
 
 def run_one(spec: RunSpec, store, options: RunOptions, retry_failed: bool) -> str:
@@ -53,12 +71,9 @@ def run_one(spec: RunSpec, store, options: RunOptions, retry_failed: bool) -> st
 @EXECUTORS.register("local")
 def run_local(specs: Sequence[RunSpec], store, options: RunOptions, retry_failed: bool = False,
               progress: Callable[[RunSpec, str], None] | None = None, **_: object) -> SweepOutcome:
-    outcome = SweepOutcome()
+    outcome = SweepOutcome(progress=progress)
     for spec in specs:
-        status = run_one(spec, store, options, retry_failed)
-        getattr(outcome, status if status in ("done", "failed") else "skipped").append(spec.run_id)
-        if progress is not None:
-            progress(spec, status)
+        outcome.add(spec, run_one(spec, store, options, retry_failed))
     return outcome
 
 

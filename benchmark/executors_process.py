@@ -216,21 +216,10 @@ def run_process(specs: Sequence, store, options, retry_failed: bool = False,
     import multiprocessing as mp
 
     from msabench.executors import SweepOutcome
-    from msabench.store import should_run
 
-    outcome = SweepOutcome()
-
-    def finish(spec, status: str) -> None:
-        getattr(outcome, status if status in ("done", "failed") else "skipped").append(spec.run_id)
-        if progress is not None:
-            progress(spec, status)
-
-    todo = []
-    for spec in specs:  # runs the store says to skip never reach a worker (none is started for them)
-        if should_run(store.run_dir(spec.run_id).status(), retry_failed):
-            todo.append(spec)
-        else:
-            finish(spec, "skipped")
+    outcome = SweepOutcome(progress=progress)
+    finish = outcome.add
+    todo = outcome.runs_to_do(specs, store, retry_failed)
     if not todo:
         return outcome
     layout = plan_layout(workers, options.threads, runs_per_gpu, options.device, len(todo))

@@ -84,7 +84,6 @@ def run_ray(specs: Sequence, store, options, retry_failed: bool = False,
             runs_per_gpu: int | None = None, address: str | None = None,
             layout_note: Callable[[str], None] | None = None, **_: object):
     from msabench.executors import SweepOutcome
-    from msabench.store import should_run
 
     try:
         import ray
@@ -95,19 +94,9 @@ def run_ray(specs: Sequence, store, options, retry_failed: bool = False,
     if runs_per_gpu is not None and runs_per_gpu < 1:
         raise UserError(f"--runs-per-gpu {runs_per_gpu}: must be at least 1")
     say = layout_note or (lambda text: print(text, file=sys.stderr))
-    outcome = SweepOutcome()
-
-    def finish(spec, status: str) -> None:
-        getattr(outcome, status if status in ("done", "failed") else "skipped").append(spec.run_id)
-        if progress is not None:
-            progress(spec, status)
-
-    todo = []
-    for spec in specs:
-        if should_run(store.run_dir(spec.run_id).status(), retry_failed):
-            todo.append(spec)
-        else:
-            finish(spec, "skipped")
+    outcome = SweepOutcome(progress=progress)
+    finish = outcome.add
+    todo = outcome.runs_to_do(specs, store, retry_failed)
     if not todo:
         return outcome
     threads = options.threads or 1

@@ -8,17 +8,15 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import torch
 
+from fixtures.faults import NanLoss, Raises
 from msabench.cli import main
-from msabench.model_api import MODELS, MSAModel
+from msabench.model_api import MODELS
 from msabench.store import Store
 from msabench.store_compare import store_differences
-from msabench.types import ModelOutput
 
 TINY = ["run", "--protocol", "standard", "--dataset", "synth-mosi", "--tiny", "--no-mlflow", "--threads", "1"]
 
@@ -34,55 +32,18 @@ def test_same_spec_twice_gives_equal_results(tmp_path):
     assert len(list(Store(tmp_path / "a").runs())) == 2
 
 
-@dataclass(frozen=True)
-class FaultConfig:
-    when: int = 1  # the epoch at which it misbehaves
-
-
-class Explodes(MSAModel):
-    """Raises in the forward pass at epoch `when`. Deviations: none (a test fixture)."""
-
-    name = "explodes"
-    config_cls = FaultConfig
-
-    def __init__(self, cfg, spec):
-        super().__init__(cfg, spec)
-        self.layer = torch.nn.Linear(1, 1)
-        self.epoch = 0
-
-    def on_epoch_start(self, ctx):
-        self.epoch = ctx.epoch
-
-    def forward(self, batch):
-        if self.training and self.epoch >= self.cfg.when:
-            raise RuntimeError("injected failure")
-        return ModelOutput(pred=self.layer(batch.y.float().unsqueeze(-1) * 0).squeeze(-1))
-
-
-class NanLoss(Explodes):
-    """Its loss turns NaN at epoch `when`. Deviations: none (a test fixture)."""
-
-    name = "nan_loss"
-
-    def forward(self, batch):
-        out = self.layer(torch.zeros(len(batch), 1)).squeeze(-1)
-        if self.training and self.epoch >= self.cfg.when:
-            out = out * float("nan")
-        return ModelOutput(pred=out)
-
-
 def test_failures_are_recorded_and_the_others_complete(tmp_path, monkeypatch):
-    monkeypatch.setitem(MODELS._items, "explodes", Explodes)
+    monkeypatch.setitem(MODELS._items, "raises", Raises)
     monkeypatch.setitem(MODELS._items, "nan_loss", NanLoss)
     out = str(tmp_path / "store")
-    args = [*TINY, "--model", "explodes", "--model", "nan_loss", "--model", "linear_probe", "--seeds", "1",
+    args = [*TINY, "--model", "raises", "--model", "nan_loss", "--model", "linear_probe", "--seeds", "1",
             "--out", out]
     assert msabench(*args) == 0
     store = Store(out)
     status = {rd.read_spec_dict()["model"]: rd.status() for rd in store.runs()}
-    assert status == {"explodes": "failed", "nan_loss": "failed", "linear_probe": "done"}
+    assert status == {"raises": "failed", "nan_loss": "failed", "linear_probe": "done"}
     reasons = {rd.read_spec_dict()["model"]: rd.read_failed()["reason"] for rd in store.runs(status="failed")}
-    assert "injected failure" in reasons["explodes"]
+    assert "injected failure" in reasons["raises"]
     assert "not finite" in reasons["nan_loss"]
     # A plain re-run leaves failed runs alone; --retry-failed reruns them (and they fail again).
     assert msabench(*args) == 0
