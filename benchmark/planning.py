@@ -146,11 +146,10 @@ def plan(request: Request) -> list[RunSpec]:
 
 def _build(run, spec: ModelSpec, cls, protocol, request: Request, sweep_model_keys, skip_incompatible):
     synthetic = run.datasets[0] in _synthetic_names()
-    layers = dict(policy=protocol.policy(synthetic), caps=protocol.caps(synthetic), user_set=request.user_set,
-                  tiny=request.tiny, tolerated_model_keys=sweep_model_keys)
-    cfg = resolve_config(cls, spec, _family(run.datasets[0]), **layers)
-    if request.tiny:
-        cfg.update(_tiny_policy(synthetic))
+    # --tiny is part of the policy layer, so --set and the model spec still win over it.
+    policy = {**protocol.policy(synthetic), **(_tiny_policy(synthetic) if request.tiny else {})}
+    cfg = resolve_config(cls, spec, _family(run.datasets[0]), policy=policy, caps=protocol.caps(synthetic),
+                         user_set=request.user_set, tiny=request.tiny, tolerated_model_keys=sweep_model_keys)
     data = [load_for_config(name, cfg, request.data_root) for name in run.datasets]
     task = task_of(data, run.task)
     tokens = text_is_tokens(cfg) if "t" in run.modalities else False
