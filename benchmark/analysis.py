@@ -487,7 +487,7 @@ def analyse_stored_run(out: str, run_id: str, *, data_root: str | None = None, d
     if rule is None:
         raise UserError(f"--from-run {run_id}: the run has no checkpoint of its rules {', '.join(spec.selection_rules)}")
     dev = resolve_device(device)
-    model, datasets, _, tokens, _ = build_model(spec, data_root)
+    model, datasets, tokens = build_model(spec, data_root)
     model.load_state_dict(rd.read_checkpoint(rule))
     model.to(dev)
     _, eval_sets = prepare_tensors(spec, datasets, tokens)

@@ -11,7 +11,7 @@ import contextlib
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,7 +44,6 @@ class LoopResult:
     chosen_epochs: dict[str, int]
     stopped_early: bool = False
     epochs_run: int = 0
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def move_batch(batch: Batch, device: torch.device) -> Batch:

@@ -32,23 +32,19 @@ class Request:
     tiny: bool = False
 
 
+_LOADED: dict[tuple, Any] = {}
+
+
 def load_for_config(name: str, cfg: dict[str, Any], data_root: str | None):
-    """Load (cached per process) the dataset `name` with the data options of a resolved config."""
+    """Load the dataset `name` with the data options of a resolved config, once per process."""
     from msabench.data.datasets import load_dataset
 
-    return _cached_load(name, data_root, cfg["data.source"], int(cfg["data.seed"]), float(cfg["data.scale"]),
-                        bool(cfg["data.aligned"]), cfg["data.noise_modality"] or None, load_dataset)
-
-
-_CACHE: dict[tuple, Any] = {}
-
-
-def _cached_load(name, data_root, source, seed, scale, aligned, noise, load_dataset):
-    key = (name, data_root, source, seed, scale, aligned, noise)
-    if key not in _CACHE:
-        _CACHE[key] = load_dataset(name, data_root=data_root, source=source, seed=seed, scale=scale,
-                                   aligned=aligned, noise_modality=noise)
-    return _CACHE[key]
+    options = dict(source=cfg["data.source"], seed=int(cfg["data.seed"]), scale=float(cfg["data.scale"]),
+                   aligned=bool(cfg["data.aligned"]), noise_modality=cfg["data.noise_modality"] or None)
+    key = (name, data_root, *options.values())
+    if key not in _LOADED:
+        _LOADED[key] = load_dataset(name, data_root=data_root, **options)
+    return _LOADED[key]
 
 
 def task_of(datasets: list[Any], planned_task: str | None) -> str:

@@ -51,18 +51,17 @@ def check_precision(precision: str, device: torch.device) -> None:
 
 
 def build_model(spec: RunSpec, data_root: str | None):
-    """The model and the tensors of one run (also used by feature analysis of a stored run)."""
+    """The model of a run, its datasets, and whether text enters as tokens (also for feature analysis)."""
     import msabench.models  # noqa: F401
     from msabench.model_api import MODELS, config_from_flat
 
     cfg = spec.config
     datasets = [load_for_config(name, cfg, data_root) for name in spec.datasets]
-    by_name = {d.name: d for d in datasets}
     tokens = text_is_tokens(cfg) if "t" in spec.modalities else False
     input_spec = build_input_spec(datasets, spec.modalities, spec.task, spec.label_rule, tokens)
     cls = MODELS.get(spec.model_name)
     model = cls(config_from_flat(cls.config_cls, cfg), input_spec)
-    return model, datasets, by_name, tokens, input_spec
+    return model, datasets, tokens
 
 
 def prepare_tensors(spec: RunSpec, datasets, tokens: bool) -> tuple[TensorSplit, list[EvalSet]]:
@@ -101,7 +100,7 @@ def execute(spec: RunSpec, run_dir, options: RunOptions) -> LoopResult:
     if options.threads:
         torch.set_num_threads(options.threads)
     flags = seed_everything(seed_hash("init", spec.seed))
-    model, datasets, _, tokens, _ = build_model(spec, options.data_root)
+    model, datasets, tokens = build_model(spec, options.data_root)
     model.to(device)
     train, eval_sets = prepare_tensors(spec, datasets, tokens)
     mask_hashes = {f"{es.split}/{es.domain}/{m}@{es.rate:g}": h for es in eval_sets

@@ -77,9 +77,6 @@ class LFDNN(MSAModel):
     name: ClassVar[str] = "lf_dnn"
     config_cls: ClassVar[type] = LFDNNConfig
     impl_version: ClassVar[int] = 1
-    SUPPORTED_MODALITIES: ClassVar[tuple[str, ...]] = ("t", "a", "v")
-    REQUIRED_MODALITIES: ClassVar[tuple[str, ...]] = ()
-    TASKS: ClassVar[tuple[str, ...]] = ("regression", "classification", "multilabel")
     TRAIN_DEFAULTS: ClassVar[dict[str, Any]] = {
         "train.optimizer": "adam",
         "train.lr": 1e-3,

@@ -80,9 +80,6 @@ class LinearProbe(MSAModel):
     name: ClassVar[str] = "linear_probe"
     config_cls: ClassVar[type] = LinearProbeConfig
     impl_version: ClassVar[int] = 1
-    SUPPORTED_MODALITIES: ClassVar[tuple[str, ...]] = ("t", "a", "v")
-    REQUIRED_MODALITIES: ClassVar[tuple[str, ...]] = ()
-    TASKS: ClassVar[tuple[str, ...]] = ("regression", "classification", "multilabel")
     TRAIN_DEFAULTS: ClassVar[dict[str, Any]] = {
         "train.optimizer": "adam",
         "train.lr": 0.03,

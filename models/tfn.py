@@ -212,9 +212,6 @@ class TFN(MSAModel):
     name: ClassVar[str] = "tfn"
     config_cls: ClassVar[type] = TFNConfig
     impl_version: ClassVar[int] = 1
-    SUPPORTED_MODALITIES: ClassVar[tuple[str, ...]] = ("t", "a", "v")
-    REQUIRED_MODALITIES: ClassVar[tuple[str, ...]] = ()
-    TASKS: ClassVar[tuple[str, ...]] = ("regression", "classification", "multilabel")
     TRAIN_DEFAULTS: ClassVar[dict[str, Any]] = {
         "train.optimizer": "adam",
         "train.lr": 1e-3,

@@ -22,8 +22,6 @@ from msabench.data.readers_common import (
 from msabench.data.validate import require_keys, validate_dataset
 from msabench.errors import UserError
 
-IEMOCAP_EMOTIONS = ("happy", "sad", "angry", "neutral")
-
 
 def _load_split_dict(path: PathLike, where: str, splits: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     obj = safe_pickle.load(path)
