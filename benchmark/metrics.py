@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
-from msabench.types import IEMOCAP_EMOTIONS
+from msabench.core.types import IEMOCAP_EMOTIONS
 
 __all__ = [
     "METRIC_DIRECTIONS",

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from msabench.errors import UserError
+from msabench.core.errors import UserError
 
 DEFAULT_EXPERIMENT = "msabench"
 LOCK_NAME = ".mlflow.lock"
@@ -493,7 +493,7 @@ def view_summary(view: MlflowView | NullView, out: str | Path) -> str | None:
 def sync_mlflow(out: str | Path, uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT,
                 progress: Callable[[str, str], None] | None = None) -> dict[str, int]:
     """Log every done run of the store that MLflow lacks; {'logged': n, 'present': m}."""
-    from msabench.store import Store
+    from msabench.store.runs import Store
 
     if not mlflow_installed():
         raise UserError(f"sync-mlflow needs the mlflow package: {INSTALL_HINT}")

@@ -3,7 +3,7 @@
 Third-party models register through the `msabench.models` entry-point group.
 """
 
-from msabench.model_api import MODELS  # noqa: F401
+from msabench.api.model import MODELS  # noqa: F401
 from msabench.models import constant  # noqa: F401
 from msabench.models import lf_dnn  # noqa: F401
 from msabench.models import linear_probe  # noqa: F401

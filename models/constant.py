@@ -27,8 +27,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from msabench.model_api import MODELS, MSAModel
-from msabench.types import Batch, InputSpec, ModelOutput
+from msabench.api.model import MODELS, MSAModel
+from msabench.core.types import Batch, InputSpec, ModelOutput
 
 
 @dataclass(frozen=True)

@@ -49,9 +49,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from msabench.model_api import MODELS, MSAModel
+from msabench.api.model import MODELS, MSAModel
 from msabench.models.tfn import build_subnets, mmsa_preset, output_width, run_subnets, subnet_widths
-from msabench.types import Batch, InputSpec, ModelOutput
+from msabench.core.types import Batch, InputSpec, ModelOutput
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from msabench.errors import UserError, did_you_mean
-from msabench.model_api import MODELS, MSAModel, masked_mean
-from msabench.text_input import TextInput
-from msabench.types import MODALITY_NAMES, Batch, InputSpec, ModelOutput
+from msabench.core.errors import UserError, did_you_mean
+from msabench.api.model import MODELS, MSAModel, masked_mean
+from msabench.api.text import TextInput
+from msabench.core.types import MODALITY_NAMES, Batch, InputSpec, ModelOutput
 
 FEATURE_CHOICES = ("all", "invariant", "spurious")
 

@@ -62,9 +62,9 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from msabench.model_api import MODELS, MSAModel, masked_mean
-from msabench.text_input import TextInput
-from msabench.types import Batch, InputSpec, ModelOutput
+from msabench.api.model import MODELS, MSAModel, masked_mean
+from msabench.api.text import TextInput
+from msabench.core.types import Batch, InputSpec, ModelOutput
 
 # MMSA's fusion order: audio x vision x text.
 FUSION_ORDER = ("a", "v", "t")

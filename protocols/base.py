@@ -1,7 +1,7 @@
 """Protocols as versioned data (torch-free; protocols never import models).
 
 A protocol says which datasets and settings it runs, with which seeds, label rule, selection
-rules and policy, and expands a request into `PlannedRun`s. `msabench.planning` crosses those
+rules and policy, and expands a request into `PlannedRun`s. `msabench.plan.planner` crosses those
 with model specs (config resolution, compatibility checks, data hashes) into `RunSpec`s.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from msabench.errors import UserError, did_you_mean
-from msabench.registry import Registry
+from msabench.core.errors import UserError, did_you_mean
+from msabench.core.registry import Registry
 
 PROTOCOLS: Registry[Protocol] = Registry("protocol")
 

@@ -12,7 +12,7 @@ Settings (`--setting A|B|C`; all three when absent):
   single C: MELD -> MOSI, MOSEI    multi C: MOSI+MOSEI -> MELD
 Target train splits are never used (the runner evaluates only their valid and test splits).
 
-Selection, post hoc over the logged epochs (`msabench.selection`):
+Selection, post hoc over the logged epochs (`msabench.evaluation.selection`):
   train-domain  (default) the epoch with the best mean source-valid accuracy
   oracle        the epoch with the best target-valid accuracy (labelled wherever shown)
   lodo          multi-source only: one extra run per source ("lodo helper"), trained on the other
@@ -25,7 +25,7 @@ or `oracle`. A helper is a RunSpec with `train_domains` (what it trains on) and 
 (the held-out source): `is_lodo_helper`; reports skip helpers as rows.
 
 Modalities t+v by default (S2LIF has no audio). All domains must share one feature space
-(`msabench.planning.build_input_spec` exits 2 otherwise); on real public features only text is
+(`msabench.plan.planner.build_input_spec` exits 2 otherwise); on real public features only text is
 shared: `--modalities t`, text through `features.npz` until the text encoder exists.
 """
 
@@ -35,7 +35,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from msabench.errors import UserError
+from msabench.core.errors import UserError
 from msabench.protocols.base import PROTOCOLS, PlannedRun, PlanRequest, Protocol, Setting
 
 DG_FAMILIES = ("mosi", "mosei", "meld")
@@ -214,7 +214,7 @@ def lodo_records(main: Any, views: Iterable[Any]) -> list[list[dict[str, Any]]] 
 def selected_metrics(main: Any, rule: str, views: Iterable[Any] = ()) -> dict[str, Any]:
     """{"epoch": e, "domains": {domain: test metrics}} of a DG run under `rule` (sources and
     targets); `views` supplies the lodo helpers. {"epoch": None, ...} when the rule cannot answer."""
-    from msabench.selection import metrics_at, select_epoch
+    from msabench.evaluation.selection import metrics_at, select_epoch
 
     spec, records = _spec_of(main), _records_of(main)
     lodo = ()

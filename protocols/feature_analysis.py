@@ -2,7 +2,7 @@
 
 A run of this protocol trains like a DG run (default: multi-source setting A on `synth-dg`, as
 S2LIF's analyses use multi-source setting A; `--setting B|C`), or like a `standard` run when one
-non-DG dataset is given, and then `msabench.analysis` (a hook at the end of `runner.execute`)
+non-DG dataset is given, and then `msabench.evaluation.feature_analysis` (a hook at the end of `runner.execute`)
 writes into the run directory:
 
 - `features.npz`: the named features (`ModelOutput.features`, time-pooled to (N, D)) on the test
@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from msabench.errors import UserError
+from msabench.core.errors import UserError
 from msabench.protocols.base import PROTOCOLS, PlannedRun, PlanRequest, Protocol
 from msabench.protocols.dg import MULTI_SETTINGS, SYNTH_DG, resolve_domains
 

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from msabench.errors import UserError
+from msabench.core.errors import UserError
 from msabench.protocols.base import PROTOCOLS, PlannedRun, PlanRequest, Protocol
 
 GRID_FULL = tuple(round(0.1 * i, 1) for i in range(11))  # MOSI, MOSEI (and every non-SIMS family)
@@ -169,7 +169,7 @@ def run_curve(view: Any, rule: str = "val", domain: str | None = None) -> dict[f
     A `missing-rate` run gives one point (its own rate); a `missing-rate-eval` run gives one point
     per evaluated rate, all read at the epoch chosen on the complete valid split.
     """
-    from msabench.selection import metrics_at, select_epoch
+    from msabench.evaluation.selection import metrics_at, select_epoch
 
     spec, records = _spec_of(view), _records_of(view)
     sources = spec.get("train_domains") or spec.get("source_domains") or spec["datasets"][:1]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from msabench.errors import UserError
+from msabench.core.errors import UserError
 from msabench.protocols.base import PROTOCOLS, PlannedRun, PlanRequest, Protocol
 
 

@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from msabench.errors import UserError
-from msabench.registry import Registry
+from msabench.core.errors import UserError
+from msabench.core.registry import Registry
 
 TEMPLATES: Registry = Registry("table")
 
@@ -514,14 +514,14 @@ def template_requests(name: str, *, real: bool = False, datasets: Sequence[str] 
     Synthetic by default (the template's synthetic stand-ins); `real=True` or real `datasets` plan on
     the real datasets. `registered` (model names) defaults to the model registry.
     """
-    from msabench.config import parse_model_spec
-    from msabench.planning import Request
+    from msabench.core.config import parse_model_spec
+    from msabench.plan.planner import Request
 
     template = TEMPLATES.get(name)
     variants: dict[str, set[str]] | None = None
     if registered is None:
         import msabench.models  # noqa: F401  (registers the plugins)
-        from msabench.model_api import MODELS
+        from msabench.api.model import MODELS
 
         registered = MODELS.names()
         variants = {n: set(getattr(cls, "VARIANTS", {}) or {}) for n, cls in MODELS.items()}

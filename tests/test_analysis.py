@@ -1,4 +1,4 @@
-"""Feature analysis (msabench.analysis): the pure statistics on features with a known structure.
+"""Feature analysis (msabench.evaluation.feature_analysis): the pure statistics on features with a known structure.
 
 Runs of the `feature-analysis` protocol (training, features.npz, analysis.json, --from-run) are in
 tests/test_protocols_feature_analysis.py.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from msabench.analysis import (
+from msabench.evaluation.feature_analysis import (
     analyse_features,
     cross_independence,
     features_arrays,

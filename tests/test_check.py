@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from msabench.check import read_baseline, tolerance, write_baseline
+from msabench.evaluation.check import read_baseline, tolerance, write_baseline
 from msabench.cli import main as _main
 from msabench.protocols.templates import TEMPLATES
-from msabench.report.fabricate import fabricate_views, write_store
+from fabricate import fabricate_views, write_store
 
 CI = Path(__file__).resolve().parents[1] / "results" / "ci"
 def main(args: list[str]) -> int:

@@ -4,9 +4,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from msabench.config import GLOBAL_DEFAULTS, parse_model_spec, resolve_config
-from msabench.errors import UserError
-from msabench.registry import Registry
+from msabench.core.config import GLOBAL_DEFAULTS, parse_model_spec, resolve_config
+from msabench.core.errors import UserError
+from msabench.core.registry import Registry
 
 
 @dataclass(frozen=True)

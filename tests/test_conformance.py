@@ -2,7 +2,7 @@
 
 Parametrised from `MODELS.names()`: adding a plugin (one file + one import line) needs no edit
 here. Each model is checked on each task it declares and each text kind, with its `tiny()` config
-on `msabench.testing` batches.
+on `msabench.api.conformance` batches.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import re
 import pytest
 import torch
 
-from msabench.model_api import MSAModel, config_from_flat
+from msabench.api.model import MSAModel, config_from_flat
 from msabench.models import MODELS
-from msabench.testing import make_input_spec, random_batch
-from msabench.train_context import TrainContext, build_optimizers, task_loss_fn
-from msabench.types import MODALITIES, TASKS, ModelOutput
+from msabench.api.conformance import make_input_spec, random_batch
+from msabench.api.context import TrainContext, build_optimizers, task_loss_fn
+from msabench.core.types import MODALITIES, TASKS, ModelOutput
 
 TEXT_KINDS = ("features", "tokens")
 FAMILIES = {"mosi", "mosei", "sims", "meld", "iemocap"}
@@ -240,7 +240,7 @@ def test_config_round_trips_through_json(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_defaults_and_presets_resolve(name):
     """TRAIN_DEFAULTS and every preset pass the config layer (types, value checks) and build a model."""
-    from msabench.config import ModelSpec, resolve_config
+    from msabench.core.config import ModelSpec, resolve_config
 
     cls = MODELS.get(name)
     spec = make_input_spec(tuple(m for m in MODALITIES if m in cls.SUPPORTED_MODALITIES), task=cls.TASKS[0])

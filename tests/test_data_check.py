@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from msabench.data.check import check_path, format_summary
-from msabench.errors import UserError
+from msabench.core.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from msabench.executors import EXECUTORS
-from msabench.executors_process import _mark_lost, plan_layout
-from msabench.planning import Request, plan
-from msabench.runner import RunOptions
-from msabench.store import Store
+from msabench.execution.base import EXECUTORS
+from msabench.execution.process import _mark_lost, plan_layout
+from msabench.plan.planner import Request, plan
+from msabench.engine.runner import RunOptions
+from msabench.store.runs import Store
 
 MSABENCH = [sys.executable, "-m", "msabench"]
 

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from msabench.cli import main
-from msabench.errors import UserError
-from msabench.export import COLUMNS, export, rows
-from msabench.store import Store, StoreError
-from msabench.types import RunSpec
+from msabench.core.errors import UserError
+from msabench.report.export import COLUMNS, export, rows
+from msabench.store.runs import Store, StoreError
+from msabench.core.types import RunSpec
 
 SPLITS = ("train", "valid", "test")
 

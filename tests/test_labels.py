@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from msabench.data.labels import RULES, class_counts, class_distribution, to_classes
-from msabench.errors import UserError
+from msabench.core.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 MOSI_CSV = REPO.parent / "shared" / "data" / "MOSI" / "label.csv"

@@ -10,7 +10,7 @@ import pytest
 
 from msabench.data.container import SplitData
 from msabench.data.masks import DEFAULT_MASK_SEEDS, apply_drop, drop_masks, mask_hash, mask_rng_seed, split_masks
-from msabench.errors import UserError
+from msabench.core.errors import UserError
 
 LENGTHS = np.array([5, 1, 2, 8, 0, 3, 7, 8])
 T = 8

@@ -8,13 +8,13 @@ import math
 import pytest
 import torch
 
-from msabench.errors import UserError
-from msabench.model_api import config_from_flat
+from msabench.core.errors import UserError
+from msabench.api.model import config_from_flat
 from msabench.models import MODELS
 from msabench.models.linear_probe import LinearProbeConfig
 from msabench.models.tfn import TFN, TFNConfig, tensor_fusion
-from msabench.testing import make_input_spec, random_batch
-from msabench.text_input import TextInput
+from msabench.api.conformance import make_input_spec, random_batch
+from msabench.api.text import TextInput
 
 # -- TFN --------------------------------------------------------------------------------------
 
@@ -127,7 +127,7 @@ def test_linear_probe_ground_truth_needs_synthetic_data():
 
 def test_linear_probe_learns_from_invariant_features():
     """On data whose label lives in the invariant features, the invariant probe fits it."""
-    from msabench.train_context import TrainContext, build_optimizers, task_loss_fn
+    from msabench.api.context import TrainContext, build_optimizers, task_loss_fn
 
     spec = make_input_spec(("a", "v"), ground_truth=True)
     torch.manual_seed(0)

@@ -33,7 +33,7 @@ def test_version_cli():
 
 
 def test_protocols_and_report_layer_do_not_import_torch():
-    code = ("import sys, msabench.protocols, msabench.report.build, msabench.selection, msabench.stats;"
+    code = ("import sys, msabench.protocols, msabench.report.build, msabench.evaluation.selection, msabench.stats;"
             "assert 'torch' not in sys.modules, 'torch imported'")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from msabench.planning import Request, plan
+from msabench.plan.planner import Request, plan
 
 
 def _epochs(**kwargs) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from msabench.errors import UserError
+from msabench.core.errors import UserError
 from msabench.protocols import PROTOCOLS
 from msabench.protocols.base import PlanRequest
 from msabench.protocols.dg import is_lodo_helper, lodo_records, resolve_domains, selected_metrics

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from msabench.cli import main
-from msabench.errors import UserError
-from msabench.planning import Request, plan
+from msabench.core.errors import UserError
+from msabench.plan.planner import Request, plan
 from msabench.protocols.dg import is_lodo_helper, selected_metrics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,7 +23,7 @@ A = {"sources": ["synth-dg/mosei", "synth-dg/meld"], "target": "synth-dg/mosi"}
 
 
 def views(out):
-    from msabench.store import Store
+    from msabench.store.runs import Store
 
     return [(rd.read_spec().to_dict(), rd.read_records()) for rd in Store(out).runs() if rd.is_done()]
 

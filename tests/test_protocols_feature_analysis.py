@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from msabench.analysis import read_features
+from msabench.evaluation.feature_analysis import read_features
 from msabench.cli import main
-from msabench.errors import UserError
+from msabench.core.errors import UserError
 from msabench.protocols import PROTOCOLS
 from msabench.protocols.base import PlanRequest
 
@@ -32,7 +32,7 @@ def test_plans_multisource_setting_a_by_default():
 
 
 def _run_dir(out, protocol):
-    from msabench.store import Store
+    from msabench.store.runs import Store
 
     (rd,) = [rd for rd in Store(out).runs() if rd.is_done() and rd.read_spec().protocol == protocol]
     return rd
@@ -99,8 +99,8 @@ def masked_model():
     from dataclasses import dataclass
     from typing import ClassVar
 
-    from msabench.model_api import MODELS, MSAModel, masked_mean
-    from msabench.types import ModelOutput
+    from msabench.api.model import MODELS, MSAModel, masked_mean
+    from msabench.core.types import ModelOutput
 
     @dataclass(frozen=True)
     class Cfg:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from msabench.errors import UserError
+from msabench.core.errors import UserError
 from msabench.metrics import auilc, auilc_norm
 from msabench.protocols import PROTOCOLS
 from msabench.protocols.base import PlanRequest
@@ -130,7 +130,7 @@ def test_curves_keep_models_apart_and_ignore_other_protocols():
 
 
 def _store_views(out):
-    from msabench.store import Store
+    from msabench.store.runs import Store
 
     return [(rd.read_spec().to_dict(), rd.read_records()) for rd in Store(out).runs() if rd.is_done()]
 

@@ -16,7 +16,7 @@ from msabench.data import readers, safe_pickle
 from msabench.data.container import SPLITS, DatasetData, SplitData
 from msabench.data.datasets import DATASETS, load_dataset, resolve_data_root
 from msabench.data.validate import validate_dataset
-from msabench.errors import UserError
+from msabench.core.errors import UserError
 
 SIZES = {"train": 6, "valid": 4, "test": 5}
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from msabench.cli import main
-from msabench.store import Store
+from msabench.store.runs import Store
 from fixtures.realdata import write_meld, write_mmsa, write_mult_iemocap
 
 RUN = ["run", "--protocol", "standard", "--tiny", "--no-mlflow", "--seeds", "1", "--model", "linear_probe"]

@@ -24,9 +24,9 @@ import pytest
 
 from fixtures import faults
 from msabench.cli import main
-from msabench.model_api import MODELS
-from msabench.store import Store
-from msabench.store_compare import store_differences
+from msabench.api.model import MODELS
+from msabench.store.runs import Store
+from store_compare import store_differences
 
 BASE = ["run", "--protocol", "standard", "--dataset", "synth-mosi", "--tiny", "--no-mlflow", "--threads", "1"]
 FAILING = {"raises": "RuntimeError", "nan_loss": "NonFiniteLoss", "cuda_oom": "OutOfMemoryError",

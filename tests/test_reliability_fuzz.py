@@ -30,7 +30,7 @@ from fixtures.realdata import write_meld, write_mult_iemocap
 from msabench.data import readers, safe_pickle
 from msabench.data.check import check_path
 from msabench.data.container import SPLITS, SplitData
-from msabench.errors import UserError
+from msabench.core.errors import UserError
 
 SCALE = float(os.environ.get("MSABENCH_FUZZ_SCALE", "1"))
 HANG_SECONDS = 20  # one call of a reader on a few KB: milliseconds; 20 s is a hang

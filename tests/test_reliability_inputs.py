@@ -28,8 +28,8 @@ import torch
 from fixtures import faults
 from fixtures.realdata import write_meld, write_mmsa, write_mult_iemocap
 from msabench.cli import main
-from msabench.model_api import MODELS
-from msabench.store import Store
+from msabench.api.model import MODELS
+from msabench.store.runs import Store
 
 RUN = ["run", "--protocol", "standard", "--tiny", "--no-mlflow", "--threads", "1", "--model", "linear_probe",
        "--seeds", "1"]

@@ -28,8 +28,8 @@ from fixtures import faults
 from fixtures.realdata import write_meld, write_mult_iemocap
 from msabench.cli import main
 from msabench.data import safe_pickle
-from msabench.errors import UserError
-from msabench.store import Store
+from msabench.core.errors import UserError
+from msabench.store.runs import Store
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = ["run", "--protocol", "standard", "--tiny", "--no-mlflow", "--threads", "1", "--model", "linear_probe",

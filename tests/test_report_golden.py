@@ -1,7 +1,7 @@
 """Golden files: every paper template in every format (markdown, LaTeX, CSV, JSON), plus real-data
 variants (with the "Δ" rows) and the generic tables of the standard, DG and missing-rate protocols.
 
-The tables are built from hand-made RunViews (`msabench.report.fabricate`: deterministic records,
+The tables are built from hand-made RunViews (`fabricate`: deterministic records,
 no store, no training), so a golden file changes only when the report layer's output does.
 
 Regenerate (after a deliberate change to the report's output; say why in the commit):
@@ -20,7 +20,7 @@ import pytest
 
 from msabench.protocols.templates import TEMPLATES
 from msabench.report.aggregate import generic_tables
-from msabench.report.fabricate import fabricate_views
+from fabricate import fabricate_views
 from msabench.report.paper import build_template_table
 from msabench.report.render import RENDERERS
 

@@ -1,6 +1,6 @@
 """Plots (PNG and PDF) from plain dicts: metric vs missing rate (EMT-DLFR Figs. 4-6) and the
 S2LIF Figs. 4-8 plots from an analysis.json-shaped dict (fabricated here, in the format that
-msabench.analysis writes), plus `report --plots` over a fabricated missing-rate store."""
+msabench.evaluation.feature_analysis writes), plus `report --plots` over a fabricated missing-rate store."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from msabench.plots import (plot_label_dependence, plot_missing_rate, plot_ratio_bars,  # noqa: E402
+from msabench.report.plots import (plot_label_dependence, plot_missing_rate, plot_ratio_bars,  # noqa: E402
                             plot_selection_heatmap, plots_from_analysis)
 
 
@@ -66,7 +66,7 @@ def test_plots_from_analysis(tmp_path):
 def test_report_plots_over_a_missing_rate_store(tmp_path, capsys):
     from msabench.cli import main
     from msabench.protocols.templates import TEMPLATES
-    from msabench.report.fabricate import fabricate_views, write_store
+    from fabricate import fabricate_views, write_store
 
     store = tmp_path / "store"
     write_store(fabricate_views(TEMPLATES.get("emt-table7"), ["tfn", "constant"], seeds=(1, 2)), str(store))

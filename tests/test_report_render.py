@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from msabench.protocols.templates import TEMPLATES
-from msabench.report.fabricate import fabricate_views, write_store
+from fabricate import fabricate_views, write_store
 from msabench.report.paper import build_template_table
 from msabench.report.render import latex_document, tex_escape, to_csv, to_json, to_latex, to_markdown
 from msabench.report.table import Cell, Column, Row, Table
@@ -121,7 +121,7 @@ def test_reference_marks_are_paired_and_holm_adjusted():
 
 
 def test_unknown_reference_is_a_user_error():
-    from msabench.errors import UserError
+    from msabench.core.errors import UserError
 
     template = TEMPLATES.get("emt-table4")
     with pytest.raises(UserError, match="reference"):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from msabench.errors import UserError
+from msabench.core.errors import UserError
 from msabench.protocols.published import PAPERS, lookup, normalise_text, published, published_rows
 from msabench.protocols.templates import TEMPLATES, template_requests
 from msabench.report.paper import build_template_table
@@ -246,7 +246,7 @@ def test_run_table_dry_run_plans_only_registered_rows(tmp_path):
 def test_report_layer_and_protocols_import_no_torch():
     code = ("import sys\n"
             "import msabench.report.build, msabench.report.paper, msabench.report.render, msabench.report.aggregate\n"
-            "import msabench.report.fabricate, msabench.check, msabench.plots\n"
+            "import fabricate, msabench.evaluation.check, msabench.report.plots\n"
             "import msabench.protocols, msabench.protocols.templates, msabench.protocols.published\n"
             "from msabench.protocols.templates import TEMPLATES\n"
             "from msabench.report.paper import build_template_table\n"

@@ -14,9 +14,9 @@ import pytest
 
 from fixtures.faults import NanLoss, Raises
 from msabench.cli import main
-from msabench.model_api import MODELS
-from msabench.store import Store
-from msabench.store_compare import store_differences
+from msabench.api.model import MODELS
+from msabench.store.runs import Store
+from store_compare import store_differences
 
 TINY = ["run", "--protocol", "standard", "--dataset", "synth-mosi", "--tiny", "--no-mlflow", "--threads", "1"]
 

@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from msabench import store as store_mod
-from msabench import store_io
-from msabench.errors import UserError
-from msabench.store import (LockLost, RunBusy, Store, StoreWriteError, atomic_write_text, ids_key, parse_key,
+from msabench.store import runs as store_mod
+from msabench.store import io as store_io
+from msabench.core.errors import UserError
+from msabench.store.runs import (LockLost, RunBusy, Store, StoreWriteError, atomic_write_text, ids_key, parse_key,
                             pred_key, should_run)
-from msabench.store_lock import RunLock, hostname, lock_state
-from msabench.types import RunSpec
+from msabench.store.lock import RunLock, hostname, lock_state
+from msabench.core.types import RunSpec
 
 
 def make_spec(seed: int = 1, **kw) -> RunSpec:
@@ -467,7 +467,7 @@ def test_generic_writer_refuses_contract_names(run):
 
 # -- seeding and env --------------------------------------------------------------------------------------
 def test_seed_hash_stable():
-    from msabench.seeding import seed_hash
+    from msabench.engine.seeding import seed_hash
 
     assert seed_hash("standard", "synth-mosi", 1) == seed_hash("standard", "synth-mosi", 1)
     assert seed_hash("a", 1) != seed_hash("a", 2)
@@ -478,7 +478,7 @@ def test_seed_hash_stable():
 def test_seed_everything_reproducible():
     import random
 
-    from msabench.seeding import seed_everything
+    from msabench.engine.seeding import seed_everything
 
     flags = seed_everything(123)
     a = (random.random(), np.random.rand())
@@ -495,7 +495,7 @@ def test_seed_everything_reproducible():
 
 
 def test_collect_env(monkeypatch, tmp_path):
-    from msabench import envinfo
+    from msabench.store import envinfo
 
     env = envinfo.collect_env("cpu", 2, {"data_hashes": ["abc"]})
     json.dumps(env)
@@ -509,7 +509,7 @@ def test_collect_env(monkeypatch, tmp_path):
 
 
 def test_store_imports_no_torch():
-    code = ("import sys, msabench.store, msabench.seeding, msabench.envinfo; "
+    code = ("import sys, msabench.store.runs, msabench.engine.seeding, msabench.store.envinfo; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -9,9 +9,9 @@ import pytest
 
 from msabench import tracking
 from msabench.cli import main
-from msabench.errors import UserError
-from msabench.progress import Progress, fmt_duration, summary_lines
-from msabench.sweep import load_sweep
+from msabench.core.errors import UserError
+from msabench.execution.progress import Progress, fmt_duration, summary_lines
+from msabench.plan.sweep import load_sweep
 from test_export import write_fake_run
 
 STUDY = """

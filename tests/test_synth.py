@@ -17,7 +17,7 @@ import pytest
 
 from msabench.data import synth
 from msabench.data.container import SPLITS, DatasetData
-from msabench.errors import UserError
+from msabench.core.errors import UserError
 
 SMALL = 0.02
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from msabench import tracking
-from msabench.errors import UserError
-from msabench.store import Store
+from msabench.core.errors import UserError
+from msabench.store.runs import Store
 from msabench.tracking import (TAG_RUN_ID, MlflowView, NullView, TrackingSettings, open_view, run_metrics,
                                run_params, sync_mlflow)
 from test_export import write_fake_run

@@ -18,8 +18,8 @@ import numpy as np
 
 from msabench.data.container import SPLITS, DatasetData, SplitData
 from msabench.data.labels import check_rule, class_distribution, to_classes
-from msabench.errors import UserError
-from msabench.types import CLASS_NAMES, IEMOCAP_EMOTIONS
+from msabench.core.errors import UserError
+from msabench.core.types import CLASS_NAMES, IEMOCAP_EMOTIONS
 
 SUMMARY_SCHEMA = 1
 

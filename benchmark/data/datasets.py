@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from msabench.data.container import DatasetData
-from msabench.errors import UserError, did_you_mean
-from msabench.registry import Registry
+from msabench.core.errors import UserError, did_you_mean
+from msabench.core.registry import Registry
 
 SOURCES = ("auto", "pkl", "aligned", "label-csv")
 ENV_DATA_ROOT = "MSABENCH_DATA_ROOT"
@@ -237,7 +237,7 @@ def _subsample(data: DatasetData, scale: float) -> DatasetData:
 
     import numpy as np
 
-    from msabench.types import short_hash
+    from msabench.core.types import short_hash
 
     for name, split in data.splits.items():
         n = len(split)

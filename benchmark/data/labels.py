@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from msabench.errors import UserError, did_you_mean
-from msabench.types import CLASS_NAMES
+from msabench.core.errors import UserError, did_you_mean
+from msabench.core.types import CLASS_NAMES
 
 RULES = ("sign", "round")
 N_CLASSES = 3

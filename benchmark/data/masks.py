@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from msabench.errors import UserError
+from msabench.core.errors import UserError
 
 DEFAULT_MASK_SEEDS = {"t": 111, "a": 1111, "v": 11111}
 

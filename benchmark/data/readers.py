@@ -33,7 +33,7 @@ from msabench.data.readers_csv import (
     read_meld_csv,
 )
 from msabench.data.readers_pkl import is_aligned_name, looks_like_mult, read_mmsa_pickle, read_mult_pickle
-from msabench.types import IEMOCAP_EMOTIONS
+from msabench.core.types import IEMOCAP_EMOTIONS
 
 __all__ = [
     "DATA_ROOT_HINT",

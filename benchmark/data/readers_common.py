@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from msabench.data.container import SplitData
-from msabench.errors import UserError
+from msabench.core.errors import UserError
 
 PathLike = str | os.PathLike[str]
 

@@ -13,7 +13,7 @@ import numpy as np
 from msabench.data.container import SPLITS, DatasetData, SplitData
 from msabench.data.readers_common import PathLike, attach_features, files_hash, infer_name
 from msabench.data.validate import validate_dataset
-from msabench.errors import UserError
+from msabench.core.errors import UserError
 
 LABEL_CSV_COLUMNS = ("video_id", "clip_id", "text", "label", "mode")
 MELD_COLUMNS = ("Utterance", "Sentiment", "Dialogue_ID", "Utterance_ID")

@@ -20,7 +20,7 @@ from msabench.data.readers_common import (
     infer_name,
 )
 from msabench.data.validate import require_keys, validate_dataset
-from msabench.errors import UserError
+from msabench.core.errors import UserError
 
 
 def _load_split_dict(path: PathLike, where: str, splits: tuple[str, ...]) -> dict[str, dict[str, Any]]:

@@ -25,7 +25,7 @@ import pickle
 import struct
 from typing import Any
 
-from msabench.errors import UserError
+from msabench.core.errors import UserError
 
 # (module, name) pairs a data pickle may name. numpy 1.x writes `numpy.core.*`, numpy 2.x
 # `numpy._core.*`; both spellings are accepted and resolved against the installed numpy.

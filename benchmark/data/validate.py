@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from msabench.data.container import SPLITS, DatasetData, SplitData
-from msabench.errors import UserError
+from msabench.core.errors import UserError
 
 # Sentiment score ranges by dataset family.
 SCORE_RANGES: dict[str, tuple[float, float]] = {"mosi": (-3.0, 3.0), "mosei": (-3.0, 3.0), "sims": (-1.0, 1.0)}

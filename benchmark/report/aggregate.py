@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from msabench.report.table import Cell, Column, Row, Table
-from msabench.selection import metrics_at, select_epoch
-from msabench.types import short_hash
+from msabench.evaluation.selection import metrics_at, select_epoch
+from msabench.core.types import short_hash
 
 GENERIC_METRICS = {
     "regression": ("acc2_has0", "acc2_non0", "f1_has0", "f1_non0", "acc7", "mae", "corr"),
@@ -183,7 +183,7 @@ def generic_tables(views: list[RunView], selection: str | None, family_of: Calla
                    synthetic_of: Callable[[str], bool], reference: str | None = None) -> list[Table]:
     """One table per protocol, setting and dataset(s) (missing-rate: per dataset and metric);
     `reference` marks significant differences in the tables that have that row."""
-    from msabench.errors import UserError
+    from msabench.core.errors import UserError
 
     rate_views = [v for v in views if v.spec["protocol"] in RATE_PROTOCOLS or v.spec.get("eval_rates")]
     other = [v for v in views if v not in rate_views]
@@ -197,7 +197,7 @@ def generic_tables(views: list[RunView], selection: str | None, family_of: Calla
 
 def _point_tables(views: list[RunView], all_views: list[RunView], selection, family_of, synthetic_of,
                   reference: str | None = None) -> list[Table]:
-    from msabench.errors import UserError
+    from msabench.core.errors import UserError
     from msabench.report.significance import mark_significance
 
     by_table: dict[tuple, list[RunView]] = defaultdict(list)

@@ -6,10 +6,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from msabench.errors import UserError
+from msabench.core.errors import UserError
 from msabench.report.aggregate import RunView, generic_tables
 from msabench.report.render import RENDERERS
-from msabench.selection import RULES
+from msabench.evaluation.selection import RULES
 
 
 def _status(rd) -> str:
@@ -19,7 +19,7 @@ def _status(rd) -> str:
 
 def load_views(out: str, *, warn=None) -> list[RunView]:
     """The finished runs of the store at `out` (others are ignored)."""
-    from msabench.store import Store
+    from msabench.store.runs import Store
 
     if not Path(out, "runs").is_dir():
         raise UserError(f"no results store at {out} (no {Path(out, 'runs')}): run `msabench run` first, or pass "
@@ -97,7 +97,7 @@ def build_report(out: str, *, table: str | Sequence[str] | None = None, fmt: str
     tables = build_tables(views, tables=names, selection=selection, compare_paper=compare_paper, reference=reference)
     note_gaps(tables, store_gaps(out), out, warn or (lambda m: print(m, file=sys.stderr)))
     if plots:
-        from msabench.plots import plots_from_store
+        from msabench.report.plots import plots_from_store
 
         written = plots_from_store(views, plots, selection=selection, out=out)
         (warn or (lambda m: print(m, file=sys.stderr)))(f"wrote {len(written)} plot files to {plots}")
@@ -108,7 +108,7 @@ def build_report(out: str, *, table: str | Sequence[str] | None = None, fmt: str
 def store_gaps(out: str) -> list[dict]:
     """The runs of the store at `out` that are not done (failed, incomplete, running), each as
     {"run_id", "status", "spec" (None when the run failed before writing spec.json), "reason"}."""
-    from msabench.store import Store
+    from msabench.store.runs import Store
 
     gaps = []
     for rd in Store(out).runs():

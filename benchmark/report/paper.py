@@ -62,7 +62,7 @@ def _default_modalities(protocol: str) -> tuple[str, ...] | None:
 
 
 def row_matches(row, view: RunView, default_modalities: tuple[str, ...] | None) -> bool:
-    from msabench.config import parse_model_spec
+    from msabench.core.config import parse_model_spec
 
     if row.model is None:
         return False

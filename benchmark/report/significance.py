@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from msabench.errors import UserError
+from msabench.core.errors import UserError
 from msabench.report.table import Column, Row, Table
 
 ALPHA = 0.05

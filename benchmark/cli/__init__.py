@@ -1,0 +1,38 @@
+"""The command line: `msabench = msabench.cli:main` (console script).
+
+`app` holds the click group and the listing/data commands, `commands` the commands over runs and the
+store; importing both registers every command. See docs/architecture.md (layering).
+"""
+
+from __future__ import annotations
+
+import click
+
+from msabench.cli import commands  # noqa: F401  (registers run, status, clean, report, ...)
+from msabench.cli.app import cli
+from msabench.core.errors import UserError
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cli.main(args=argv, prog_name="msabench", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("msabench: aborted", err=True)
+        return 130
+    except click.UsageError as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        click.echo(f"msabench: error: {exc.format_message()}{hint}", err=True)
+        return 2
+    except click.ClickException as exc:
+        click.echo(f"msabench: error: {exc.format_message()}", err=True)
+        return 2
+    except UserError as exc:
+        click.echo(f"msabench: error: {' '.join(str(exc).splitlines())}", err=True)  # one line, always
+        return 2
+    except KeyboardInterrupt:
+        click.echo("msabench: interrupted; re-run the same command to resume", err=True)
+        return 130
+    return 0
+

@@ -1,0 +1,124 @@
+"""The command line (design 3): a thin click layer over the library.
+
+User errors (UserError, click usage errors) print one line and exit 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+from msabench import __version__
+from msabench.core.errors import UserError
+
+DEFAULT_OUT = "./msabench-runs"
+
+out_option = click.option(
+    "--out", "out", default=lambda: os.environ.get("MSABENCH_OUT", DEFAULT_OUT), show_default="./msabench-runs",
+    help="The run store (env MSABENCH_OUT).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="msabench")
+def cli() -> None:
+    """msabench: reproducible benchmarks for multimodal sentiment analysis."""
+
+
+def _emit(obj, as_json: bool, lines) -> None:
+    if as_json:
+        click.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    else:
+        for line in lines:
+            click.echo(line)
+
+
+@cli.command()
+@json_option
+def models(as_json: bool) -> None:
+    """List the registered model plugins."""
+    import dataclasses
+
+    import msabench.models  # noqa: F401
+    from msabench.api.model import MODELS
+
+    info = {}
+    for name, cls in MODELS.items():
+        info[name] = {
+            "impl_version": cls.impl_version, "variants": sorted(cls.VARIANTS),
+            "modalities": list(cls.SUPPORTED_MODALITIES), "tasks": list(cls.TASKS),
+            "config": dataclasses.asdict(cls.config_cls()), "train_defaults": cls.TRAIN_DEFAULTS,
+            "presets": cls.PRESETS, "summary": (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "",
+        }
+    _emit(info, as_json, [f"{n:16s} v{i['impl_version']}  {i['summary']}" for n, i in info.items()])
+
+
+@cli.command()
+@json_option
+def protocols(as_json: bool) -> None:
+    """List the protocols with their versions, settings, selection rules and defaults."""
+    from msabench.protocols import PROTOCOLS
+
+    info = {name: p.describe() for name, p in PROTOCOLS.items()}
+    _emit(info, as_json, [f"{n:18s} v{p['version']}  {p['summary']}" for n, p in info.items()])
+
+
+@cli.command()
+@json_option
+def datasets(as_json: bool) -> None:
+    """List the dataset names (real and synthetic)."""
+    from msabench.data.datasets import describe_datasets
+
+    info = describe_datasets()
+    _emit(info, as_json, [f"{n:18s} {d.get('kind', '')}  {d.get('summary', '')}" for n, d in info.items()])
+
+
+@cli.command()
+@json_option
+def tables(as_json: bool) -> None:
+    """List the paper table templates."""
+    from msabench.protocols.templates import TEMPLATES
+
+    info = {name: t.describe() for name, t in TEMPLATES.items()}
+    _emit(info, as_json, [f"{n:16s} {t['title']}" for n, t in info.items()] or ["(no templates yet)"])
+
+
+@cli.group()
+def data() -> None:
+    """Generate the synthetic suite and check data files."""
+
+
+@data.command("synth")
+@click.argument("preset")
+@click.option("--dest", default=None, help="Folder to write into (default: the cache).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--scale", default=1.0, show_default=True, type=float, help="Multiplies the split sizes.")
+@click.option("--aligned", is_flag=True, help="Write the aligned_50 layout.")
+@click.option("--noise-modality", type=click.Choice(["t", "a", "v"]), default=None,
+              help="Replace this modality by pure noise.")
+def data_synth(preset, dest, seed, scale, aligned, noise_modality) -> None:
+    """Generate a synthetic preset (deterministic; cached)."""
+    from msabench.data.synth import generate
+
+    if scale <= 0:
+        raise UserError(f"--scale {scale}: must be positive")
+    folder = generate(preset, dest=dest, seed=seed, scale=scale, aligned=aligned, noise_modality=noise_modality)
+    click.echo(str(folder))
+
+
+@data.command("check")
+@click.argument("path")
+@click.option("--label-rule", type=click.Choice(["sign", "round"]), default="sign", show_default=True)
+@json_option
+def data_check(path, label_rule, as_json) -> None:
+    """Validate a data file or a data root and summarise it."""
+    from msabench.data.check import check_path, format_summary
+
+    summary = check_path(path, label_rule=label_rule)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    else:
+        click.echo(format_summary(summary))

@@ -1,0 +1,320 @@
+"""CLI commands over runs and the store: run, status, clean, report."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from msabench.cli.app import cli, out_option
+from msabench.core.config import parse_assignment
+from msabench.core.errors import UserError
+
+
+def parse_seeds(seeds: str | None, n_seeds: int | None) -> tuple[int, ...] | None:
+    if seeds and n_seeds:
+        raise UserError("give --seeds or --n-seeds, not both")
+    if n_seeds is not None:
+        if n_seeds < 1:
+            raise UserError(f"--n-seeds {n_seeds}: must be at least 1")
+        return tuple(range(1, n_seeds + 1))
+    if not seeds:
+        return None
+    try:
+        values = tuple(int(s) for s in seeds.split(",") if s.strip())
+    except ValueError:
+        raise UserError(f"--seeds {seeds!r}: write whole numbers separated by commas, e.g. 1,2,3") from None
+    if not values or any(v < 0 for v in values) or len(set(values)) != len(values):
+        raise UserError(f"--seeds {seeds!r}: give distinct non-negative whole numbers, e.g. 1,2,3")
+    return values
+
+
+def parse_rates(rates: str | None) -> tuple[float, ...] | None:
+    if not rates:
+        return None
+    try:
+        values = tuple(float(r) for r in rates.split(",") if r.strip())
+    except ValueError:
+        raise UserError(f"--rates {rates!r}: write numbers in [0, 1] separated by commas, e.g. 0,0.1,0.2") from None
+    if not values or any(not 0.0 <= v <= 1.0 for v in values):
+        raise UserError(f"--rates {rates!r}: every rate must lie in [0, 1]")
+    if list(values) != sorted(set(values)):
+        raise UserError(f"--rates {rates!r}: give distinct rates in increasing order")
+    return values
+
+
+def parse_sets(pairs: tuple[str, ...]) -> dict:
+    return dict(parse_assignment(p, "--set") for p in pairs)
+
+
+@cli.command()
+@click.option("--protocol", "protocol", default="standard", show_default=True)
+@click.option("--model", "models", multiple=True, help="NAME[@VARIANT][:key=value,...]; repeatable; 'all'.")
+@click.option("--dataset", "datasets", multiple=True, help="Repeatable; default: the protocol's synthetic suite.")
+@click.option("--setting", default=None, help="DG setting A|B|C.")
+@click.option("--seeds", default=None, help="Comma-separated, e.g. 1,2,3.")
+@click.option("--n-seeds", type=int, default=None)
+@click.option("--modalities", default=None, help="Comma-separated subset of t,a,v.")
+@click.option("--rates", default=None, help="Missing rates, e.g. 0,0.1,0.2.")
+@click.option("--selection", default=None, help="A selection rule of the protocol; in DG it decides whether the lodo helper runs are planned (reports choose the rule with report --selection).")
+@click.option("--data-root", default=lambda: os.environ.get("MSABENCH_DATA_ROOT"), help="Real data folder.")
+@click.option("--set", "sets", multiple=True, help="KEY=VALUE for every run, e.g. train.lr=0.001.")
+@out_option
+@click.option("--device", default="auto", show_default=True, help="auto|cpu|cuda|cuda:N")
+@click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16", "fp16"]))
+@click.option("--executor", default="local", show_default=True, help="local|process|ray")
+@click.option("--workers", type=int, default=None,
+              help="process: worker processes (default cores // threads, or one per GPU x --runs-per-gpu); "
+                   "ray: most runs in flight.")
+@click.option("--runs-per-gpu", "runs_per_gpu", type=int, default=None,
+              help="process/ray: runs sharing one GPU (ignored, with a note, when no GPU is in use).")
+@click.option("--address", default=None, help="ray: address of an existing cluster (default: a local one).")
+@click.option("--threads", type=int, default=0,
+              help="Torch threads per run (0: torch's default; process: cores // workers; ray: 1).")
+@click.option("--sweep", "sweep_file", default=None, help="A sweep file (TOML): the study's runs, instead of "
+              "--protocol/--model/--dataset/...")
+@click.option("--tracking-uri", "tracking_uri", default=None,
+              help="MLflow tracking URI (default: SQLite under --out, sqlite:///OUT/mlflow.db).")
+@click.option("--no-mlflow", "no_mlflow", is_flag=True, help="Do not log to MLflow (the store has everything).")
+@click.option("--experiment", default="msabench", show_default=True, help="MLflow experiment name.")
+@click.option("--retry-failed", is_flag=True)
+@click.option("--dry-run", is_flag=True, help="List the runs, count them, estimate the time, stop.")
+@click.option("--tiny", is_flag=True, help="Tiny model configs, small data, few epochs: a smoke run.")
+@click.option("--from-run", "from_run", default=None, help="feature-analysis of a stored run (its checkpoint).")
+@click.option("--table", "table", default=None,
+              help="Run what a paper template needs (its registered rows; list them with `msabench tables`).")
+def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, selection, data_root, sets, out,
+        device, precision, executor, workers, runs_per_gpu, address, threads, sweep_file, tracking_uri, no_mlflow,
+        experiment, retry_failed, dry_run, tiny, from_run, table) -> None:
+    """Plan and execute a sweep (resumable: done runs are skipped)."""
+    from msabench.plan.planner import Request
+
+    if from_run is not None:  # protocols issue: analyse a stored run instead of training
+        if protocol != "feature-analysis":
+            raise UserError(f"--from-run goes with --protocol feature-analysis (got {protocol!r})")
+        from msabench.evaluation.feature_analysis import analyse_stored_run, summary_line
+
+        analysis = analyse_stored_run(out, from_run, data_root=data_root, device=device)
+        click.echo(f"wrote features.npz and analysis.json into {out}/runs/{from_run}: {summary_line(analysis)}")
+        return
+    if threads < 0:
+        raise UserError(f"--threads {threads}: must be 0 (torch's default) or more")
+    from msabench.execution.base import EXECUTORS
+
+    EXECUTORS.get(executor)  # an unknown name fails before planning
+    if address is not None and executor != "ray":
+        raise UserError(f"--address goes with --executor ray (got --executor {executor})")
+    if runs_per_gpu is not None and executor == "local":
+        raise UserError("--runs-per-gpu goes with --executor process or ray")
+    if no_mlflow and tracking_uri:
+        raise UserError("give --tracking-uri or --no-mlflow, not both")
+    from msabench.plan.sweep import load_sweep, plan_requests
+
+    if sweep_file:
+        ctx = click.get_current_context()
+        given = [p.opts[0] for p in ctx.command.params if p.name in STUDY_OPTIONS
+                 and ctx.get_parameter_source(p.name) not in (None, click.core.ParameterSource.DEFAULT)]
+        if given:
+            raise UserError(f"--sweep {sweep_file} holds the study: drop {', '.join(given)} (or edit the file)")
+        requests = load_sweep(sweep_file).requests(data_root=data_root, tiny=tiny)
+    elif table is not None:  # reports issue: the runs a paper template needs
+        requests = _table_requests(table, models, datasets, setting, parse_seeds(seeds, n_seeds), modalities,
+                                   parse_rates(rates), selection, parse_sets(sets), data_root, tiny)
+    else:
+        requests = [Request(
+            protocol=protocol, models=tuple(models), datasets=tuple(datasets), setting=setting,
+            seeds=parse_seeds(seeds, n_seeds),
+            modalities=tuple(m.strip() for m in modalities.split(",")) if modalities else None,
+            rates=parse_rates(rates), selection=selection, user_set=parse_sets(sets), data_root=data_root,
+            tiny=tiny,
+        )]
+    specs = plan_requests(requests)
+    if dry_run:
+        from msabench.store.runs import Store
+        from msabench.plan.sweep import effective_workers, estimate
+
+        for s in specs:
+            click.echo(f"{s.run_id}  {s.protocol} {s.setting or '-'} {'+'.join(s.datasets)} {s.model} "
+                       f"seed={s.seed} rate={s.rate:g} modalities={','.join(s.modalities)}")
+        click.echo(f"{len(specs)} runs")
+        est = estimate(specs, Store(out), retry_failed)
+        click.echo(est.describe(effective_workers(executor, workers, threads, runs_per_gpu, device,
+                                                  est.known + est.unknown)))
+        return
+    from msabench.engine.runner import RunOptions, check_precision, resolve_device
+    from msabench.plan.sweep import run_sweep
+    from msabench.tracking import TrackingSettings
+
+    check_precision(precision, resolve_device(device))
+    options = RunOptions(device=device, precision=precision, threads=threads, data_root=data_root)
+    run_sweep(specs, out=out, options=options, executor=executor, retry_failed=retry_failed, workers=workers,
+              runs_per_gpu=runs_per_gpu, address=address,
+              tracking=TrackingSettings(enabled=not no_mlflow, uri=tracking_uri, experiment=experiment),
+              echo=click.echo)
+
+
+def _table_requests(table, models, datasets, setting, seeds, modalities, rates, selection, user_set, data_root, tiny):
+    """`run --table T`: one request per (setting, modalities) group of the template's rows whose models
+    are registered (the others are skipped with a message); the template fixes protocol, models and
+    their modalities."""
+    from msabench.protocols.templates import template_requests
+
+    if models:
+        raise UserError(f"--table {table} runs the template's own rows; drop --model (or drop --table)")
+    if modalities:
+        raise UserError(f"--table {table}: the template sets each row's modalities; drop --modalities")
+    requests = template_requests(table, datasets=tuple(datasets), seeds=seeds, selection=selection,
+                                 user_set=user_set, data_root=data_root, tiny=tiny, rates=rates,
+                                 echo=lambda m: click.echo(m, err=True))
+    if setting is not None:
+        requests = [r for r in requests if r.setting in (None, setting)]
+    return requests
+
+
+# Options that define the study: with --sweep they belong in the file.
+STUDY_OPTIONS = ("protocol", "models", "datasets", "setting", "seeds", "n_seeds", "modalities", "rates", "selection",
+                 "sets", "table")
+
+
+@cli.command()
+@out_option
+def status(out) -> None:
+    """Count the store's runs by status and list failed ones (and unreadable ones: exit 2)."""
+    from msabench.store.runs import Store, StoreError
+
+    store = Store(out, must_exist=True)
+    counts: dict[str, int] = {}
+    failed, unreadable = [], []
+    for rd in store.runs():
+        st = rd.status()
+        try:
+            rd.verify()  # a corrupted file or an unknown schema version: listed, then exit 2
+        except StoreError as exc:
+            unreadable.append((rd.run_id, str(exc)))
+            st = "unreadable"
+        counts[st] = counts.get(st, 0) + 1
+        if st == "failed":
+            failed.append((rd.run_id, _run_label(rd), rd.read_failure().get("reason", "")))
+    click.echo(", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "empty store")
+    for run_id, label, reason in failed:
+        click.echo(f"failed {run_id}{label}: {reason}")
+    for run_id, reason in unreadable:
+        click.echo(f"unreadable {run_id}: {reason}")
+    if unreadable:
+        raise StoreError(f"{len(unreadable)} run(s) of {out} cannot be read; the first: {unreadable[0][1]}")
+
+
+def _run_label(rd) -> str:
+    """' (model datasets seed N)' from spec.json, or '' when the run failed before writing it."""
+    try:
+        spec = rd.read_spec_dict()
+        return f" ({spec['model']} {'+'.join(spec['datasets'])} seed {spec['seed']})"
+    except Exception:  # noqa: BLE001 - the label is a courtesy
+        return ""
+
+
+@cli.command()
+@out_option
+@click.option("--incomplete", is_flag=True, help="Remove runs that started but neither finished nor failed.")
+def clean(out, incomplete) -> None:
+    """Remove incomplete runs from the store."""
+    from msabench.store.runs import Store
+
+    if not incomplete:
+        raise UserError("say what to clean: --incomplete")
+    removed = Store(out, must_exist=True).clean_incomplete()
+    click.echo(f"removed {len(removed)} incomplete runs")
+
+
+@cli.command()
+@out_option
+@click.option("--table", "table", default=None, help="A paper template (msabench tables).")
+@click.option("--format", "fmt", default="markdown", show_default=True)
+@click.option("--selection", default=None, help="val|train-domain|oracle|lodo|last")
+@click.option("-o", "output", default=None, help="Write to this file (default stdout).")
+@click.option("--compare-paper", is_flag=True,
+              help="With --table: the paper's numbers under ours (and the differences, on real data only).")
+@click.option("--reference", default=None,
+              help="Mark cells that differ from this row (its model spec, variant or label): paired t over seeds, Holm.")
+@click.option("--plots", "plots", default=None, help="Also write plots (PNG and PDF) into this folder.")
+def report(out, table, fmt, selection, output, compare_paper, reference, plots) -> None:
+    """Tables from the store: one generic table per protocol and setting, or a paper layout (--table)."""
+    from msabench.report.build import build_report
+
+    text = build_report(out, table=table, fmt=fmt, selection=selection, compare_paper=compare_paper,
+                        reference=reference, plots=plots, warn=lambda m: click.echo(m, err=True))
+    if output:
+        from msabench.store.runs import atomic_write_text
+
+        atomic_write_text(output, text)
+    else:
+        sys.stdout.write(text)
+
+
+@cli.command("sync-mlflow")
+@out_option
+@click.option("--tracking-uri", "tracking_uri", default=None,
+              help="MLflow tracking URI (default: SQLite under --out, sqlite:///OUT/mlflow.db).")
+@click.option("--experiment", default="msabench", show_default=True, help="MLflow experiment name.")
+def sync_mlflow_cmd(out, tracking_uri, experiment) -> None:
+    """Log every done run of the store that MLflow lacks (after MLflow was down or off)."""
+    from msabench.tracking import sync_mlflow
+
+    counts = sync_mlflow(out, tracking_uri, experiment)
+    click.echo(f"MLflow: {counts.get('logged', 0)} runs logged, {counts.get('present', 0)} already there")
+
+
+@cli.command("export")
+@out_option
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True)
+@click.option("-o", "output", default=None, help="Write to this file (csv default: stdout; parquet: required).")
+def export_cmd(out, fmt, output) -> None:
+    """The store as a tidy table: one row per run x epoch x split x domain x metric."""
+    from msabench.report.export import export
+
+    n = export(out, fmt, output)
+    if output:
+        click.echo(f"wrote {n} rows to {output}", err=True)
+
+
+@cli.command()
+@click.option("--baseline", "baseline", default=None, help="The baseline file (JSON) to check against.")
+@out_option
+@click.option("--run", "run_fresh", is_flag=True,
+              help="Re-run the baseline's specs into a new temporary store (the default without an explicit --out).")
+@click.option("--write-baseline", "write", default=None, help="Write a baseline of the store at --out to this file.")
+@click.option("--k", "k", type=float, default=None, help="With --write-baseline: tolerance in seed stds (default 3).")
+@click.option("--floor", "floor", type=float, default=None,
+              help="With --write-baseline: absolute tolerance floor, in the metric's unit (default 0.01).")
+@click.option("--selection", default=None, help="With --write-baseline: the selection rule (default each protocol's).")
+@click.option("--keep", is_flag=True, help="With --run: keep the temporary store and print where it is.")
+@click.pass_context
+def check(ctx, baseline, out, run_fresh, write, k, floor, selection, keep) -> None:
+    """Check a store (or fresh runs) against a stored baseline: exit 0 all cells hold, 1 regressions."""
+    from click.core import ParameterSource
+
+    from msabench.evaluation import check as checking
+
+    explicit_out = ctx.get_parameter_source("out") == ParameterSource.COMMANDLINE
+    if write:
+        if baseline or run_fresh:
+            raise UserError("--write-baseline writes from the store at --out; drop --baseline/--run")
+        data = checking.write_baseline(write, out, k=checking.DEFAULT_K if k is None else k,
+                                       floor=checking.DEFAULT_FLOOR if floor is None else floor, selection=selection)
+        click.echo(f"wrote {write}: {len(data['cells'])} cells from {len(data['specs'])} runs of {out}")
+        return
+    if not baseline:
+        raise UserError("give --baseline FILE (or --write-baseline FILE to make one)")
+    if k is not None or floor is not None or selection is not None:
+        raise UserError("--k, --floor and --selection go with --write-baseline; the baseline file holds them")
+    if run_fresh and explicit_out:
+        raise UserError("give --out DIR (check that store) or --run (fresh runs), not both")
+    lines = checking.check(baseline, out=out if explicit_out else None, run=not explicit_out, keep=keep,
+                           echo=lambda m: click.echo(m, err=True))
+    for line in lines:
+        click.echo(line)
+    if lines:
+        click.echo(f"check: {len(lines)} regression(s) against {baseline}", err=True)
+        sys.exit(1)  # SystemExit: msabench.cli.app.main maps click's own Exit codes to 0
+    click.echo(f"check: every cell of {baseline} holds")

@@ -1,0 +1,173 @@
+"""The one generic training loop (design 6).
+
+Per epoch: `on_epoch_start`, the model's `training_step` over shuffled training batches,
+`on_epoch_end`, then every (split, domain) evaluated with predictions kept. Early stopping and
+checkpoint choice both use `msabench.evaluation.selection`, so they agree with the report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from msabench.engine.batching import TensorSplit
+from msabench.metrics import UndefinedMetricWarning, task_metrics
+from msabench.evaluation.selection import select_epoch
+from msabench.api.context import TrainContext, build_optimizers, task_loss_fn
+from msabench.core.types import Batch, RunSpec
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite: the run is recorded as failed."""
+
+
+@dataclass
+class EvalSet:
+    split: str
+    domain: str
+    data: TensorSplit
+    rate: float = 0.0
+
+
+@dataclass
+class LoopResult:
+    records: list[dict[str, Any]]
+    predictions: dict[str, np.ndarray]  # store keys -> arrays
+    checkpoints: dict[str, dict[str, torch.Tensor]]  # rule -> state dict at its epoch
+    chosen_epochs: dict[str, int]
+    stopped_early: bool = False
+    epochs_run: int = 0
+
+
+def move_batch(batch: Batch, device: torch.device) -> Batch:
+    if device.type == "cpu":
+        return batch
+    for name, value in vars(batch).items():
+        if isinstance(value, torch.Tensor):
+            setattr(batch, name, value.to(device, non_blocking=True))
+    if batch.missing is not None:
+        batch.missing.drop = {k: v.to(device) for k, v in batch.missing.drop.items()}
+        batch.missing.complete = {k: v.to(device) for k, v in batch.missing.complete.items()}
+    return batch
+
+
+def autocast_for(device: torch.device, precision: str):
+    if precision == "fp32" or device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, data: TensorSplit, batch_size: int, device: torch.device,
+            precision: str) -> np.ndarray:
+    model.eval()
+    outputs = []
+    with autocast_for(device, precision):
+        for batch in data.batches(batch_size):
+            outputs.append(model(move_batch(batch, device)).pred.float().cpu())
+    pred = torch.cat(outputs) if outputs else torch.empty(0)
+    return pred.numpy().astype(np.float32)
+
+
+def run_loop(
+    model: torch.nn.Module,
+    spec: RunSpec,
+    train: TensorSplit,
+    eval_sets: Sequence[EvalSet],
+    *,
+    family: str,
+    device: torch.device,
+    precision: str = "fp32",
+    shuffle_seed: int = 0,
+    on_epoch: Callable[[int, list[dict[str, Any]]], None] | None = None,
+) -> LoopResult:
+    cfg = spec.config
+    task = spec.task
+    loss_fn = task_loss_fn(task)
+    optimizers = build_optimizers(model, cfg)
+    scaler = torch.amp.GradScaler("cuda") if (precision == "fp16" and device.type == "cuda") else None
+    ctx = TrainContext(model=model, optimizers=optimizers, loss_fn=loss_fn,
+                       grad_accum=int(cfg["train.grad_accum"]), clip=float(cfg["train.clip"]), scaler=scaler)
+    generator = torch.Generator().manual_seed(shuffle_seed)
+    batch_size, eval_batch = int(cfg["train.batch_size"]), int(cfg["train.eval_batch_size"])
+    rules = tuple(r for r in spec.selection_rules if r != "lodo")
+    primary = spec.selection_rules[0]
+    sources = spec.train_domains or spec.source_domains or spec.datasets[:1]
+    valid_domains = spec.valid_domains or sources
+    result = LoopResult(records=[], predictions={}, checkpoints={}, chosen_epochs={})
+    for es in eval_sets:
+        result.predictions[f"ids/{_key(es)}"] = es.data.ids.astype(str)
+
+    for epoch in range(int(cfg["train.epochs"])):
+        started = time.perf_counter()
+        ctx.epoch = epoch
+        model.train()
+        model.on_epoch_start(ctx)
+        losses: dict[str, list[float]] = {}
+        with autocast_for(device, precision):
+            for batch in train.batches(batch_size, generator):
+                logged = model.training_step(move_batch(batch, device), ctx)
+                for k, v in logged.items():
+                    losses.setdefault(k, []).append(v)
+        ctx.flush()
+        model.on_epoch_end(ctx)
+        train_loss = {k: float(np.mean(v)) for k, v in losses.items()}
+        if any(not np.isfinite(v) for v in train_loss.values()):
+            raise NonFiniteLoss(f"training loss is not finite at epoch {epoch}: {train_loss}; lower train.lr or "
+                                "clip gradients (--set train.clip=1.0), then rerun it with --retry-failed")
+        train_seconds = time.perf_counter() - started
+
+        epoch_records = []
+        for es in eval_sets:
+            t0 = time.perf_counter()
+            pred = predict(model, es.data, eval_batch, device, precision)
+            true = es.data.y
+            with warnings.catch_warnings():
+                # An undefined metric (constant predictions) is stored as null and shown as "-".
+                warnings.simplefilter("ignore", UndefinedMetricWarning)
+                metrics = task_metrics(task, pred, true, family=family)
+            eval_loss = float(loss_fn(torch.from_numpy(pred), es.data.y_tensor)) if len(pred) else float("nan")
+            loss = {"task": eval_loss}
+            if es.split == "train" and es.domain == eval_sets[0].domain:
+                loss.update({f"train_{k}": v for k, v in train_loss.items()})
+            epoch_records.append({
+                "schema": 1, "run_id": spec.run_id, "epoch": epoch, "split": es.split, "domain": es.domain,
+                "rate": es.rate, "metrics": {k: _clean(v) for k, v in metrics.items()}, "loss": loss,
+                "seconds": round(time.perf_counter() - t0 + (train_seconds if es is eval_sets[0] else 0.0), 4),
+            })
+            result.predictions[f"pred/{epoch}/{_key(es)}"] = pred
+        result.records.extend(epoch_records)
+        result.epochs_run = epoch + 1
+
+        for rule in rules:
+            chosen = select_epoch(result.records, rule, task=task, sources=valid_domains,
+                                  targets=spec.target_domains, train_rate=spec.rate)
+            if chosen == epoch:
+                result.chosen_epochs[rule] = epoch
+                result.checkpoints[rule] = {k: v.detach().to("cpu", copy=True).contiguous()
+                                            for k, v in model.state_dict().items()}
+        if on_epoch is not None:
+            on_epoch(epoch, epoch_records)
+        best = select_epoch(result.records, primary, task=task, sources=valid_domains,
+                            targets=spec.target_domains, train_rate=spec.rate) if primary != "lodo" else None
+        if best is not None and epoch - best >= int(cfg["train.patience"]):
+            result.stopped_early = True
+            break
+    return result
+
+
+def _key(es: EvalSet) -> str:
+    return f"{es.split}/{es.domain}" + (f"/rate{es.rate:g}" if es.rate else "")
+
+
+def _clean(value: float) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None

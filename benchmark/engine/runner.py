@@ -1,0 +1,138 @@
+"""Execute one RunSpec into the store: data -> tensors -> model -> the loop -> run directory."""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from msabench.engine.batching import TensorSplit, build_tensor_split, concat_splits
+from msabench.core.errors import UserError
+from msabench.engine.loop import EvalSet, LoopResult, run_loop
+from msabench.plan.planner import build_input_spec, load_for_config, text_is_tokens
+from msabench.engine.seeding import seed_everything, seed_hash
+from msabench.core.types import RunSpec
+
+SPLITS_OF_SOURCES = ("train", "valid", "test")
+SPLITS_OF_TARGETS = ("valid", "test")  # target train data is never used, so never evaluated
+
+
+@dataclass
+class RunOptions:
+    device: str = "auto"
+    precision: str = "fp32"
+    threads: int = 0  # 0: leave torch's default
+    data_root: str | None = None
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name}: no CUDA GPU is visible to torch here; use --device cpu or auto")
+        index = int(name.split(":", 1)[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise UserError(f"--device {name}: only {torch.cuda.device_count()} GPU(s) visible")
+        return torch.device(name)
+    if name == "cpu":
+        return torch.device("cpu")
+    raise UserError(f"--device {name!r}: use auto, cpu, cuda or cuda:N")
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise UserError(f"--precision {precision!r}: use fp32, bf16 or fp16")
+    if precision != "fp32" and device.type != "cuda":
+        raise UserError(f"--precision {precision} needs a CUDA GPU (autocast); use --precision fp32 on the CPU")
+
+
+def build_model(spec: RunSpec, data_root: str | None):
+    """The model of a run, its datasets, and whether text enters as tokens (also for feature analysis)."""
+    import msabench.models  # noqa: F401
+    from msabench.api.model import MODELS, config_from_flat
+
+    cfg = spec.config
+    datasets = [load_for_config(name, cfg, data_root) for name in spec.datasets]
+    tokens = text_is_tokens(cfg) if "t" in spec.modalities else False
+    input_spec = build_input_spec(datasets, spec.modalities, spec.task, spec.label_rule, tokens)
+    cls = MODELS.get(spec.model_name)
+    model = cls(config_from_flat(cls.config_cls, cfg), input_spec)
+    return model, datasets, tokens
+
+
+def prepare_tensors(spec: RunSpec, datasets, tokens: bool) -> tuple[TensorSplit, list[EvalSet]]:
+    index = {d.name: i for i, d in enumerate(datasets)}
+    by_name = {d.name: d for d in datasets}
+
+    def tensors(name: str, split: str, rate: float) -> TensorSplit:
+        return build_tensor_split(by_name[name], split, index[name], modalities=spec.modalities, task=spec.task,
+                                  label_rule=spec.label_rule, text_tokens=tokens, rate=rate)
+
+    sources = spec.source_domains or spec.datasets[:1]
+    train_domains = spec.train_domains or sources
+    train_parts = {name: tensors(name, "train", spec.rate) for name in train_domains}
+    eval_sets: list[EvalSet] = []
+    for name in spec.datasets:
+        splits = SPLITS_OF_SOURCES if name in sources else SPLITS_OF_TARGETS
+        for split in splits:
+            data = train_parts[name] if split == "train" and name in train_parts else tensors(name, split, spec.rate)
+            eval_sets.append(EvalSet(split, name, data, spec.rate))
+    for rate in spec.eval_rates:
+        if rate == spec.rate:
+            continue
+        for name in spec.datasets:
+            eval_sets.append(EvalSet("test", name, tensors(name, "test", rate), rate))
+    train = concat_splits([train_parts[n] for n in train_domains])
+    return train, eval_sets
+
+
+def execute(spec: RunSpec, run_dir, options: RunOptions) -> LoopResult:
+    """Train and evaluate `spec`, writing everything into `run_dir` (already claimed)."""
+    from msabench.store.envinfo import collect_env
+
+    run_dir.write_spec(spec)  # first: a run that fails early still says what it was (status, report)
+    device = resolve_device(options.device)
+    check_precision(options.precision, device)
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    flags = seed_everything(seed_hash("init", spec.seed))
+    model, datasets, tokens = build_model(spec, options.data_root)
+    model.to(device)
+    train, eval_sets = prepare_tensors(spec, datasets, tokens)
+    mask_hashes = {f"{es.split}/{es.domain}/{m}@{es.rate:g}": h for es in eval_sets
+                   for m, h in es.data.mask_hashes.items()}
+    run_dir.write_env(collect_env(str(device), torch.get_num_threads(), {
+        "data_hashes": dict(zip(spec.datasets, spec.data_hashes)), "mask_hashes": mask_hashes,
+        "neg_inf_counts": {d.name: d.neg_inf_count for d in datasets}, "determinism": flags,
+        "precision": options.precision,
+        "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }))
+    started = time.perf_counter()
+    result = run_loop(model, spec, train, eval_sets, family=datasets[0].family, device=device,
+                      precision=options.precision, shuffle_seed=seed_hash("shuffle", spec.seed),
+                      on_epoch=lambda epoch, records: run_dir.append_records(records))
+    run_dir.write_predictions(result.predictions)
+    for rule, state in result.checkpoints.items():
+        run_dir.write_checkpoint(rule, state, epoch=result.chosen_epochs[rule])
+    run_dir.write_json("summary.json", {
+        "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
+        "chosen_epochs": result.chosen_epochs, "train_seconds": round(time.perf_counter() - started, 3),
+    })
+    # Hook (protocols issue): a feature-analysis run also writes features.npz + analysis.json.
+    if spec.protocol == "feature-analysis":
+        from msabench.evaluation.feature_analysis import analyse_run
+
+        analyse_run(spec, run_dir, model, datasets, eval_sets, result, device)
+    return result
+
+
+def failure_reason(exc: BaseException) -> dict[str, Any]:
+    reason = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)):
+        reason += (" -- out of memory: lower train.batch_size (--set train.batch_size=N), run fewer runs at once"
+                   " (--workers, --runs-per-gpu), then rerun it with --retry-failed")
+    return {"reason": reason, "traceback": traceback.format_exc()}

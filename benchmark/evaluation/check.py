@@ -1,0 +1,188 @@
+"""`msabench check`: a stored baseline against a store or fresh runs (design 3 and 10).
+
+A baseline file (JSON) holds the specs of the runs it was made from, the tolerance parameters and
+one entry per table cell (generic tables: protocol x setting x dataset(s), row = model, column =
+domain:metric; mean, std (ddof=1) and number of seeds, in the metric's own unit). A cell holds
+when |current - baseline mean| <= max(k x baseline std, floor), with `k` and `floor` (optionally a
+floor per metric) read from the file. `check` compares every baseline cell: a cell that moved, is
+missing, or became undefined is one line of output and makes the exit code 1; bad input exits 2.
+
+`--run` (the default unless `--out` is given explicitly) re-runs the baseline's specs into a new
+temporary store (removed afterwards unless `--keep`) on the CPU with the recorded thread count.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from msabench.core.errors import UserError
+
+BASELINE_SCHEMA = 1
+BASELINE_KIND = "msabench-baseline"
+DEFAULT_K = 3.0
+DEFAULT_FLOOR = 0.01
+
+
+def _cells(tables) -> dict[tuple[str, str, str], dict[str, Any]]:
+    out = {}
+    for t in tables:
+        for row in t.rows:
+            if row.kind != "ours":
+                continue
+            for col in t.columns:
+                cell = row.cells.get(col.key)
+                if cell is None:
+                    continue
+                parts = cell.parts or [cell]
+                for i, part in enumerate(parts):
+                    key = col.key if len(parts) == 1 else f"{col.key}#{i}"
+                    metric = col.metric or (col.parts[i].split(":")[-1] if i < len(col.parts) else col.key)
+                    out[(t.id, row.label, key)] = {"table": t.id, "row": row.label, "column": key, "metric": metric,
+                                                   "mean": part.mean, "std": part.std, "n": part.n}
+    return out
+
+
+def tables_of_store(out: str, selection: str | None = None):
+    from msabench.report.build import build_tables, load_views
+
+    views = load_views(out)
+    if not views:
+        raise UserError(f"no finished runs in {out}: nothing to check or write a baseline from")
+    return views, build_tables(views, selection=selection)
+
+
+def write_baseline(path: str, out: str, *, k: float = DEFAULT_K, floor: float = DEFAULT_FLOOR,
+                   floors: dict[str, float] | None = None, selection: str | None = None, threads: int = 1,
+                   note: str = "") -> dict[str, Any]:
+    from msabench import __version__
+
+    if k < 0 or floor < 0:
+        raise UserError("--k and --floor must be non-negative")
+    views, tables = tables_of_store(out, selection)
+    cells = sorted(_cells(tables).values(), key=lambda c: (c["table"], c["row"], c["column"]))
+    threads_seen = sorted({int(v.env.get("threads") or v.env.get("torch_threads") or 0) for v in views} - {0})
+    baseline = {
+        "schema": BASELINE_SCHEMA, "kind": BASELINE_KIND, "msabench_version": __version__, "note": note,
+        "tolerance": {"k": k, "floor": floor, "floors": dict(floors or {}),
+                      "rule": "a cell holds when |current - mean| <= max(k * std, floor[metric] or floor)"},
+        "selection": selection,
+        "run_options": {"device": "cpu", "precision": "fp32", "threads": threads_seen[0] if threads_seen else threads},
+        "specs": sorted((v.spec for v in views), key=lambda s: json.dumps(s, sort_keys=True)),
+        "cells": cells,
+    }
+    text = json.dumps(baseline, indent=1, sort_keys=True, allow_nan=False, default=_nan_to_none) + "\n"
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text)
+    return baseline
+
+
+def _nan_to_none(obj):  # pragma: no cover - json only calls it for non-serialisable objects
+    raise TypeError(type(obj).__name__)
+
+
+def read_baseline(path: str) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"--baseline {path}: no such file; write one with `msabench check --write-baseline FILE "
+                        f"--out DIR`") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--baseline {path}: not a readable JSON baseline ({exc}); restore it (git checkout) or "
+                        f"write it again with `msabench check --write-baseline FILE --out DIR`") from None
+    if not isinstance(data, dict) or data.get("kind") != BASELINE_KIND:
+        raise UserError(f"--baseline {path}: not an msabench baseline (kind {data.get('kind') if isinstance(data, dict) else None!r})")
+    if data.get("schema") != BASELINE_SCHEMA:
+        raise UserError(f"--baseline {path}: schema {data.get('schema')!r}, this msabench reads {BASELINE_SCHEMA}")
+    tol = data.get("tolerance") or {}
+    try:
+        k, floor = float(tol["k"]), float(tol["floor"])
+        floors = {str(m): float(v) for m, v in (tol.get("floors") or {}).items()}
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"--baseline {path}: the tolerance needs numbers 'k' and 'floor'") from None
+    if k < 0 or floor < 0 or any(v < 0 for v in floors.values()):
+        raise UserError(f"--baseline {path}: k and floors must be non-negative")
+    if not isinstance(data.get("cells"), list) or not isinstance(data.get("specs"), list):
+        raise UserError(f"--baseline {path}: 'cells' and 'specs' must be lists")
+    for c in data["cells"]:
+        if not isinstance(c, dict) or not {"table", "row", "column", "mean"} <= set(c):
+            raise UserError(f"--baseline {path}: a cell lacks table/row/column/mean: {c!r}")
+    return data
+
+
+def tolerance(cell: dict[str, Any], tol: dict[str, Any]) -> float:
+    floor = float((tol.get("floors") or {}).get(cell.get("metric", ""), tol["floor"]))
+    std = cell.get("std")
+    return max(float(tol["k"]) * (float(std) if std is not None else 0.0), floor)
+
+
+def compare(baseline: dict[str, Any], tables) -> list[str]:
+    """One line per baseline cell that does not hold."""
+    current = _cells(tables)
+    tol = baseline["tolerance"]
+    lines = []
+    for c in baseline["cells"]:
+        key = (c["table"], c["row"], c["column"])
+        where = f"{c['table']} | {c['row']} | {c['column']}"
+        now = current.get(key)
+        base = c.get("mean")
+        if now is None:
+            lines.append(f"{where}: missing (baseline {_fmt(base)})")
+            continue
+        value = now["mean"]
+        if base is None or value is None or (isinstance(value, float) and math.isnan(value)):
+            if (base is None) != (value is None):
+                lines.append(f"{where}: {_fmt(value)} vs baseline {_fmt(base)} (defined only in one)")
+            continue
+        t = tolerance(c, tol)
+        if abs(value - base) > t:
+            lines.append(f"{where}: {_fmt(value)} vs baseline {_fmt(base)}: moved {value - base:+.4g}, "
+                         f"tolerance {t:.4g}")
+    return lines
+
+
+def _fmt(x) -> str:
+    return "undefined" if x is None else f"{x:.4g}"
+
+
+def run_specs(specs: Sequence[dict[str, Any]], out: str, *, threads: int, echo: Callable[[str], None]) -> None:
+    from msabench.execution.base import EXECUTORS
+    from msabench.engine.runner import RunOptions
+    from msabench.store.runs import Store
+    from msabench.core.types import RunSpec
+
+    runs = [RunSpec.from_dict(s) for s in specs]
+    store = Store(out)
+    options = RunOptions(device="cpu", precision="fp32", threads=threads)
+    outcome = EXECUTORS.get("local")(runs, store, options)
+    echo(f"check: {len(outcome.done)} fresh runs in {out}" + (f", {len(outcome.failed)} failed" if outcome.failed else ""))
+
+
+def check(baseline_path: str, *, out: str | None = None, run: bool = False, keep: bool = False,
+          echo: Callable[[str], None] = print) -> list[str]:
+    """The regression lines of `baseline_path` against the store `out` or, with `run`, fresh runs."""
+    baseline = read_baseline(baseline_path)
+    selection = baseline.get("selection")
+    if not run:
+        if out is None:
+            raise UserError("give --out DIR (the store to check) or --run (fresh runs)")
+        _, tables = tables_of_store(out, selection)
+        return compare(baseline, tables)
+    if not baseline["specs"]:
+        raise UserError(f"--baseline {baseline_path}: it lists no specs to run")
+    tmp = tempfile.mkdtemp(prefix="msabench-check-")
+    try:
+        threads = int((baseline.get("run_options") or {}).get("threads") or 1)
+        run_specs(baseline["specs"], tmp, threads=threads, echo=echo)
+        _, tables = tables_of_store(tmp, selection)
+        return compare(baseline, tables)
+    finally:
+        if keep:
+            echo(f"check: kept the fresh store {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,85 @@
+"""Executors: where runs execute. `local` runs them one after another in this process.
+
+Every executor calls `run_one`, so results never depend on the executor (design 9).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from msabench.core.errors import UserError
+from msabench.core.registry import Registry
+from msabench.engine.runner import RunOptions, execute, failure_reason
+from msabench.core.types import RunSpec
+
+EXECUTORS: Registry[Callable] = Registry("executor", listing=None)  # no `msabench executors`
+
+
+@dataclass
+class SweepOutcome:
+    done: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # already done, failed without --retry-failed, or running
+    progress: Callable[[RunSpec, str], None] | None = None
+
+    def add(self, spec: RunSpec, status: str) -> None:
+        getattr(self, status if status in ("done", "failed") else "skipped").append(spec.run_id)
+        if self.progress is not None:
+            self.progress(spec, status)
+
+    def runs_to_do(self, specs: Sequence[RunSpec], store, retry_failed: bool) -> list[RunSpec]:
+        """The runs the store says to run; the others are counted as skipped and never reach a worker."""
+        from msabench.store.runs import should_run
+
+        todo = []
+        for spec in specs:
+            if should_run(store.run_dir(spec.run_id).status(), retry_failed):
+                todo.append(spec)
+            else:
+                self.add(spec, "skipped")
+        return todo
+
+
+def run_one(spec: RunSpec, store, options: RunOptions, retry_failed: bool) -> str:
+    """Run `spec` unless the store says not to; returns the resulting status."""
+    from msabench.store.runs import should_run
+
+    run_dir = store.run_dir(spec.run_id)
+    if not should_run(run_dir.status(), retry_failed):
+        return "skipped"
+    with run_dir.claim() as claimed:
+        if not claimed:
+            return "skipped"  # another worker took it between the check and the claim
+        if not should_run(run_dir.status(ignore_own_lock=True), retry_failed):
+            return "skipped"
+        run_dir.reset()
+        try:
+            execute(spec, run_dir, options)
+        except UserError:
+            run_dir.reset()  # a problem the user must fix: leave no failed record behind
+            raise
+        except Exception as exc:  # noqa: BLE001 - every other failure is recorded, the sweep goes on
+            run_dir.mark_failed(**failure_reason(exc))
+            print(f"run {spec.run_id} ({spec.model}, seed {spec.seed}) failed: {exc}", file=sys.stderr)
+            return "failed"
+        run_dir.mark_done()
+        return "done"
+
+
+@EXECUTORS.register("local")
+def run_local(specs: Sequence[RunSpec], store, options: RunOptions, retry_failed: bool = False,
+              progress: Callable[[RunSpec, str], None] | None = None, **_: object) -> SweepOutcome:
+    outcome = SweepOutcome(progress=progress)
+    for spec in specs:
+        outcome.add(spec, run_one(spec, store, options, retry_failed))
+    return outcome
+
+
+# The other executors register themselves (both import nothing heavy at import time).
+from msabench.execution import process as executors_process
+from msabench.execution import ray_executor as executors_ray  # noqa: E402
+
+EXECUTORS.add("process", executors_process.run_process)
+EXECUTORS.add("ray", executors_ray.run_ray)

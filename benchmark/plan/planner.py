@@ -1,0 +1,208 @@
+"""From a request (CLI options or a sweep file) to RunSpecs: protocol runs x model specs.
+
+Config resolution, model/modality compatibility and data hashes happen here, at plan time, so a
+sweep fails before it trains anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from msabench import major_minor
+from msabench.core.config import ModelSpec, parse_model_spec, resolve_config
+from msabench.core.errors import UserError
+from msabench.core.types import InputSpec, RunSpec
+
+N_OUTPUTS = {"regression": 1, "classification": 3, "multilabel": 4}
+
+
+@dataclass
+class Request:
+    protocol: str
+    models: tuple[str, ...] = ()
+    datasets: tuple[str, ...] = ()
+    setting: str | None = None
+    seeds: tuple[int, ...] | None = None
+    modalities: tuple[str, ...] | None = None
+    rates: tuple[float, ...] | None = None
+    selection: str | None = None
+    user_set: dict[str, Any] = field(default_factory=dict)
+    data_root: str | None = None
+    tiny: bool = False
+
+
+_LOADED: dict[tuple, Any] = {}
+
+
+def load_for_config(name: str, cfg: dict[str, Any], data_root: str | None):
+    """Load the dataset `name` with the data options of a resolved config, once per process."""
+    from msabench.data.datasets import load_dataset
+
+    options = dict(source=cfg["data.source"], seed=int(cfg["data.seed"]), scale=float(cfg["data.scale"]),
+                   aligned=bool(cfg["data.aligned"]), noise_modality=cfg["data.noise_modality"] or None)
+    key = (name, data_root, *options.values())
+    if key not in _LOADED:
+        _LOADED[key] = load_dataset(name, data_root=data_root, **options)
+    return _LOADED[key]
+
+
+def task_of(datasets: list[Any], planned_task: str | None) -> str:
+    if planned_task is not None:
+        return planned_task
+    return datasets[0].label_kind
+
+
+def text_is_tokens(cfg: dict[str, Any]) -> bool:
+    encoder = cfg["text.encoder"]
+    if encoder == "features":
+        return False
+    if encoder == "tokens":
+        return True
+    raise UserError(
+        f"text.encoder={encoder!r}: Hugging Face text encoders are not available yet (roadmap item 1);"
+        " use text.encoder=features (precomputed features) or text.encoder=tokens (a trainable embedding)"
+    )
+
+
+def build_input_spec(datasets: list[Any], modalities: tuple[str, ...], task: str, label_rule: str,
+                     tokens: bool) -> InputSpec:
+    dims_per = [d.dims() for d in datasets]
+    lens_per = [d.max_lens() for d in datasets]
+    for d, dims in zip(datasets, dims_per):  # at plan time, not in the first run (so --dry-run says it too)
+        has = {m for m in ("a", "v") if m in dims}
+        if (tokens and d.splits["train"].text_ids is not None) or (not tokens and "t" in dims):
+            has.add("t")
+        lacking = [m for m in modalities if m not in has]
+        if lacking:
+            what = ", ".join({"t": "text token ids" if tokens else "text features", "a": "audio features",
+                              "v": "vision features"}[m] for m in lacking)
+            raise UserError(f"dataset {d.name} has no {what} (it has: {','.join(sorted(has)) or 'none'}); "
+                            f"choose --modalities among those"
+                            + (", or add a features.npz beside its labels" if "t" in lacking and not tokens else ""))
+    for m in modalities:
+        values = {d.name: dims.get(m) for d, dims in zip(datasets, dims_per)}
+        if len(set(values.values())) > 1:
+            fix = ("re-encode every domain's text with one encoder (one features.npz dim)" if m == "t" else
+                   f"leave {m} out (--modalities t on real public features) or give every domain the same {m} features")
+            raise UserError(f"the domains do not share a feature space for modality {m}: dims {values}. DG needs one"
+                            f" feature space: {fix}")
+    first = datasets[0]
+    dims = {m: dims_per[0][m] for m in modalities if m in dims_per[0]}
+    max_lens = {m: max(lp.get(m, 0) for lp in lens_per) for m in modalities}
+    if tokens:
+        dims.pop("t", None)
+    groups = {}
+    if first.ground_truth and not tokens:
+        # (protocols issue) the synthetic suite's ground_truth.json names the groups per modality
+        # under "modalities" (with dims and coefficients beside them); keep the index lists only.
+        truth = first.ground_truth.get("features") or first.ground_truth.get("modalities", {})
+        groups = {m: {k: [int(i) for i in g.get(k, [])] for k in ("invariant", "spurious", "style")}
+                  for m, g in truth.items() if m in modalities}
+    return InputSpec(
+        modalities=tuple(modalities), dims=dims, max_lens=max_lens,
+        text_kind="tokens" if tokens else "features", vocab_size=len(first.vocab or ()),
+        special_ids=dict(first.special_ids), task=task, n_outputs=N_OUTPUTS[task], label_rule=label_rule,
+        family=first.family, domains=tuple(d.name for d in datasets), feature_groups=groups,
+    )
+
+
+def plan(request: Request) -> list[RunSpec]:
+    import msabench.models  # noqa: F401  (registers the plugins)
+    from msabench.api.model import MODELS
+    from msabench.protocols import PROTOCOLS
+    from msabench.protocols.base import PlanRequest
+
+    protocol = PROTOCOLS.get(request.protocol)
+    synthetic_names = _synthetic_names()
+    datasets = tuple(request.datasets)
+    real = [d for d in datasets if d not in synthetic_names]
+    if real and len(real) != len(datasets):
+        raise UserError(f"mixing real and synthetic datasets ({', '.join(datasets)}) is not allowed: use one kind")
+    _check_modalities(request.modalities)
+    planned = protocol.plan(PlanRequest(
+        datasets=datasets, setting=request.setting, seeds=request.seeds, modalities=request.modalities,
+        rates=request.rates, selection=request.selection,
+    ))
+    model_texts = request.models or protocol.quick_models
+    if model_texts == ("all",):
+        model_texts = tuple(MODELS.names())
+    specs = [parse_model_spec(t) for t in model_texts]
+    classes = {s.name: MODELS.get(s.name) for s in specs}
+    sweep_model_keys = {k for cls in classes.values() for k in _model_keys(cls)}
+    skip_incompatible = request.models == ("all",)
+    out: list[RunSpec] = []
+    for run in planned:
+        for spec in specs:
+            built = _build(run, spec, classes[spec.name], protocol, request, sweep_model_keys, skip_incompatible)
+            if built is not None:
+                out.append(built)
+    return _dedupe(out)
+
+
+def _build(run, spec: ModelSpec, cls, protocol, request: Request, sweep_model_keys, skip_incompatible):
+    synthetic = run.datasets[0] in _synthetic_names()
+    # --tiny is part of the policy layer, so --set and the model spec still win over it.
+    policy = {**protocol.policy(synthetic), **(_tiny_policy(synthetic) if request.tiny else {})}
+    cfg = resolve_config(cls, spec, _family(run.datasets[0]), policy=policy, caps=protocol.caps(synthetic),
+                         user_set=request.user_set, tiny=request.tiny, tolerated_model_keys=sweep_model_keys)
+    data = [load_for_config(name, cfg, request.data_root) for name in run.datasets]
+    task = task_of(data, run.task)
+    tokens = text_is_tokens(cfg) if "t" in run.modalities else False
+    input_spec = build_input_spec(data, run.modalities, task, run.label_rule, tokens)
+    problem = cls.check_inputs(input_spec)
+    if problem:
+        if skip_incompatible:
+            print(f"skipping {spec.label}: {problem}")
+            return None
+        raise UserError(f"{problem}; choose other --modalities or another model")
+    return RunSpec(
+        protocol=protocol.name, protocol_version=protocol.version, setting=run.setting, datasets=run.datasets,
+        data_hashes=tuple(d.data_hash for d in data), model=spec.label, config=cfg, impl_version=cls.impl_version,
+        seed=run.seed, rate=run.rate, modalities=run.modalities, label_rule=run.label_rule, task=task,
+        source_domains=run.source_domains, target_domains=run.target_domains,
+        selection_rules=run.selection_rules, eval_rates=run.eval_rates, train_domains=run.train_domains,
+        valid_domains=run.valid_domains, msabench_version=major_minor(),
+    )
+
+
+def _tiny_policy(synthetic: bool) -> dict[str, Any]:
+    policy = {"train.epochs": 3, "train.patience": 3}
+    if synthetic:
+        policy["data.scale"] = 0.05
+    return policy
+
+
+def _model_keys(cls) -> set[str]:
+    from msabench.core.config import model_defaults
+
+    return {k for k in model_defaults(cls) if k.startswith("model.")}
+
+
+def _check_modalities(modalities) -> None:
+    if modalities is None:
+        return
+    bad = [m for m in modalities if m not in ("t", "a", "v")]
+    if bad or not modalities or len(set(modalities)) != len(modalities):
+        raise UserError(f"--modalities {','.join(modalities)}: use a non-empty subset of t,a,v, e.g. t,v")
+
+
+def _family(name: str) -> str:
+    from msabench.data.datasets import family_of
+
+    return family_of(name)
+
+
+def _synthetic_names() -> set[str]:
+    from msabench.data.synth import synth_names
+
+    return set(synth_names())
+
+
+def _dedupe(specs: list[RunSpec]) -> list[RunSpec]:
+    seen, out = set(), []
+    for s in specs:
+        if s.run_id not in seen:
+            seen.add(s.run_id)
+            out.append(s)
+    return out

@@ -1,0 +1,355 @@
+"""Sweeps: sweep files (`--sweep FILE.toml`), the dry-run time estimate, and driving a sweep
+(executor + progress + MLflow + summary).
+
+A sweep file is the reproducible record of a study (read with tomllib; nothing is evaluated):
+
+    name = "quick standard study"          # free text (also: description)
+    protocol = "standard"
+    models = ["linear_probe", "tfn:model.dropout=0.2",
+              {name = "lf_dnn", variants = ["", "some-variant"], set = {"model.hidden" = 32}}]
+    datasets = ["synth-mosi"]
+    seeds = [1, 2, 3]                      # or n_seeds = 3
+    settings = ["A", "B"]                  # DG; or setting = "A"
+    rates = [0.0, 0.1]
+    modalities = "t,a,v"                   # or ["t", "a", "v"]
+    selection = "val"
+    tiny = true
+    [set]                                  # --set for every run
+    "train.lr" = 0.001                     # (train.lr = 0.001 also works)
+
+Unknown keys are errors with close matches. On the command line, --sweep goes with execution
+options (--out, --executor, --workers, --threads, --device, MLflow, --dry-run, ...) and --tiny;
+study options (--model, --dataset, --seeds, ...) belong in the file: giving both is an error.
+"""
+
+from __future__ import annotations
+
+import time
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from msabench.core.errors import UserError, did_you_mean
+
+TOP_KEYS = ("name", "description", "protocol", "models", "datasets", "seeds", "n_seeds", "setting", "settings",
+            "rates", "modalities", "selection", "set", "tiny")
+MODEL_KEYS = ("name", "variant", "variants", "set")
+NAMESPACES = ("model", "train", "data", "text")
+
+
+@dataclass(frozen=True)
+class SweepFile:
+    path: str
+    name: str
+    protocol: str
+    models: tuple[str, ...]
+    datasets: tuple[str, ...]
+    seeds: tuple[int, ...] | None
+    settings: tuple[str | None, ...]
+    rates: tuple[float, ...] | None
+    modalities: tuple[str, ...] | None
+    selection: str | None
+    user_set: dict[str, Any]
+    tiny: bool
+
+    def requests(self, data_root: str | None = None, tiny: bool = False) -> list:
+        """One planning Request per setting."""
+        from msabench.plan.planner import Request
+
+        return [Request(protocol=self.protocol, models=self.models, datasets=self.datasets, setting=setting,
+                        seeds=self.seeds, modalities=self.modalities, rates=self.rates, selection=self.selection,
+                        user_set=dict(self.user_set), data_root=data_root, tiny=self.tiny or tiny)
+                for setting in self.settings]
+
+
+def _err(path: str, text: str) -> UserError:
+    return UserError(f"sweep file {path}: {text}")
+
+
+def _check_keys(path: str, table: dict[str, Any], known: Sequence[str], where: str) -> None:
+    for key in table:
+        if key not in known:
+            raise _err(path, f"unknown key {key!r}{where}.{did_you_mean(key, known)}")
+
+
+def _str_list(path: str, key: str, value: Any, *, comma: bool = False) -> tuple[str, ...]:
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",")] if comma else [value]
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        items = list(value)
+    else:
+        raise _err(path, f"{key} must be a string or a list of strings, got {value!r}")
+    items = [v for v in items if v.strip()]
+    if not items:
+        raise _err(path, f"{key} is empty: list at least one, or leave the key out for the protocol's default")
+    return tuple(items)
+
+
+def flatten_set(path: str, table: Any, where: str = "set") -> dict[str, Any]:
+    """`{"train": {"lr": 1e-3}}` (TOML dotted keys) or `{"train.lr": 1e-3}` -> {"train.lr": 1e-3}."""
+    if not isinstance(table, dict):
+        raise _err(path, f"{where} must be a table of KEY = VALUE, e.g. [set] \"train.lr\" = 0.001")
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            flat[prefix] = value
+
+    walk("", table)
+    for key in flat:
+        if "." not in key or key.split(".", 1)[0] not in NAMESPACES:
+            raise _err(path, f"{where}: key {key!r} needs a namespace ({', '.join(n + '.*' for n in NAMESPACES)}), "
+                             f"e.g. \"train.lr\" = 0.001")
+    return flat
+
+
+def _model_entries(path: str, value: Any) -> tuple[str, ...]:
+    from msabench.core.config import ModelSpec, parse_model_spec
+
+    if isinstance(value, (str, dict)):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise _err(path, "models must be a list of model specs (strings) or tables {name = ..., variants = [...]}")
+    out: list[str] = []
+    for item in value:
+        if isinstance(item, str):
+            parse_model_spec(item)  # syntax errors now, with the spec named
+            out.append(item.strip())
+            continue
+        if not isinstance(item, dict):
+            raise _err(path, f"models: {item!r} is neither a spec string nor a table")
+        _check_keys(path, item, MODEL_KEYS, " in a models table")
+        name = item.get("name")
+        if not isinstance(name, str) or not name:
+            raise _err(path, f"models: a table needs name = \"MODEL\" (got {item!r})")
+        if "variant" in item and "variants" in item:
+            raise _err(path, f"models: {name}: give variant or variants, not both")
+        variants = item.get("variants", [item.get("variant", "")])
+        if isinstance(variants, str):
+            variants = [variants]
+        if not isinstance(variants, list) or not all(isinstance(v, str) for v in variants) or not variants:
+            raise _err(path, f"models: {name}: variants must be a list of names (\"\" for the base model)")
+        overrides = flatten_set(path, item.get("set", {}), f"models: {name}: set")
+        bad = [k for k in overrides if not k.startswith(("model.", "train.", "data.", "text."))]
+        if bad:
+            raise _err(path, f"models: {name}: bad keys {bad}")
+        for variant in variants:
+            text = str(ModelSpec(name, variant or None, overrides))
+            parse_model_spec(text)
+            out.append(text)
+    if len(set(out)) != len(out):
+        raise _err(path, f"models lists a spec twice: {sorted({m for m in out if out.count(m) > 1})}")
+    return tuple(out)
+
+
+def load_sweep(path: str | Path) -> SweepFile:
+    p = Path(path)
+    where = str(path)
+    try:
+        with open(p, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise UserError(f"--sweep {where}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"--sweep {where}: is a folder; give a .toml file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise _err(where, f"not valid TOML ({exc}); see the sweep-file example in the README") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 (tomllib decodes the bytes itself)
+        raise _err(where, f"is not UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                          "save it as UTF-8") from None
+    except OSError as exc:
+        raise UserError(f"--sweep {where}: cannot read it ({exc.strerror or exc}); check the path") from None
+    _check_keys(where, data, TOP_KEYS, "")
+    protocol = data.get("protocol", "standard")
+    if not isinstance(protocol, str):
+        raise _err(where, f"protocol must be a string, got {protocol!r}")
+    for text_key in ("name", "description", "selection"):
+        if text_key in data and not isinstance(data[text_key], str):
+            raise _err(where, f"{text_key} must be a string")
+    models = _model_entries(where, data["models"]) if "models" in data else ()
+    datasets = _str_list(where, "datasets", data["datasets"]) if "datasets" in data else ()
+    if "seeds" in data and "n_seeds" in data:
+        raise _err(where, "give seeds or n_seeds, not both")
+    seeds = None
+    if "seeds" in data:
+        s = data["seeds"]
+        if isinstance(s, int) and not isinstance(s, bool):
+            s = [s]
+        if (not isinstance(s, list) or not s or not all(isinstance(v, int) and not isinstance(v, bool) for v in s)
+                or any(v < 0 for v in s) or len(set(s)) != len(s)):
+            raise _err(where, f"seeds must be a list of distinct non-negative whole numbers, got {data['seeds']!r}")
+        seeds = tuple(s)
+    elif "n_seeds" in data:
+        n = data["n_seeds"]
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise _err(where, f"n_seeds must be a whole number >= 1, got {n!r}")
+        seeds = tuple(range(1, n + 1))
+    if "setting" in data and "settings" in data:
+        raise _err(where, "give setting or settings, not both")
+    settings: tuple[str | None, ...] = (None,)
+    if "setting" in data or "settings" in data:
+        key = "setting" if "setting" in data else "settings"
+        settings = _str_list(where, key, data[key])
+        if len(set(settings)) != len(settings):
+            raise _err(where, f"{key} lists a setting twice")
+    rates = None
+    if "rates" in data:
+        r = data["rates"]
+        if isinstance(r, (int, float)) and not isinstance(r, bool):
+            r = [r]
+        if (not isinstance(r, list) or not r or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                         for v in r)):
+            raise _err(where, f"rates must be a list of numbers in [0, 1], got {data['rates']!r}")
+        values = tuple(float(v) for v in r)
+        if any(not 0.0 <= v <= 1.0 for v in values) or list(values) != sorted(set(values)):
+            raise _err(where, f"rates must be distinct, increasing and in [0, 1], got {data['rates']!r}")
+        rates = values
+    modalities = _str_list(where, "modalities", data["modalities"], comma=True) if "modalities" in data else None
+    user_set = flatten_set(where, data["set"]) if "set" in data else {}
+    tiny = data.get("tiny", False)
+    if not isinstance(tiny, bool):
+        raise _err(where, f"tiny must be true or false, got {tiny!r}")
+    return SweepFile(path=where, name=str(data.get("name", p.stem)), protocol=protocol, models=models,
+                     datasets=datasets, seeds=seeds, settings=settings, rates=rates, modalities=modalities,
+                     selection=data.get("selection"), user_set=user_set, tiny=tiny)
+
+
+def plan_requests(requests: Sequence) -> list:
+    """Plan each request and concatenate, dropping repeated run ids (order kept)."""
+    from msabench.plan.planner import plan
+
+    seen, specs = set(), []
+    for request in requests:
+        for spec in plan(request):
+            if spec.run_id not in seen:
+                seen.add(spec.run_id)
+                specs.append(spec)
+    return specs
+
+
+# -- the dry-run estimate -------------------------------------------------------------------------------
+def _config_key(spec_dict: dict[str, Any]) -> str:
+    from msabench.core.types import canonical_json
+
+    keep = {k: v for k, v in spec_dict.items() if k not in ("seed", "run_id", "written_by", "schema")}
+    return canonical_json(keep)
+
+
+@dataclass
+class Estimate:
+    seconds: float | None  # serial seconds of the runs still to do; None when nothing is known
+    known: int  # runs to do with a stored timing
+    unknown: int  # runs to do without one
+    already_done: int
+
+    def describe(self, workers: int = 1) -> str:
+        from msabench.execution.progress import fmt_duration
+
+        todo = self.known + self.unknown
+        if todo == 0:
+            return f"estimated time: 0s (all {self.already_done} runs are done in the store)"
+        if self.seconds is None:
+            return (f"estimated time: unknown (no done run of the same model and dataset in the store to time "
+                    f"{todo} runs by)")
+        text = f"estimated time: {fmt_duration(self.seconds)} of compute"
+        if workers > 1:
+            text += f", about {fmt_duration(self.seconds / workers)} with {workers} workers"
+        text += f", from stored timings of done runs of the same model and dataset ({self.known} of {todo} runs"
+        text += f"; {self.unknown} unknown, not counted)" if self.unknown else ")"
+        if self.already_done:
+            text += f"; {self.already_done} runs already done are skipped"
+        return text
+
+
+def stored_timings(store) -> tuple[dict[str, list[float]], dict[tuple, list[float]]]:
+    """Seconds per done run (sum of its records' `seconds`), by exact config and by (model, datasets)."""
+    by_config: dict[str, list[float]] = {}
+    by_model: dict[tuple, list[float]] = {}
+    for rd in store.runs("done"):
+        try:
+            spec = rd.read_spec_dict()
+            seconds = sum(float(r.get("seconds") or 0.0) for r in rd.read_records())
+        except Exception:  # noqa: BLE001 - an unreadable run does not stop a dry run
+            continue
+        by_config.setdefault(_config_key(spec), []).append(seconds)
+        by_model.setdefault((spec.get("model"), tuple(spec.get("datasets") or ())), []).append(seconds)
+    return by_config, by_model
+
+
+def estimate(specs: Sequence, store, retry_failed: bool = False) -> Estimate:
+    """The serial time of the runs still to do, from the records' `seconds` of done runs of the same
+    model and datasets in the store (same resolved config when there is one, else any)."""
+    from msabench.store.runs import should_run
+
+    if not store.runs_dir.is_dir():
+        return Estimate(None, 0, len(specs), 0)
+    by_config, by_model = stored_timings(store)
+    total, known, unknown, done = 0.0, 0, 0, 0
+    for spec in specs:
+        if not should_run(store.run_dir(spec.run_id).status(), retry_failed):
+            done += 1
+            continue
+        times = by_config.get(_config_key(spec.to_dict())) or by_model.get((spec.model, tuple(spec.datasets)))
+        if times:
+            total += sum(times) / len(times)
+            known += 1
+        else:
+            unknown += 1
+    return Estimate(total if known else None, known, unknown, done)
+
+
+def effective_workers(executor: str, workers: int | None, threads: int, runs_per_gpu: int | None, device: str,
+                      n_runs: int) -> int:
+    """How many runs go at once: 1 for local; the process layout; ray: --workers, else cores // threads."""
+    if executor == "process":
+        from msabench.execution.process import plan_layout
+
+        return plan_layout(workers, threads, runs_per_gpu, device, n_runs).workers
+    if executor == "ray":
+        from msabench.execution.process import cpu_count
+
+        return workers or max(1, cpu_count() // (threads or 1))
+    return 1
+
+
+# -- driving a sweep ---------------------------------------------------------------------------------------
+def run_sweep(specs: Sequence, *, out: str, options, executor: str = "local", retry_failed: bool = False,
+              workers: int | None = None, runs_per_gpu: int | None = None, address: str | None = None,
+              tracking=None, echo: Callable[[str], None] = print, stream=None):
+    """Execute `specs` with the executor, show progress, log done runs to MLflow from the driver,
+    print the summary; returns the executor's SweepOutcome."""
+    from msabench.execution.base import EXECUTORS
+    from msabench.execution.progress import Progress, summary_lines
+    from msabench.store.runs import Store
+    from msabench.tracking import TrackingSettings, open_view, view_summary
+
+    run_executor = EXECUTORS.get(executor)
+    store = Store(out)
+    tracking = tracking or TrackingSettings()
+    est = estimate(specs, store, retry_failed)
+    parallel = effective_workers(executor, workers, options.threads, runs_per_gpu, options.device,
+                                 est.known + est.unknown)
+    progress = Progress(len(specs), stream, estimate_seconds=est.seconds, workers=parallel)
+    view = open_view(tracking, out, progress.message)
+    started = time.perf_counter()
+
+    def on_run(spec, status: str) -> None:
+        progress.update(spec, status)
+        rd = store.run_dir(spec.run_id)
+        if status == "done" or (status == "skipped" and rd.status() == "done"):
+            view.log_run(rd)
+
+    try:
+        outcome = run_executor(specs, store, options, retry_failed=retry_failed, progress=on_run, workers=workers,
+                               runs_per_gpu=runs_per_gpu, address=address, layout_note=progress.message)
+    finally:
+        progress.close()
+        view.close()
+    for line in summary_lines(outcome, len(specs), time.perf_counter() - started, out, view_summary(view, out)):
+        echo(line)
+    return outcome

@@ -1,0 +1,113 @@
+"""`msabench export`: the store as one tidy table (design 3, 9).
+
+One row per run x epoch x split x domain x (evaluation rate) x metric, losses included (kind
+"loss", metric = the loss name), with the run's identity as columns. Only done runs are exported.
+Schema versions are checked by the store's readers: a record or spec of an unknown schema stops
+the export with the store's error, never a silent misread. Torch-free; CSV needs nothing else,
+parquet needs pyarrow (`pip install 'msabench[parquet]'`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from msabench.core.errors import UserError
+
+COLUMNS = ("run_id", "protocol", "protocol_version", "setting", "model", "variant", "datasets", "data",
+           "seed", "rate", "modalities", "label_rule", "task", "epoch", "split", "domain", "eval_rate", "kind",
+           "metric", "value")
+FORMATS = ("csv", "parquet")
+_TYPES = {"seed": int, "epoch": int, "rate": float, "eval_rate": float, "value": float}
+
+
+def run_rows(run_dir) -> Iterator[dict[str, Any]]:
+    spec = run_dir.read_spec_dict()
+    model = str(spec.get("model", ""))
+    datasets = list(spec.get("datasets") or [])
+    base = {
+        "run_id": run_dir.run_id, "protocol": spec.get("protocol", ""),
+        "protocol_version": str(spec.get("protocol_version", "")), "setting": spec.get("setting") or "",
+        "model": model, "variant": model.split("@", 1)[1] if "@" in model else "",
+        "datasets": "+".join(datasets), "data": "synthetic" if all(d.startswith("synth") for d in datasets) else "real",
+        "seed": int(spec.get("seed", 0)), "rate": float(spec.get("rate") or 0.0),
+        "modalities": ",".join(spec.get("modalities") or []), "label_rule": spec.get("label_rule", ""),
+        "task": spec.get("task", ""),
+    }
+    for rec in run_dir.read_records():
+        where = {"epoch": int(rec["epoch"]), "split": rec["split"], "domain": rec["domain"],
+                 "eval_rate": float(rec.get("rate") or 0.0)}
+        for kind, values in (("metric", rec.get("metrics") or {}), ("loss", rec.get("loss") or {})):
+            for name, value in sorted(values.items()):
+                yield {**base, **where, "kind": kind, "metric": name,
+                       "value": float("nan") if value is None else float(value)}
+
+
+def rows(out: str | Path) -> Iterator[dict[str, Any]]:
+    """Every row of every done run of the store at `out`, in run-id order."""
+    from msabench.store.runs import Store
+
+    for rd in Store(out, must_exist=True).runs("done"):
+        yield from run_rows(rd)
+
+
+def to_pandas(out: str | Path):
+    """The tidy table as a pandas DataFrame (needs pandas)."""
+    try:
+        import pandas as pd
+    except ImportError:
+        raise UserError("to_pandas needs pandas: pip install pandas") from None
+    return pd.DataFrame(list(rows(out)), columns=list(COLUMNS))
+
+
+def write_csv(out: str | Path, stream) -> int:
+    writer = csv.DictWriter(stream, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    n = 0
+    for row in rows(out):
+        writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+        n += 1
+    return n
+
+
+def write_parquet(out: str | Path, path: str | Path) -> int:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UserError("--format parquet needs pyarrow: pip install 'msabench[parquet]' (or use --format csv)") from None
+    columns: dict[str, list[Any]] = {c: [] for c in COLUMNS}
+    for row in rows(out):
+        for c in COLUMNS:
+            columns[c].append(row[c])
+    types = {c: (pa.int64() if _TYPES.get(c) is int else pa.float64() if _TYPES.get(c) is float else pa.string())
+             for c in COLUMNS}
+    table = pa.table({c: pa.array(columns[c], type=types[c]) for c in COLUMNS})
+    from msabench.store.io import atomic_write_bytes
+
+    buf = pa.BufferOutputStream()
+    pq.write_table(table, buf)
+    atomic_write_bytes(path, buf.getvalue().to_pybytes())
+    return table.num_rows
+
+
+def export(out: str | Path, fmt: str = "csv", output: str | Path | None = None) -> int:
+    """Write the table; returns the number of rows. CSV goes to stdout when `output` is None."""
+    if fmt not in FORMATS:
+        raise UserError(f"--format {fmt!r}: use csv or parquet")
+    if fmt == "parquet":
+        if output is None:
+            raise UserError("--format parquet writes a binary file: give -o FILE.parquet")
+        return write_parquet(out, output)
+    if output is None:
+        return write_csv(out, sys.stdout)
+    buf = io.StringIO()
+    n = write_csv(out, buf)
+    from msabench.store.io import atomic_write_bytes
+
+    atomic_write_bytes(output, buf.getvalue().encode())
+    return n

@@ -1,0 +1,460 @@
+"""The results store (design 9): `<out>/runs/<run_id>/`, one folder per run. Torch-free at import.
+
+Files of a run folder (schemas: spec 1, env 1, records 1, failed 1, done 1):
+    spec.json        RunSpec.to_dict() (with "schema", msabench_version filled in) + "run_id", "written_by"
+    env.json         collect_env(...) + "schema", "written_by"
+    records.jsonl    one compact JSON object per line and epoch x split x domain (x rate):
+                     {"schema":1,"run_id","epoch","split","domain","rate","metrics":{...},"loss":{...},
+                      "seconds":...} (+ any extra keys the writer gives, after these); metrics and
+                     loss keys sorted; non-finite numbers stored as null (strict JSON)
+    predictions.npz  flat keys (domains may contain "/", e.g. synth-dg/mosi):
+                       ids/<split>/<domain>[/rate<r>]           sample ids (str array)
+                       pred/<epoch>/<split>/<domain>[/rate<r>]  float32 (N,) or (N, C) predictions
+                     "/rate<r>" (r formatted with :g) only for an evaluation at a non-zero missing
+                     rate, matching msabench.engine.loop; other keys are stored as given. Deterministic bytes.
+    checkpoint-<rule>.safetensors   weights (cpu, contiguous) at the epoch the rule chose; metadata
+                     run_id, rule, epoch; deterministic bytes for identical weights
+    features.npz, analysis.json, ...   any other file, through write_json / write_bytes / write_npz
+    lock             see msabench.store.lock
+    failed.json      {"schema":1,"run_id","reason","traceback","time","host","pid","written_by"}
+    done             {"schema":1,"run_id","time","written_by"}, written last
+
+Use (the runner):
+    rd = Store(out).run(spec)
+    if should_run(rd.status(), retry_failed):
+        with rd.claim() as claimed:   # falsy when another live worker holds the run
+            if not claimed or not should_run(rd.status(ignore_own_lock=True), retry_failed):
+                return                # someone else got there between the check and the claim
+            rd.reset()                # remove what an earlier attempt left
+            rd.write_spec(spec); rd.write_env(collect_env(device, threads, extra))
+            ...                       # each epoch: rd.append_records(epoch_records)
+            rd.write_predictions(preds); rd.write_checkpoint(rule, state_dict, epoch=e)
+            rd.mark_done()            # or, in an except block: rd.mark_failed(reason)
+
+records.jsonl is rewritten whole (temp file + fsync + rename) on every `append_records` rather than
+appended to: a reader, or a crash or ENOSPC at any point, can never leave or show a half line, and
+the cost (tens of KB per epoch, one fsync) is negligible beside an epoch of training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+import time
+import traceback as _traceback
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from msabench import __version__, major_minor
+from msabench.store.format import (DONE_SCHEMA, ENV_SCHEMA, FAILED_SCHEMA, RECORD_SCHEMA, PredKey, Predictions,
+                                   check_schema, ids_key, normalise_record, parse_key, parse_records,
+                                   pred_key, record_line)
+from msabench.store.io import (LockLost, RunBusy, StoreError, StoreFileMissing, StoreWriteError,
+                               atomic_write_bytes, atomic_write_text, dumps_json, fsync_dir, mkdirs, npz_bytes, read_json_file,
+                               read_npz_file, write_error)
+from msabench.store.lock import DEFAULT_HEARTBEAT, RunLock, hostname, lock_state, read_lock
+from msabench.core.types import RUNSPEC_SCHEMA, RunSpec
+
+__all__ = ["Store", "RunDir", "RunLock", "Predictions", "PredKey", "should_run", "STATUSES", "ids_key",
+           "pred_key", "parse_key", "RECORD_SCHEMA", "StoreError", "StoreWriteError", "StoreFileMissing",
+           "RunBusy", "LockLost", "atomic_write_text"]
+
+STATUSES = ("done", "failed", "running", "incomplete", "absent")
+
+SPEC, ENV, RECORDS, PREDICTIONS = "spec.json", "env.json", "records.jsonl", "predictions.npz"
+LOCK, FAILED, DONE = "lock", "failed.json", "done"
+_RESERVED = {SPEC, ENV, RECORDS, PREDICTIONS, LOCK, FAILED, DONE}
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+def should_run(status: str, retry_failed: bool = False) -> bool:
+    """The re-run policy: skip done runs and runs another worker holds, redo incomplete/absent ones,
+    retry failed ones only with --retry-failed."""
+    if status not in STATUSES:
+        raise ValueError(f"unknown run status {status!r}")
+    if status == "failed":
+        return bool(retry_failed)
+    return status in ("incomplete", "absent")
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+class RunDir:
+    """One run folder. Cheap to create; nothing touches the disk until a method does."""
+
+    def __init__(self, path: Path | str, *, stale_after: float | None = None):
+        self.path = Path(path)
+        self.run_id = self.path.name
+        self.stale_after = stale_after  # overrides the one recorded in the lock, for status only
+        self._lock: RunLock | None = None
+        self._record_lines: list[str] | None = None
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path / LOCK
+
+    # -- status ---------------------------------------------------------------------------------
+    def status(self, ignore_own_lock: bool = False) -> str:
+        """'done' | 'failed' | 'running' (a live lock) | 'incomplete' (started, neither done nor
+        failed, no live lock) | 'absent'. With `ignore_own_lock`, the lock this RunDir holds does not
+        count (the re-check after claiming)."""
+        if not self.path.is_dir():
+            return "absent"
+        if (self.path / DONE).exists():
+            return "done"
+        if lock_state(self.lock_path, self.stale_after) == "live" and not (
+                ignore_own_lock and self._lock is not None and self._lock.held
+                and (self.lock_info() or {}).get("token") == self._lock.token):
+            return "running"
+        if (self.path / FAILED).exists():
+            return "failed"
+        return "incomplete"
+
+    def lock_info(self) -> dict[str, Any] | None:
+        read = read_lock(self.lock_path)
+        return None if read is None else (read[0] or {})
+
+    # -- claiming ---------------------------------------------------------------------------------
+    def claim(self, heartbeat_interval: float = DEFAULT_HEARTBEAT, stale_after: float | None = None) -> RunLock:
+        """Try to claim the run for this worker. Returns a `RunLock`, a context manager that releases
+        it; it is truthy when held, falsy when another live worker holds the run (`lock.acquire()`
+        raises RunBusy instead). A stale lock is taken over. While held, a heartbeat thread touches
+        the lock every `heartbeat_interval` s (stale after `stale_after`, default 3 x interval), and
+        this RunDir's writes raise LockLost once the lock has lapsed. Claiming neither checks nor
+        clears what is in the folder: re-check `status(ignore_own_lock=True)`, then `reset()`."""
+        if self._lock is not None and self._lock.held:
+            raise RuntimeError(f"run {self.run_id} is already claimed by this RunDir")
+        mkdirs(self.path)
+        lock = RunLock(self.lock_path, heartbeat_interval, stale_after)
+        if not lock.try_acquire():
+            return lock
+        lock._on_release.append(self._released)
+        self._lock = lock
+        lock.start_heartbeat()
+        return lock
+
+    def _released(self, lock: RunLock) -> None:
+        if self._lock is lock:
+            self._lock = None
+
+    def _check_writable(self) -> None:
+        if self._lock is not None:
+            self._lock.check()
+
+    def reset(self) -> None:
+        """Remove everything in the folder but the lock (`done` first): the outputs of an earlier
+        attempt (records, predictions, checkpoints, failed.json, ...)."""
+        self._check_writable()
+        self._record_lines = None
+        try:
+            if not self.path.is_dir():
+                return
+            (self.path / DONE).unlink(missing_ok=True)
+            for entry in sorted(self.path.iterdir()):
+                if entry.name == LOCK:
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink(missing_ok=True)
+            fsync_dir(self.path)
+        except OSError as exc:
+            raise write_error(self.path, exc) from exc
+
+    # -- generic files ------------------------------------------------------------------------------
+    def _user_file(self, name: str) -> Path:
+        if not _NAME_RE.fullmatch(name) or name in _RESERVED:
+            raise ValueError(f"{name!r} is not a plain file name the store lets you write "
+                             f"(reserved: {', '.join(sorted(_RESERVED))})")
+        return self.path / name
+
+    def _write(self, path: Path, data: bytes) -> None:
+        self._check_writable()
+        mkdirs(self.path)
+        atomic_write_bytes(path, data)
+
+    def write_bytes(self, name: str, data: bytes) -> Path:
+        path = self._user_file(name)
+        self._write(path, bytes(data))
+        return path
+
+    def read_bytes(self, name: str) -> bytes:
+        return (self.path / name).read_bytes()
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        path = self._user_file(name)
+        self._write(path, (dumps_json(obj) + "\n").encode())
+        return path
+
+    def read_json(self, name: str) -> Any:
+        return read_json_file(self.path / name)
+
+    def write_npz(self, name: str, arrays: Mapping[str, Any]) -> Path:
+        path = self._user_file(name)
+        self._write(path, npz_bytes({k: np.asarray(v) for k, v in arrays.items()}))
+        return path
+
+    def read_npz(self, name: str) -> dict[str, np.ndarray]:
+        return read_npz_file(self.path / name)
+
+    # -- spec and env -------------------------------------------------------------------------------
+    def write_spec(self, spec: RunSpec | Mapping[str, Any]) -> None:
+        if not isinstance(spec, RunSpec):
+            spec = RunSpec.from_dict(dict(spec))
+        if spec.run_id != self.run_id:
+            raise ValueError(f"spec has run id {spec.run_id}, but this run folder is {self.run_id}")
+        data = spec.to_dict()
+        data["msabench_version"] = data.get("msabench_version") or major_minor()  # id-preserving
+        data["run_id"] = self.run_id
+        data["written_by"] = __version__
+        self._write(self.path / SPEC, (dumps_json(data) + "\n").encode())
+
+    def read_spec_dict(self) -> dict[str, Any]:
+        path = self.path / SPEC
+        data = read_json_file(path)
+        check_schema(path, data, RUNSPEC_SCHEMA)
+        return data
+
+    def read_spec(self) -> RunSpec:
+        return RunSpec.from_dict(self.read_spec_dict())
+
+    def _written_by(self) -> str | None:
+        try:
+            data = json.loads((self.path / SPEC).read_text())
+            return str(data.get("written_by")) if isinstance(data, dict) and data.get("written_by") else None
+        except (OSError, ValueError):
+            return None
+
+    def write_env(self, env: Mapping[str, Any]) -> None:
+        data = {"schema": ENV_SCHEMA, "written_by": __version__, **dict(env)}
+        self._write(self.path / ENV, (dumps_json(data) + "\n").encode())
+
+    def read_env(self) -> dict[str, Any]:
+        path = self.path / ENV
+        data = read_json_file(path)
+        check_schema(path, data, ENV_SCHEMA)
+        return data
+
+    # -- records ---------------------------------------------------------------------------------------
+    def append_records(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """Add records; records.jsonl is rewritten atomically with all of this run's records."""
+        self._check_writable()
+        lines = [record_line(normalise_record(r, self.run_id)) for r in records]
+        if self._record_lines is None:
+            self._record_lines = [line + "\n" for line, _ in self._read_record_lines()]
+        new = self._record_lines + lines
+        self._write(self.path / RECORDS, "".join(new).encode())
+        self._record_lines = new
+
+    def read_records(self) -> list[dict[str, Any]]:
+        """All records, in the order written; StoreError on a corrupted line or unknown schema."""
+        return [rec for _, rec in self._read_record_lines()]
+
+    def _read_record_lines(self) -> list[tuple[str, dict[str, Any]]]:
+        path = self.path / RECORDS
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return []
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StoreError(f"cannot read {path}: {exc}: run `msabench clean --incomplete` or delete the "
+                             f"run folder {self.path}, then re-run") from exc
+        return parse_records(path, text, self._written_by())
+
+    # -- predictions -------------------------------------------------------------------------------------
+    def write_predictions(self, predictions: Mapping[str, Any]) -> None:
+        """Write predictions.npz from flat keys (module docstring); pred/* arrays become float32."""
+        arrays: dict[str, np.ndarray] = {}
+        for key, value in predictions.items():
+            if not isinstance(key, str) or not key or key.startswith("/") or "//" in key:
+                raise ValueError(f"bad predictions key {key!r}")
+            arr = np.asarray(value)
+            if key.startswith("pred/"):
+                arr = arr.astype(np.float32, copy=False)
+            elif arr.dtype.kind in "OS":
+                arr = arr.astype(str)
+            arrays[key] = arr
+        self._write(self.path / PREDICTIONS, npz_bytes(arrays))
+
+    def read_predictions(self) -> Predictions:
+        return Predictions(read_npz_file(self.path / PREDICTIONS))
+
+    # -- checkpoints ----------------------------------------------------------------------------------------
+    def checkpoint_path(self, rule: str) -> Path:
+        if not _NAME_RE.fullmatch(rule):
+            raise ValueError(f"bad selection rule name {rule!r}")
+        return self.path / f"checkpoint-{rule}.safetensors"
+
+    def checkpoint_rules(self) -> list[str]:
+        if not self.path.is_dir():
+            return []
+        return sorted(p.name[len("checkpoint-"):-len(".safetensors")]
+                      for p in self.path.glob("checkpoint-*.safetensors"))
+
+    def write_checkpoint(self, rule: str, state_dict: Mapping[str, Any], *, epoch: int | None = None) -> Path:
+        """Save `state_dict` (tensors made cpu and contiguous; tied tensors copied) as safetensors;
+        identical weights give identical bytes."""
+        from msabench.store.checkpoint import checkpoint_bytes
+
+        path = self.checkpoint_path(rule)
+        meta = {"run_id": self.run_id, "rule": rule}
+        if epoch is not None:
+            meta["epoch"] = str(int(epoch))
+        self._write(path, checkpoint_bytes(state_dict, meta))
+        return path
+
+    def read_checkpoint(self, rule: str, device: str = "cpu") -> dict[str, Any]:
+        from msabench.store.checkpoint import load_checkpoint
+
+        path = self.checkpoint_path(rule)
+        if not path.exists():
+            have = ", ".join(self.checkpoint_rules()) or "none"
+            raise StoreError(f"run {self.run_id} has no checkpoint for rule {rule!r} (it has: {have})")
+        return load_checkpoint(path, device)
+
+    def checkpoint_metadata(self, rule: str) -> dict[str, str]:
+        from msabench.store.checkpoint import checkpoint_metadata
+
+        return checkpoint_metadata(self.checkpoint_path(rule))
+
+    # -- end states ---------------------------------------------------------------------------------------
+    def mark_failed(self, reason: str, tb: str | BaseException | None = None, *,
+                    traceback: str | None = None) -> None:
+        """Write failed.json. `tb` (or `traceback`): a traceback string, an exception, or None (the
+        exception being handled, if any)."""
+        tb = traceback if tb is None else tb
+        if isinstance(tb, BaseException):
+            tb = "".join(_traceback.format_exception(tb))
+        elif tb is None:
+            tb = _traceback.format_exc() if sys.exc_info()[0] is not None else ""
+        data = {"schema": FAILED_SCHEMA, "run_id": self.run_id, "reason": str(reason), "traceback": tb,
+                "time": _now(), "host": hostname(), "pid": os.getpid(), "written_by": __version__}
+        self._write(self.path / FAILED, (dumps_json(data) + "\n").encode())
+
+    def read_failed(self) -> dict[str, Any] | None:
+        """failed.json's content, or None when the run has not failed."""
+        path = self.path / FAILED
+        if not path.exists():
+            return None
+        data = read_json_file(path)
+        check_schema(path, data, FAILED_SCHEMA)
+        return data
+
+    read_failure = read_failed
+
+    def mark_done(self) -> None:
+        """Write `done` last (after removing failed.json of an earlier attempt). Needs spec.json."""
+        self._check_writable()
+        if not (self.path / SPEC).exists():
+            raise StoreError(f"run {self.run_id} has no spec.json; write_spec before mark_done")
+        try:
+            (self.path / FAILED).unlink(missing_ok=True)
+        except OSError as exc:
+            raise write_error(self.path / FAILED, exc) from exc
+        data = {"schema": DONE_SCHEMA, "run_id": self.run_id, "time": _now(), "written_by": __version__}
+        self._write(self.path / DONE, (dumps_json(data) + "\n").encode())
+
+    def is_done(self) -> bool:
+        return (self.path / DONE).exists()
+
+    def verify(self) -> None:
+        """Read what `status` and `report` rely on (spec.json and records.jsonl of a done run,
+        failed.json of a failed one): StoreError naming the file and the fix when one is corrupted
+        or has a schema version this msabench cannot read."""
+        status = self.status()
+        if status == "done" or (status == "failed" and (self.path / SPEC).exists()):
+            self.read_spec_dict()
+        if status == "done":
+            self._read_record_lines()
+        elif status == "failed":
+            self.read_failed()
+
+
+class Store:
+    """The results store rooted at `out_dir` (runs under `<out_dir>/runs/`)."""
+
+    def __init__(self, out_dir: Path | str, *, must_exist: bool = False, stale_after: float | None = None):
+        self.root = Path(out_dir)
+        self.runs_dir = self.root / "runs"
+        self.stale_after = stale_after
+        if must_exist and not self.runs_dir.is_dir():
+            raise StoreError(f"no results store at {self.root} (no runs/ folder): pass the --out of "
+                             f"`msabench run`, or set MSABENCH_OUT")
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+    def run(self, spec_or_id: RunSpec | str) -> RunDir:
+        run_id = spec_or_id.run_id if isinstance(spec_or_id, RunSpec) else str(spec_or_id)
+        if not _NAME_RE.fullmatch(run_id):
+            raise ValueError(f"bad run id {run_id!r}")
+        return RunDir(self.runs_dir / run_id, stale_after=self.stale_after)
+
+    run_dir = run
+
+    def __contains__(self, spec_or_id: RunSpec | str) -> bool:
+        return self.run(spec_or_id).path.is_dir()
+
+    def run_ids(self) -> list[str]:
+        if not self.runs_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def runs(self, status: str | None = None) -> Iterator[RunDir]:
+        for run_id in self.run_ids():
+            rd = self.run(run_id)
+            if status is None or rd.status() == status:
+                yield rd
+
+    def statuses(self) -> dict[str, str]:
+        return {rd.run_id: rd.status() for rd in self.runs()}
+
+    def summary(self) -> dict[str, int]:
+        counts = dict.fromkeys(STATUSES[:-1], 0)
+        for status in self.statuses().values():
+            counts[status] += 1
+        return counts
+
+    def clean_incomplete(self) -> list[str]:
+        """Remove run folders that are neither done, failed nor running; returns their ids. Each one
+        is claimed first (so a worker starting it meanwhile wins or loses cleanly), then renamed to a
+        hidden name and deleted."""
+        removed = []
+        if self.runs_dir.is_dir():  # leftovers of an interrupted clean
+            for trash in self.runs_dir.glob(".trash-*"):
+                shutil.rmtree(trash, ignore_errors=True)
+        for rd in self.runs("incomplete"):
+            lock = RunLock(rd.lock_path, DEFAULT_HEARTBEAT, self.stale_after)
+            try:
+                if not lock.try_acquire():
+                    continue
+            except StoreError:
+                continue
+            try:
+                if (rd.path / DONE).exists() or (rd.path / FAILED).exists():
+                    continue
+                trash = self.runs_dir / f".trash-{rd.run_id}-{uuid.uuid4().hex[:8]}"
+                try:
+                    os.replace(rd.path, trash)
+                    shutil.rmtree(trash)
+                except OSError as exc:
+                    raise write_error(rd.path, exc) from exc
+                removed.append(rd.run_id)
+            finally:
+                lock.release()
+        return removed
