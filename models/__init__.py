@@ -1,9 +1,9 @@
-"""Model plugins. Adding a model = one file here + one import line below.
+"""Model plugins. Adding a model = one file here + one import line below (docs/adding-a-model.md).
 
-Third-party models register through the `msabench.models` entry-point group.
+Third-party models register through the `msabench.models` entry-point group, loaded lazily by the
+model registry (`msabench.api.MODELS`) on its first lookup.
 """
 
-from msabench.api.model import MODELS  # noqa: F401
 from msabench.models import constant  # noqa: F401
 from msabench.models import lf_dnn  # noqa: F401
 from msabench.models import linear_probe  # noqa: F401

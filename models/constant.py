@@ -27,8 +27,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from msabench.api.model import MODELS, MSAModel
-from msabench.core.types import Batch, InputSpec, ModelOutput
+from msabench.api import MODELS, Batch, InputSpec, MSAModel, ModelOutput
 
 
 @dataclass(frozen=True)

@@ -49,9 +49,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from msabench.api.model import MODELS, MSAModel
+from msabench.api import MODELS, Batch, InputSpec, MSAModel, ModelOutput
 from msabench.models.tfn import build_subnets, mmsa_preset, output_width, run_subnets, subnet_widths
-from msabench.core.types import Batch, InputSpec, ModelOutput
 
 
 @dataclass(frozen=True)

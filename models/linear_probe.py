@@ -31,10 +31,18 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from msabench.core.errors import UserError, did_you_mean
-from msabench.api.model import MODELS, MSAModel, masked_mean
-from msabench.api.text import TextInput
-from msabench.core.types import MODALITY_NAMES, Batch, InputSpec, ModelOutput
+from msabench.api import (
+    MODALITY_NAMES,
+    MODELS,
+    Batch,
+    InputSpec,
+    ModelOutput,
+    MSAModel,
+    TextInput,
+    UserError,
+    did_you_mean,
+    masked_mean,
+)
 
 FEATURE_CHOICES = ("all", "invariant", "spurious")
 

@@ -100,7 +100,7 @@ def masked_model():
     from typing import ClassVar
 
     from msabench.api.model import MODELS, MSAModel, masked_mean
-    from msabench.core.types import ModelOutput
+    from msabench.api.types import ModelOutput
 
     @dataclass(frozen=True)
     class Cfg:

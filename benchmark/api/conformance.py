@@ -20,7 +20,9 @@ from typing import Any
 
 import torch
 
-from msabench.core.types import TASKS, Batch, InputSpec
+from msabench.core.types import TASKS
+
+from msabench.api.types import Batch, InputSpec
 
 DEFAULT_DIMS = {"t": 12, "a": 6, "v": 9}
 DEFAULT_MAX_LENS = {"t": 7, "a": 10, "v": 8}
@@ -154,3 +156,160 @@ def random_batch(spec: InputSpec, batch_size: int = 8, seed: int = 0) -> Batch:
         y=y,
         **kwargs,
     )
+
+
+# -- checks a plugin author runs (tests/test_conformance.py runs them over every registered model) --
+
+def build_tiny(cls: type, spec: InputSpec, seed: int = 0) -> Any:
+    torch.manual_seed(seed)
+    return cls(cls.tiny(), spec)
+
+
+def training_context(model: Any, spec: InputSpec, *, lr: float = 1e-2, n_train: int = 64,
+                     steps_per_epoch: int = 3, epochs: int = 1) -> Any:
+    """A `TrainContext` as the loop builds it, for driving `training_step` outside the loop."""
+    from msabench.api.context import TrainContext, build_optimizers, build_schedulers, task_loss_fn
+
+    cfg = {"train.lr": lr, "train.text_lr": lr, "train.optimizer": "adam", "train.weight_decay": 0.0,
+           "train.batch_size": max(1, n_train // steps_per_epoch), "train.epochs": epochs}
+    optimizers = build_optimizers(model, cfg)
+    return TrainContext(model=model, optimizers=optimizers, loss_fn=task_loss_fn(spec.task), train_cfg=cfg,
+                        schedulers=build_schedulers(model, cfg, optimizers, steps_per_epoch * epochs),
+                        n_train=n_train, steps_per_epoch=steps_per_epoch, epochs=epochs)
+
+
+def run_epochs(model: Any, ctx: Any, batches: Sequence[Batch], epochs: int,
+               first_epoch: int = 0) -> list[dict[str, float]]:
+    """Drive the model as the loop does: epoch hooks around `training_step` over `batches`."""
+    import math
+
+    logged_all = []
+    for epoch in range(first_epoch, first_epoch + epochs):
+        ctx.epoch = epoch
+        model.train()
+        model.on_epoch_start(ctx)
+        for batch in batches:
+            logged = model.training_step(batch, ctx)
+            assert logged and all(isinstance(v, float) for v in logged.values()), \
+                f"training_step must return a dict of floats, got {logged!r}"
+            assert all(math.isfinite(v) for v in logged.values()), f"non-finite loss logged: {logged}"
+            logged_all.append(logged)
+        ctx.flush()
+        model.on_epoch_end(ctx)
+        model.on_validation_end(ctx, [])
+    return logged_all
+
+
+def check_forward(cls: type, spec: InputSpec, batch_size: int = 6) -> None:
+    """Output shape and dtype, finite predictions, aux losses and named features, train and eval mode."""
+    from msabench.api.types import ModelOutput
+
+    model = build_tiny(cls, spec)
+    batch = random_batch(spec, batch_size=batch_size, seed=1)
+    expected = (batch_size,) if spec.task == "regression" else (batch_size, spec.n_outputs)
+    for train in (True, False):
+        model.train(train)
+        with torch.no_grad():
+            out = model(batch)
+        assert isinstance(out, ModelOutput), f"forward returned {type(out).__name__}, not ModelOutput"
+        assert tuple(out.pred.shape) == expected, f"pred shape {tuple(out.pred.shape)}, expected {expected}"
+        assert out.pred.dtype == torch.float32, f"pred dtype {out.pred.dtype}, expected float32"
+        assert torch.isfinite(out.pred).all(), "non-finite predictions"
+        for key, aux in out.aux_losses.items():
+            assert aux.dim() == 0 and torch.isfinite(aux), f"aux loss {key!r} is not a finite scalar"
+        for key, feat in out.features.items():
+            assert feat.shape[0] == batch_size and torch.isfinite(feat).all(), f"feature {key!r}"
+
+
+def check_training_updates_every_parameter(cls: type, spec: InputSpec) -> None:
+    """`training_step` (as the loop drives it, for `cls.CONFORMANCE_EPOCHS` epochs) moves every
+    trainable parameter, and `param_groups` hands each to exactly one optimiser group."""
+    model = build_tiny(cls, spec)
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    if not cls.HAS_TRAINABLE_PARAMS:
+        assert not params, f"{cls.name} says HAS_TRAINABLE_PARAMS = False but has {sorted(params)}"
+        return
+    assert params, f"{cls.name} has no trainable parameters; set HAS_TRAINABLE_PARAMS = False"
+    from msabench.api.context import optimizer_specs
+
+    grouped = [id(p) for s in optimizer_specs(model, {"train.lr": 1e-3}).values() for g in s.groups
+               for p in g["params"]]
+    assert len(grouped) == len(set(grouped)), "a parameter sits in two optimiser groups"
+    missing = sorted(n for n, p in params.items() if id(p) not in set(grouped))
+    assert not missing, f"parameters in no optimiser group: {missing}"
+    before = {n: p.detach().clone() for n, p in params.items()}
+    batches = [random_batch(spec, batch_size=7, seed=2 + i) for i in range(3)]  # odd: L1 terms cannot cancel
+    ctx = training_context(model, spec, lr=1e-2, n_train=21, steps_per_epoch=3, epochs=cls.CONFORMANCE_EPOCHS)
+    run_epochs(model, ctx, batches, cls.CONFORMANCE_EPOCHS)
+    for n, p in params.items():
+        assert torch.isfinite(p).all(), f"{n} became non-finite"
+    frozen = sorted(n for n, p in params.items() if torch.equal(p.detach(), before[n]))
+    assert not frozen, f"parameters that training never moved (no gradient reaches them): {frozen}"
+
+
+def check_deterministic(cls: type, spec: InputSpec) -> None:
+    """Same seed, same weights; eval twice, same predictions; another seed, other weights."""
+    a, b = build_tiny(cls, spec, seed=3), build_tiny(cls, spec, seed=3)
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), f"{k} differs between two builds with one seed"
+    batch = random_batch(spec, batch_size=5, seed=4)
+    a.eval()
+    b.eval()
+    with torch.no_grad():
+        p1, p2, p3 = a(batch).pred, a(batch).pred, b(batch).pred
+    assert torch.equal(p1, p2), "eval is not deterministic"
+    assert torch.equal(p1, p3), "same seed, other predictions"
+    if cls.HAS_TRAINABLE_PARAMS:
+        c = build_tiny(cls, spec, seed=4)
+        assert any(not torch.equal(sa[k], v) for k, v in c.state_dict().items() if v.is_floating_point()), \
+            "another seed gives the same weights"
+
+
+def check_padding_masked(cls: type, spec: InputSpec) -> None:
+    """For a model with `MASKS_PADDING`: values on padded positions never change the output."""
+    import dataclasses
+
+    model = build_tiny(cls, spec).eval()
+    batch = random_batch(spec, batch_size=6, seed=5)
+    g = torch.Generator().manual_seed(0)
+    noisy = dataclasses.replace(batch)
+    for attr, mask_attr in (("text_feats", "text_mask"), ("audio", "audio_mask"), ("vision", "vision_mask")):
+        x = getattr(batch, attr)
+        if x is None:
+            continue
+        pad = ~getattr(batch, mask_attr)
+        junk = 100.0 * torch.randn(x.shape, generator=g)
+        setattr(noisy, attr, torch.where(pad[..., None], junk, x))
+    if batch.text_ids is not None:
+        junk = torch.randint(0, spec.vocab_size, batch.text_ids.shape, generator=g)
+        noisy.text_ids = torch.where(~batch.text_mask, junk, batch.text_ids)
+    with torch.no_grad():
+        torch.testing.assert_close(model(noisy).pred, model(batch).pred, rtol=1e-5, atol=1e-5,
+                                   msg=lambda m: f"padding leaks into the output: {m}")
+
+
+def check_loss_falls(cls: type, spec: InputSpec, steps: int = 40, lr: float = 1e-2) -> tuple[float, float]:
+    """Training on one fixed batch through `training_step` lowers its task loss to < 0.75 of the start."""
+    from msabench.api.context import task_loss_fn
+
+    model = build_tiny(cls, spec, seed=0)
+    batch = random_batch(spec, batch_size=16, seed=6)
+    loss_fn = task_loss_fn(spec.task)
+    ctx = training_context(model, spec, lr=lr, n_train=16, steps_per_epoch=1, epochs=steps)
+
+    def eval_loss() -> float:
+        model.eval()
+        with torch.no_grad():
+            return float(loss_fn(model(batch).pred, batch.y))
+
+    logged = run_epochs(model, ctx, [batch], 3)
+    first = sum(v.get("task", v.get("total", 0.0)) for v in logged) / len(logged)
+    run_epochs(model, ctx, [batch], 2, first_epoch=3)
+    start = min(first, eval_loss())  # after a few steps: BatchNorm running statistics have warmed up
+    run_epochs(model, ctx, [batch], steps - 5, first_epoch=5)
+    after = eval_loss()
+    assert ctx.step_index >= steps, f"{ctx.step_index} optimisation steps in {steps} training steps"
+    assert after < 0.75 * start, f"loss {start:.4f} -> {after:.4f}"
+    return start, after

@@ -1,4 +1,4 @@
-"""The model plugin contract (design 6): `MSAModel`, its config conventions and `MODELS`.
+"""The model plugin contract (docs/architecture.md §6): `MSAModel`, its config conventions and `MODELS`.
 
 A plugin is one file in `models/` that subclasses `MSAModel`, sets `name`, `config_cls` (a frozen
 dataclass of its `model.*` keys with the paper defaults), optionally `PRESETS` (per dataset family,
@@ -16,9 +16,39 @@ import torch
 from torch import nn
 
 from msabench.core.registry import Registry
-from msabench.core.types import Batch, InputSpec, ModelOutput
+from msabench.api.types import Batch, InputSpec, ModelOutput
 
-MODELS: Registry[type[MSAModel]] = Registry("model")
+ENTRY_POINT_GROUP = "msabench.models"
+
+
+def _discover_models() -> None:
+    """The built-in plugins (`msabench.models`), then third-party ones from the entry-point group.
+
+    An entry point names a module (importing it registers its models) or an `MSAModel` subclass.
+    A plugin that fails to load is reported on stderr and skipped, so one broken package never
+    breaks the command line for every other model.
+    """
+    import importlib.metadata
+    import sys
+
+    import msabench.models  # noqa: F401  (registers the built-in plugins)
+
+    seen = set()
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.value in seen:
+            continue
+        seen.add(ep.value)
+        try:
+            loaded = ep.load()
+        except Exception as exc:  # noqa: BLE001  (a third-party import can raise anything)
+            print(f"msabench: warning: model plugin {ep.name!r} ({ep.value}) failed to load: "
+                  f"{type(exc).__name__}: {exc}", file=sys.stderr)
+            continue
+        if isinstance(loaded, type) and issubclass(loaded, MSAModel) and loaded.name not in MODELS._items:
+            MODELS.add(loaded.name, loaded)
+
+
+MODELS: Registry[type[MSAModel]] = Registry("model", discover=_discover_models)
 
 
 class MSAModel(nn.Module):
@@ -33,6 +63,13 @@ class MSAModel(nn.Module):
     REQUIRED_MODALITIES: ClassVar[tuple[str, ...]] = ()
     TASKS: ClassVar[tuple[str, ...]] = ("regression", "classification", "multilabel")
     HAS_TRAINABLE_PARAMS: ClassVar[bool] = True
+    # Capabilities the planner and the conformance suite read (never the model's name):
+    NEEDS_ALIGNED: ClassVar[bool] = False  # word-aligned sequences (all modalities at text length)
+    MASKS_PADDING: ClassVar[bool] = True  # padded positions never change the output
+    USES_TEXT_ENCODER: ClassVar[bool] = False  # reads text through a Hugging Face encoder (BERT) by default
+    # Epochs of a few steps that the conformance suite runs before it expects every trainable
+    # parameter to have moved: more than 1 for models whose parameters train in later stages.
+    CONFORMANCE_EPOCHS: ClassVar[int] = 1
 
     def __init__(self, cfg: Any, spec: InputSpec):
         super().__init__()
@@ -65,11 +102,17 @@ class MSAModel(nn.Module):
         return {"main": [{"params": params}]} if params else {}
 
     def training_step(self, batch: Batch, ctx: Any) -> dict[str, float]:
-        out = self(batch)
-        task_loss = ctx.loss_fn(out.pred, batch.y)
-        loss = task_loss
-        for aux in out.aux_losses.values():
-            loss = loss + aux
+        """One training step: forward under `ctx.autocast()`, task loss + sum of aux losses, one update.
+
+        Override for two-phase updates, EMA, queues or two views (docs/adding-a-model.md); always go
+        through `ctx.backward` and `ctx.step`, and return the losses to log (floats).
+        """
+        with ctx.autocast():
+            out = self(batch)
+            task_loss = ctx.loss_fn(out.pred, batch.y)
+            loss = task_loss
+            for aux in out.aux_losses.values():
+                loss = loss + aux
         ctx.backward(loss)
         ctx.step()
         logged = {"task": float(task_loss.detach())}
@@ -81,7 +124,15 @@ class MSAModel(nn.Module):
         pass
 
     def on_epoch_end(self, ctx: Any) -> None:
-        pass
+        """After the epoch's training steps, before evaluation."""
+
+    def on_validation_end(self, ctx: Any, records: list[dict[str, Any]]) -> None:
+        """After every split of the epoch was evaluated: `records` are that epoch's store records."""
+
+    def should_stop(self, ctx: Any, patience_exhausted: bool) -> bool:
+        """Whether training ends after this epoch. The default follows early stopping; a staged model
+        vetoes a stop inside a stage (return False) or ends a schedule itself (return True)."""
+        return patience_exhausted
 
 
 def config_from_flat(config_cls: type, flat: dict[str, Any]) -> Any:
@@ -89,10 +140,6 @@ def config_from_flat(config_cls: type, flat: dict[str, Any]) -> Any:
     names = {f.name for f in dataclasses.fields(config_cls)}
     kwargs = {k[len("model."):]: v for k, v in flat.items() if k.startswith("model.") and k[len("model."):] in names}
     return config_cls(**kwargs)
-
-
-def config_to_flat(cfg: Any) -> dict[str, Any]:
-    return {f"model.{k}": v for k, v in dataclasses.asdict(cfg).items()}
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

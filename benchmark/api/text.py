@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from msabench.core.errors import UserError
-from msabench.core.types import Batch, InputSpec
+from msabench.api.types import Batch, InputSpec
 
 # Embedding width used for token input when a model does not ask for one.
 DEFAULT_TOKEN_DIM = 128

@@ -29,6 +29,11 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "train.grad_accum": 1,
     "train.clip": 0.0,  # max grad norm, 0 = off
     "train.weight_decay": 0.0,
+    "train.scheduler": "none",  # none | plateau (on the valid loss) | linear (warm-up, then decay)
+    "train.scheduler_patience": 10,  # plateau: epochs without improvement before the lr drops
+    "train.scheduler_factor": 0.1,  # plateau: lr multiplier
+    "train.warmup_ratio": 0.1,  # linear: share of all steps spent warming up
+    "train.min_epochs": 0,  # early stopping never ends a run before this many epochs
     "data.source": "auto",  # auto | pkl | aligned | label-csv
     "data.scale": 1.0,  # synthetic suite only
     "data.seed": 0,  # synthetic suite generation seed
@@ -40,6 +45,23 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
 }
 
 DATA_SOURCES = ("auto", "pkl", "aligned", "label-csv")
+SCHEDULER_KINDS = ("none", "plateau", "linear")
+
+# Keys added after stores existed: at their default they stay out of the run id, so adding them
+# changes no existing run id (docs/architecture.md §4); any other value enters the id as usual.
+ID_NEUTRAL_DEFAULTS: dict[str, Any] = {
+    "train.scheduler": "none",
+    "train.scheduler_patience": 10,
+    "train.scheduler_factor": 0.1,
+    "train.warmup_ratio": 0.1,
+    "train.min_epochs": 0,
+}
+
+
+def identity_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The part of a resolved config that enters the run id (ID-neutral keys at default dropped)."""
+    return {k: v for k, v in config.items()
+            if not (k in ID_NEUTRAL_DEFAULTS and v == ID_NEUTRAL_DEFAULTS[k])}
 
 _SPEC_RE = re.compile(r"^(?P<name>[A-Za-z0-9_\-]+)(@(?P<variant>[A-Za-z0-9_.\-]+))?(:(?P<keys>.*))?$")
 
@@ -220,6 +242,10 @@ def _check_values(cfg: dict[str, Any]) -> None:
     for key in ("train.batch_size", "train.epochs", "train.grad_accum", "train.eval_batch_size"):
         if cfg[key] < 1:
             raise UserError(f"{key}={cfg[key]} must be at least 1")
+    if cfg["train.scheduler"] not in SCHEDULER_KINDS:
+        raise UserError(f"train.scheduler={cfg['train.scheduler']!r}: use one of {', '.join(SCHEDULER_KINDS)}")
+    if cfg["train.min_epochs"] < 0:
+        raise UserError(f"train.min_epochs={cfg['train.min_epochs']} must be 0 or more")
     if cfg["train.lr"] <= 0:
         raise UserError(f"train.lr={cfg['train.lr']} must be positive")
     if cfg["data.scale"] <= 0:

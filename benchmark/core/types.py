@@ -1,7 +1,7 @@
-"""The contract types of design section 6: RunSpec, InputSpec, Batch, ModelOutput.
+"""The run identity and shared constants (docs/architecture.md §4): `RunSpec`, canonical JSON, hashes,
+the modality, task, class and emotion orders (one definition each). Torch-free.
 
-`RunSpec` and `InputSpec` are plain data (no torch); `Batch` and `ModelOutput` carry tensors but
-are defined without importing torch at module import time so the report layer stays torch-free.
+The model-facing contract types (InputSpec, Batch, ModelOutput) live in `msabench.api.types`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from msabench.core.config import identity_config
 
 MODALITIES = ("t", "a", "v")
 MODALITY_NAMES = {"t": "text", "a": "audio", "v": "vision"}
@@ -84,73 +86,10 @@ class RunSpec:
         from msabench import major_minor
 
         data = self.to_dict()
+        data["config"] = identity_config(data["config"])
         data["msabench_version"] = self.msabench_version or major_minor()
         return short_hash(data, 20)
 
     @property
     def model_name(self) -> str:
         return self.model.split("@", 1)[0]
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """What a model may know about its inputs: never a file, a split or a path."""
-
-    modalities: tuple[str, ...]
-    dims: dict[str, int]  # per modality feature dim (text: embedding dim when kind=features)
-    max_lens: dict[str, int]
-    text_kind: str = "features"  # "tokens" | "features"
-    vocab_size: int = 0
-    special_ids: dict[str, int] = field(default_factory=dict)  # pad, unk, cls, sep
-    task: str = "regression"
-    n_outputs: int = 1
-    label_rule: str = "sign"
-    family: str = "mosi"
-    domains: tuple[str, ...] = ()
-    # Synthetic data only: per modality, the input feature indices that the ground truth marks
-    # {"invariant": [...], "spurious": [...], "style": [...]}; empty on real data.
-    feature_groups: dict[str, dict[str, list[int]]] = field(default_factory=dict)
-
-
-@dataclass
-class MissingView:
-    """Drop masks (True = dropped) and the complete inputs, when a missing rate is active."""
-
-    drop: dict[str, Any]  # modality -> (B, T) bool tensor
-    complete: dict[str, Any]  # modality -> the un-dropped tensor (text ids or feats, audio, vision)
-
-
-@dataclass
-class Batch:
-    index: Any  # (B,) long: sample positions within the split
-    domain: Any  # (B,) long
-    y: Any  # (B,) float | (B,) long | (B, 4) float
-    text_ids: Any = None  # (B, T) long, when text is tokens
-    text_feats: Any = None  # (B, T, D) float, when text is features
-    text_mask: Any = None  # (B, T) bool, True = a real position
-    audio: Any = None
-    audio_mask: Any = None
-    vision: Any = None
-    vision_mask: Any = None
-    y_unimodal: dict[str, Any] | None = None
-    missing: MissingView | None = None
-
-    def modality(self, m: str) -> tuple[Any, Any]:
-        """(values, mask) of modality 't', 'a' or 'v'."""
-        if m == "t":
-            return (self.text_ids if self.text_ids is not None else self.text_feats), self.text_mask
-        if m == "a":
-            return self.audio, self.audio_mask
-        if m == "v":
-            return self.vision, self.vision_mask
-        raise KeyError(m)
-
-    def __len__(self) -> int:
-        return int(self.index.shape[0])
-
-
-@dataclass
-class ModelOutput:
-    pred: Any  # (B,) regression | (B, C) logits | (B, 4) multilabel logits
-    aux_losses: dict[str, Any] = field(default_factory=dict)
-    features: dict[str, Any] = field(default_factory=dict)

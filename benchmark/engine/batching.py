@@ -19,7 +19,7 @@ import torch
 
 from msabench.data.container import DatasetData, SplitData
 from msabench.core.errors import UserError
-from msabench.core.types import Batch, MissingView
+from msabench.api.types import Batch, MissingView
 
 _FIELDS = {"t": ("text", "text_mask"), "a": ("audio", "audio_mask"), "v": ("vision", "vision_mask")}
 
@@ -53,6 +53,7 @@ class TensorSplit:
     drop: dict[str, np.ndarray] = field(default_factory=dict)  # (N, T) bool, True = dropped
     mask_hashes: dict[str, str] = field(default_factory=dict)
     domain_ids: np.ndarray | None = None  # per sample, when several domains are merged
+    y_unimodal: dict[str, np.ndarray] = field(default_factory=dict)  # SIMS: per-modality scores
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -75,6 +76,7 @@ class TensorSplit:
             domain=(gather(self.domain_ids, index) if self.domain_ids is not None
                     else torch.full((index.shape[0],), self.domain_index, dtype=torch.long)),
             y=gather(self.y, index),
+            y_unimodal={m: gather(v, index) for m, v in self.y_unimodal.items()} or None,
             text_ids=text if self.text_is_tokens else None,
             text_feats=None if self.text_is_tokens else text,
             missing=missing,
@@ -119,7 +121,7 @@ def text_array(split: SplitData, data: DatasetData, text_tokens: bool) -> tuple[
     if split.text_feats is None:
         raise UserError(
             f"{data.name} has no precomputed text features: add a features.npz beside its label file "
-            f"(design 5), or leave text out with --modalities"
+            f"(docs/architecture.md §5), or leave text out with --modalities"
         )
     return split.text_feats, split.text_lengths
 
@@ -163,9 +165,13 @@ def build_tensor_split(
             values = masks.apply_drop(np.asarray(values), dropped, unk_id=unk)
         inputs[value_key] = values
     y = labels_for_task(split, data, task, label_rule)
+    # Unimodal scores (CH-SIMS) accompany a regression task only: they are scores on the same scale.
+    y_unimodal = ({m: np.asarray(v, dtype=np.float32) for m, v in split.unimodal.items()}
+                  if task == "regression" else {})
     return TensorSplit(
         split=split_name, domain=data.name, domain_index=domain_index, ids=np.asarray(split.ids), y=y,
         inputs=inputs, text_is_tokens=text_tokens, complete=complete, drop=drop, mask_hashes=hashes,
+        y_unimodal=y_unimodal,
     )
 
 
@@ -181,6 +187,8 @@ def concat_splits(parts: list[TensorSplit]) -> TensorSplit:
         text_is_tokens=first.text_is_tokens,
         complete={k: np.concatenate([p.complete[k] for p in parts]) for k in first.complete},
         drop={k: np.concatenate([p.drop[k] for p in parts]) for k in first.drop},
+        y_unimodal=({k: np.concatenate([p.y_unimodal[k] for p in parts]) for k in first.y_unimodal}
+                    if all(p.y_unimodal.keys() == first.y_unimodal.keys() for p in parts) else {}),
     )
     merged.domain_ids = np.concatenate([np.full(len(p), p.domain_index, dtype=np.int64) for p in parts])
     return merged

@@ -8,6 +8,7 @@ checkpoint choice both use `msabench.evaluation.selection`, so they agree with t
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -20,8 +21,9 @@ import torch
 from msabench.engine.batching import TensorSplit
 from msabench.metrics import UndefinedMetricWarning, task_metrics
 from msabench.evaluation.selection import select_epoch
-from msabench.api.context import TrainContext, build_optimizers, task_loss_fn
-from msabench.core.types import Batch, RunSpec
+from msabench.api.context import TrainContext, build_optimizers, build_schedulers, task_loss_fn
+from msabench.core.types import RunSpec
+from msabench.api.types import Batch
 
 
 class NonFiniteLoss(RuntimeError):
@@ -58,23 +60,42 @@ def move_batch(batch: Batch, device: torch.device) -> Batch:
     return batch
 
 
-def autocast_for(device: torch.device, precision: str):
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     if precision == "fp32" or device.type != "cuda":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type="cuda", dtype=dtype)
+        return None
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def autocast_for(device: torch.device, precision: str):
+    dtype = autocast_dtype(device, precision)
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type="cuda", dtype=dtype)
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, data: TensorSplit, batch_size: int, device: torch.device,
-            precision: str) -> np.ndarray:
+def infer(model: torch.nn.Module, data: TensorSplit, batch_size: int, device: torch.device,
+          precision: str = "fp32", with_features: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The one inference loop: predictions (float32) and, on request, the named features.
+
+    Features come back as (N, D): (B, T, D) features are averaged over time, (B,) become (N, 1).
+    """
     model.eval()
-    outputs = []
+    outputs, parts = [], {}
     with autocast_for(device, precision):
         for batch in data.batches(batch_size):
-            outputs.append(model(move_batch(batch, device)).pred.float().cpu())
+            out = model(move_batch(batch, device))
+            outputs.append(out.pred.float().cpu())
+            if with_features:
+                for name, value in (out.features or {}).items():
+                    v = value.detach().float()
+                    v = v.mean(dim=1) if v.dim() == 3 else (v.unsqueeze(1) if v.dim() == 1 else v)
+                    parts.setdefault(name, []).append(v.cpu().numpy())
     pred = torch.cat(outputs) if outputs else torch.empty(0)
-    return pred.numpy().astype(np.float32)
+    return pred.numpy().astype(np.float32), {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def predict(model: torch.nn.Module, data: TensorSplit, batch_size: int, device: torch.device,
+            precision: str) -> np.ndarray:
+    return infer(model, data, batch_size, device, precision)[0]
 
 
 def run_loop(
@@ -92,31 +113,36 @@ def run_loop(
     cfg = spec.config
     task = spec.task
     loss_fn = task_loss_fn(task)
+    batch_size, eval_batch = int(cfg["train.batch_size"]), int(cfg["train.eval_batch_size"])
+    grad_accum, epochs = int(cfg["train.grad_accum"]), int(cfg["train.epochs"])
+    steps_per_epoch = max(1, math.ceil(math.ceil(len(train) / batch_size) / grad_accum))
     optimizers = build_optimizers(model, cfg)
     scaler = torch.amp.GradScaler("cuda") if (precision == "fp16" and device.type == "cuda") else None
-    ctx = TrainContext(model=model, optimizers=optimizers, loss_fn=loss_fn,
-                       grad_accum=int(cfg["train.grad_accum"]), clip=float(cfg["train.clip"]), scaler=scaler)
+    ctx = TrainContext(model=model, optimizers=optimizers, loss_fn=loss_fn, grad_accum=grad_accum,
+                       clip=float(cfg["train.clip"]), scaler=scaler,
+                       schedulers=build_schedulers(model, cfg, optimizers, steps_per_epoch * epochs),
+                       train_cfg=cfg, n_train=len(train), steps_per_epoch=steps_per_epoch, epochs=epochs,
+                       device_type=device.type, autocast_dtype=autocast_dtype(device, precision))
     generator = torch.Generator().manual_seed(shuffle_seed)
-    batch_size, eval_batch = int(cfg["train.batch_size"]), int(cfg["train.eval_batch_size"])
     rules = tuple(r for r in spec.selection_rules if r != "lodo")
     primary = spec.selection_rules[0]
     sources = spec.train_domains or spec.source_domains or spec.datasets[:1]
     valid_domains = spec.valid_domains or sources
+    min_epochs = int(cfg.get("train.min_epochs", 0))
     result = LoopResult(records=[], predictions={}, checkpoints={}, chosen_epochs={})
     for es in eval_sets:
         result.predictions[f"ids/{_key(es)}"] = es.data.ids.astype(str)
 
-    for epoch in range(int(cfg["train.epochs"])):
+    for epoch in range(epochs):
         started = time.perf_counter()
         ctx.epoch = epoch
         model.train()
         model.on_epoch_start(ctx)
         losses: dict[str, list[float]] = {}
-        with autocast_for(device, precision):
-            for batch in train.batches(batch_size, generator):
-                logged = model.training_step(move_batch(batch, device), ctx)
-                for k, v in logged.items():
-                    losses.setdefault(k, []).append(v)
+        for batch in train.batches(batch_size, generator):
+            logged = model.training_step(move_batch(batch, device), ctx)
+            for k, v in logged.items():
+                losses.setdefault(k, []).append(v)
         ctx.flush()
         model.on_epoch_end(ctx)
         train_loss = {k: float(np.mean(v)) for k, v in losses.items()}
@@ -146,6 +172,8 @@ def run_loop(
             result.predictions[f"pred/{epoch}/{_key(es)}"] = pred
         result.records.extend(epoch_records)
         result.epochs_run = epoch + 1
+        ctx.validation_end(lambda metric: _validation_value(epoch_records, metric, valid_domains, spec.rate))
+        model.on_validation_end(ctx, epoch_records)
 
         for rule in rules:
             chosen = select_epoch(result.records, rule, task=task, sources=valid_domains,
@@ -158,10 +186,24 @@ def run_loop(
             on_epoch(epoch, epoch_records)
         best = select_epoch(result.records, primary, task=task, sources=valid_domains,
                             targets=spec.target_domains, train_rate=spec.rate) if primary != "lodo" else None
-        if best is not None and epoch - best >= int(cfg["train.patience"]):
+        exhausted = best is not None and epoch - best >= int(cfg["train.patience"]) and epoch + 1 >= min_epochs
+        if model.should_stop(ctx, exhausted):
             result.stopped_early = True
             break
     return result
+
+
+def _validation_value(records: list[dict[str, Any]], metric: str, domains: Sequence[str],
+                      rate: float) -> float | None:
+    """Mean over the validation domains of the valid task loss (`metric="loss"`) or a valid metric."""
+    values = []
+    for r in records:
+        if r["split"] != "valid" or r["domain"] not in domains or r["rate"] != rate:
+            continue
+        v = r["loss"].get("task") if metric == "loss" else r["metrics"].get(metric)
+        if v is not None:
+            values.append(float(v))
+    return float(np.mean(values)) if values else None
 
 
 def _key(es: EvalSet) -> str:

@@ -381,26 +381,10 @@ def _split_blocks(feats: dict[str, np.ndarray], layout: dict[str, list[tuple[str
 
 def collect(model: Any, data: Any, batch_size: int, device: Any) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Named features ((N, D) each; time-averaged when (B, T, D)) and predictions over a TensorSplit."""
-    import torch
+    from msabench.engine.loop import infer
 
-    from msabench.engine.loop import move_batch
-
-    model.eval()
-    parts: dict[str, list[np.ndarray]] = {}
-    preds = []
-    with torch.no_grad():
-        for batch in data.batches(batch_size):
-            out = model(move_batch(batch, device))
-            preds.append(out.pred.float().cpu().numpy())
-            for name, value in (out.features or {}).items():
-                v = value.detach().float()
-                if v.dim() == 3:
-                    v = v.mean(dim=1)
-                elif v.dim() == 1:
-                    v = v.unsqueeze(1)
-                parts.setdefault(name, []).append(v.cpu().numpy())
-    feats = {k: np.concatenate(v) for k, v in parts.items()}
-    return feats, (np.concatenate(preds) if preds else np.zeros(0, np.float32))
+    pred, feats = infer(model, data, batch_size, device, with_features=True)
+    return feats, pred
 
 
 def run_analysis(model: Any, spec: Any, test_sets: Sequence[Any], *, ground_truth: Mapping[str, Any] | None,

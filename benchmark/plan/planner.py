@@ -12,7 +12,8 @@ from typing import Any
 from msabench import major_minor
 from msabench.core.config import ModelSpec, parse_model_spec, resolve_config
 from msabench.core.errors import UserError
-from msabench.core.types import InputSpec, RunSpec
+from msabench.core.types import RunSpec
+from msabench.api.types import InputSpec
 
 N_OUTPUTS = {"regression": 1, "classification": 3, "multilabel": 4}
 
