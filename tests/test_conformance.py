@@ -63,7 +63,7 @@ NAMES = MODELS.names()
 
 def _spec(cls, task, kind, modalities=None):
     modalities = tuple(m for m in MODALITIES if m in (modalities or cls.SUPPORTED_MODALITIES))
-    spec = make_input_spec(modalities, task=task, text_kind=kind)
+    spec = make_input_spec(modalities, task=task, text_kind=kind, aligned=cls.NEEDS_ALIGNED)
     assert cls.check_inputs(spec) is None, cls.check_inputs(spec)
     return spec
 
@@ -121,7 +121,7 @@ def test_any_supported_modality_subset(name):
     subsets = [s for r in (1, 2, 3) for s in itertools.combinations(MODALITIES, r)]
     ran = 0
     for subset in subsets:
-        spec = make_input_spec(subset, task=cls.TASKS[0])
+        spec = make_input_spec(subset, task=cls.TASKS[0], aligned=cls.NEEDS_ALIGNED)
         if cls.check_inputs(spec) is not None:
             assert any(m not in cls.SUPPORTED_MODALITIES for m in subset) or any(
                 m not in subset for m in cls.REQUIRED_MODALITIES)
@@ -163,7 +163,8 @@ def test_defaults_and_presets_resolve(name):
     from msabench.core.config import ModelSpec, resolve_config
 
     cls = MODELS.get(name)
-    spec = make_input_spec(tuple(m for m in MODALITIES if m in cls.SUPPORTED_MODALITIES), task=cls.TASKS[0])
+    spec = make_input_spec(tuple(m for m in MODALITIES if m in cls.SUPPORTED_MODALITIES), task=cls.TASKS[0],
+                           aligned=cls.NEEDS_ALIGNED)
     for family in sorted(set(cls.PRESETS) | {"mosi", "meld"}):
         for tiny in (False, True):
             flat = resolve_config(cls, ModelSpec(name), family, tiny=tiny)

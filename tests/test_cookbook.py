@@ -168,3 +168,27 @@ def test_fp16_two_optimisers_each_parameter_moves_by_its_own_gradient_once():
     assert float(a) == 0.0  # its step was skipped (inf gradient)
     assert float(b) == pytest.approx(-3.0)  # moved by its own gradient, once
     assert scaler.get_scale() == 2.0**15  # one update for the one optimisation step
+
+
+class NeedsAligned(RecipeBase):
+    """A recipe that declares word-aligned input.
+
+    Deviations: none (a test fixture).
+    """
+
+    name: ClassVar[str] = "recipe_needs_aligned"
+    NEEDS_ALIGNED: ClassVar[bool] = True
+
+
+def test_a_model_that_needs_aligned_input_is_refused_at_plan_time_on_unaligned_data(tmp_path, capsys):
+    from msabench.cli import main
+
+    args = ["run", "--protocol", "standard", "--dataset", "synth-mosi", "--tiny", "--seeds", "1", "--no-mlflow",
+            "--out", str(tmp_path), "--model", "recipe_needs_aligned", "--dry-run"]
+    with registered(NeedsAligned):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert "needs word-aligned sequences" in err and "data.aligned=true" in err
+        assert len(err.strip().splitlines()) == 1
+        assert main(args + ["--set", "data.aligned=true"]) == 0
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

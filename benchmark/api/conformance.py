@@ -58,9 +58,11 @@ def make_input_spec(
     domains: Sequence[str] = (),
     ground_truth: bool = False,
     feature_groups: dict[str, dict[str, list[int]]] | None = None,
+    aligned: bool = False,
 ) -> InputSpec:
     """A small InputSpec. ``ground_truth=True`` fills ``feature_groups`` as a synthetic dataset
-    would (see `ground_truth_groups`); ``feature_groups`` gives them explicitly."""
+    would (see `ground_truth_groups`); ``feature_groups`` gives them explicitly. ``aligned=True``
+    puts every modality at the text's length (and `random_batch` gives each sample one length)."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
     if text_kind not in ("features", "tokens"):
@@ -68,6 +70,8 @@ def make_input_spec(
     modalities = tuple(modalities)
     all_dims = {**DEFAULT_DIMS, **(dims or {})}
     all_lens = {**DEFAULT_MAX_LENS, **(max_lens or {})}
+    if aligned:
+        all_lens = {m: all_lens["t"] for m in all_lens}
     mdims = {m: int(all_dims[m]) for m in modalities}
     if feature_groups is None:
         feature_groups = ground_truth_groups(mdims) if ground_truth else {}
@@ -84,6 +88,7 @@ def make_input_spec(
         family=family,
         domains=tuple(domains),
         feature_groups=feature_groups,
+        aligned=aligned or len({all_lens[m] for m in modalities}) <= 1,
     )
 
 
@@ -109,9 +114,10 @@ def random_batch(spec: InputSpec, batch_size: int = 8, seed: int = 0) -> Batch:
     b = int(batch_size)
     z = torch.randn(b, generator=g)
     kwargs: dict[str, Any] = {}
+    shared_lens = _lengths(int(spec.max_lens[spec.modalities[0]]), b, g) if spec.aligned else None
     for m in spec.modalities:
         t_max = int(spec.max_lens[m])
-        lens = _lengths(t_max, b, g)
+        lens = shared_lens if shared_lens is not None else _lengths(t_max, b, g)
         mask = torch.arange(t_max)[None, :] < lens[:, None]
         if m == "t" and spec.text_kind == "tokens":
             n_special = max(spec.special_ids.values(), default=-1) + 1

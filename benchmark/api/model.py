@@ -92,6 +92,11 @@ class MSAModel(nn.Module):
             return f"model {cls.name!r} needs modalities {','.join(missing)}"
         if spec.task not in cls.TASKS:
             return f"model {cls.name!r} has no {spec.task} head"
+        if cls.NEEDS_ALIGNED and not spec.aligned:
+            lens = ", ".join(f"{m}={spec.max_lens.get(m)}" for m in spec.modalities)
+            return (f"model {cls.name!r} needs word-aligned sequences (every modality at the text's length; "
+                    f"these have {lens}): use --set data.aligned=true on the synthetic suite, or "
+                    f"data.source=aligned for MMSA's aligned_50.pkl")
         return None
 
     def forward(self, batch: Batch) -> ModelOutput:  # pragma: no cover - abstract

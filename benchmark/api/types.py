@@ -29,6 +29,7 @@ class InputSpec:
     # Synthetic data only: per modality, the input feature indices that the ground truth marks
     # {"invariant": [...], "spurious": [...], "style": [...]}; empty on real data.
     feature_groups: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    aligned: bool = False  # every modality at one sequence length, position t = word t
 
 
 @dataclass

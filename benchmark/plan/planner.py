@@ -105,6 +105,8 @@ def build_input_spec(datasets: list[Any], modalities: tuple[str, ...], task: str
         text_kind="tokens" if tokens else "features", vocab_size=len(first.vocab or ()),
         special_ids=dict(first.special_ids), task=task, n_outputs=N_OUTPUTS[task], label_rule=label_rule,
         family=first.family, domains=tuple(d.name for d in datasets), feature_groups=groups,
+        # word-aligned: every modality at one sequence length (MMSA's aligned_50, data.aligned=true)
+        aligned=len({max_lens[m] for m in modalities}) <= 1,
     )
 
 
