@@ -65,7 +65,8 @@ Deviations:
   so train.weight_decay is 0. update_epochs 8 is train.grad_accum 8; the loop averages the
   micro-batch losses where MMSA sums them, so the value clip is divided by train.grad_accum
   (identical clipping; Adam's update is unchanged up to its epsilon); under fp16 loss scaling the
-  clip is scaled with the loss.
+  clip is scaled with the loss. The loop steps a partial accumulation at the end of an epoch;
+  MMSA carries it into the next epoch.
 - Multilabel head (IEMOCAP): 4 logits; classification uses the regression presets (MMSA's one
   config file serves both).
 - Epochs: MMSA trains until early stopping with no cap; train.epochs caps at 100.
