@@ -29,10 +29,11 @@ Defaults and presets: MMSA src/MMSA/config/config_regression.json, entry "mult":
 mosi (= the defaults), mosei, sims: dst_feature_dim_nheads -> `embed_dim`, `num_heads`; nlevels ->
 `cross_layers`; conv1d_kernel_size_{l,a,v}; attn_dropout{,_a,_v}, relu_dropout, embed_dropout,
 res_dropout, text_dropout, output_dropout; grad_clip -> `grad_clip_value`; batch_size,
-learning_rate; commonParams attn_mask -> `future_mask`, early_stop 8 -> train.patience,
-update_epochs 8 -> train.grad_accum. `memory_min_layers` 3: the `layers=3` of MULT.py's memory
-networks. Trainer (MMSA trains/singleTask/MULT.py): Adam without weight decay, L1 loss /
-cross-entropy, gradients clipped by value after each backward.
+learning_rate; patience -> train.scheduler_patience; commonParams attn_mask -> `future_mask`,
+early_stop 8 -> train.patience, update_epochs 8 -> train.grad_accum. `memory_min_layers` 3: the
+`layers=3` of MULT.py's memory networks. Trainer (MMSA trains/singleTask/MULT.py): Adam without
+weight decay, L1 loss / cross-entropy, gradients clipped by value after each backward,
+ReduceLROnPlateau (mode min, factor 0.1) on the valid loss: train.scheduler=plateau.
 
 Text: `mult@frozen` and `mult@finetune` set text.frozen=true/false; they change nothing until a
 Hugging Face text encoder is configured (text.encoder), which MMSA's use_bert / use_finetune mean.
@@ -60,13 +61,11 @@ Deviations:
   pickle, use_bert false); token ids go through a trainable embedding of width `token_embed_dim`
   until the Hugging Face text encoder lands. `text_dropout` is MMSA's (the original code uses
   `embed_dropout` at that place).
-- Training: MMSA's ReduceLROnPlateau (factor 0.1, patience = its "patience" 5/20/10) is not
-  reproduced (the loop has no scheduler). MMSA's config weight_decay is unused by its MULT trainer,
-  so train.weight_decay is 0. update_epochs 8 is train.grad_accum 8; the loop averages the
-  micro-batch losses where MMSA sums them, so the value clip is divided by train.grad_accum
-  (identical clipping; Adam's update is unchanged up to its epsilon); under fp16 loss scaling the
-  clip is scaled with the loss. The loop steps a partial accumulation at the end of an epoch;
-  MMSA carries it into the next epoch.
+- Training: update_epochs 8 is train.grad_accum 8; the loop averages the micro-batch losses
+  where MMSA sums them, so the value clip is divided by train.grad_accum (identical clipping;
+  Adam's update is unchanged up to its epsilon); under fp16 loss scaling the clip is scaled with
+  the loss. The loop steps a partial accumulation at the end of an epoch; MMSA carries it into
+  the next epoch. MMSA's config weight_decay is unused by its MULT trainer: train.weight_decay 0.
 - Multilabel head (IEMOCAP): 4 logits; classification uses the regression presets (MMSA's one
   config file serves both).
 - Epochs: MMSA trains until early stopping with no cap; train.epochs caps at 100.
@@ -82,10 +81,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from msabench.model_api import MODELS, MSAModel
+from msabench.api import MODELS, Batch, InputSpec, ModelOutput, MSAModel, TextInput
 from msabench.models.layers.transformer import CrossModalEncoder, EncoderOutput, last_real_step
-from msabench.text_input import TextInput
-from msabench.types import Batch, InputSpec, ModelOutput
 
 MODALITY_ORDER = ("t", "a", "v")  # MMSA's l, a, v
 
@@ -120,7 +117,8 @@ class MulTConfig:
 
 def mult_preset(dim_heads: tuple[int, int], nlevels: int, kernels: tuple[int, int, int],
                 attn: tuple[float, float, float], relu: float, embed: float, res: float, text: float,
-                output: float, grad_clip: float, batch_size: int, lr: float) -> dict[str, Any]:
+                output: float, grad_clip: float, batch_size: int, lr: float, plateau_patience: int
+                ) -> dict[str, Any]:
     """A preset in the shape of MMSA's "mult" datasetParams (attn: attn_dropout, _a, _v)."""
     return {
         "model.embed_dim": dim_heads[0], "model.num_heads": dim_heads[1], "model.cross_layers": nlevels,
@@ -128,7 +126,7 @@ def mult_preset(dim_heads: tuple[int, int], nlevels: int, kernels: tuple[int, in
         "model.attn_dropout": attn[0], "model.attn_dropout_a": attn[1], "model.attn_dropout_v": attn[2],
         "model.relu_dropout": relu, "model.embed_dropout": embed, "model.res_dropout": res,
         "model.text_dropout": text, "model.output_dropout": output, "model.grad_clip_value": grad_clip,
-        "train.batch_size": batch_size, "train.lr": lr,
+        "train.batch_size": batch_size, "train.lr": lr, "train.scheduler_patience": plateau_patience,
     }
 
 
@@ -182,14 +180,17 @@ class MulT(MSAModel):
         "train.weight_decay": 0.0,
         "train.epochs": 100,
         "train.patience": 8,
+        "train.scheduler": "plateau",  # MMSA: ReduceLROnPlateau(mode min, factor 0.1) on the valid loss
+        "train.scheduler_factor": 0.1,
+        "train.scheduler_patience": 5,
     }
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "mosi": mult_preset((50, 10), 4, (5, 5, 5), (0.3, 0.2, 0.0), relu=0.0, embed=0.2, res=0.0, text=0.5,
-                            output=0.5, grad_clip=0.6, batch_size=16, lr=2e-3),
+                            output=0.5, grad_clip=0.6, batch_size=16, lr=2e-3, plateau_patience=5),
         "mosei": mult_preset((30, 6), 4, (5, 1, 3), (0.4, 0.0, 0.0), relu=0.0, embed=0.0, res=0.0, text=0.3,
-                             output=0.5, grad_clip=0.6, batch_size=4, lr=5e-4),
+                             output=0.5, grad_clip=0.6, batch_size=4, lr=5e-4, plateau_patience=20),
         "sims": mult_preset((50, 10), 2, (5, 1, 1), (0.2, 0.1, 0.0), relu=0.0, embed=0.1, res=0.2, text=0.3,
-                            output=0.1, grad_clip=0.6, batch_size=16, lr=2e-3),
+                            output=0.1, grad_clip=0.6, batch_size=16, lr=2e-3, plateau_patience=10),
     }
     # Take effect once a Hugging Face text encoder is configured (text.encoder); with precomputed
     # features or token ids there is nothing to freeze or fine-tune.
@@ -290,8 +291,9 @@ class MulT(MSAModel):
         return ModelOutput(pred=out, features=features)
 
     def training_step(self, batch: Batch, ctx: Any) -> dict[str, float]:
-        out = self(batch)
-        loss = ctx.loss_fn(out.pred, batch.y)
+        with ctx.autocast():
+            out = self(batch)
+            loss = ctx.loss_fn(out.pred, batch.y)
         ctx.backward(loss)
         if self.cfg.grad_clip_value > 0:
             self._clip_gradient_values(ctx)

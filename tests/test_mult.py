@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import pytest
 import torch
 
-from msabench.config import ModelSpec, resolve_config
-from msabench.model_api import config_from_flat
-from msabench.models import MODELS
+from msabench.api import MODELS, config_from_flat
+from msabench.api.conformance import make_input_spec, random_batch
+from msabench.core.config import ModelSpec, resolve_config
 from msabench.models.layers.transformer import (
     CrossModalEncoder,
     attention_allowed,
     real_positions,
     sinusoidal_embedding,
 )
-from msabench.testing import make_input_spec, random_batch
 
 MULT = MODELS.get("mult")
 
@@ -43,6 +43,14 @@ def test_parameter_count_at_mosi_shapes_equals_mmsa():
 def test_variants_set_text_frozen():
     assert resolve_config(MULT, ModelSpec("mult", "frozen"), "mosi")["text.frozen"] is True
     assert resolve_config(MULT, ModelSpec("mult", "finetune"), "mosi")["text.frozen"] is False
+
+
+def test_mmsa_plateau_scheduler_per_family():
+    """MMSA's ReduceLROnPlateau(factor 0.1) with its per-dataset "patience" (5 / 20 / 10)."""
+    for family, patience in (("mosi", 5), ("mosei", 20), ("sims", 10)):
+        flat = resolve_config(MULT, ModelSpec("mult"), family)
+        assert flat["train.scheduler"] == "plateau" and flat["train.scheduler_factor"] == 0.1
+        assert flat["train.scheduler_patience"] == patience
 
 
 def test_sinusoids_match_the_tensor2tensor_form_and_zero_padding():
@@ -171,6 +179,9 @@ class _Ctx:
     def __init__(self, grad_accum):
         self.grad_accum, self.scaler, self.steps = grad_accum, None, 0
         self.loss_fn = lambda pred, y: torch.nn.functional.l1_loss(pred, y) * 1e4  # large gradients
+
+    def autocast(self):
+        return contextlib.nullcontext()
 
     def backward(self, loss):
         (loss / self.grad_accum).backward()
