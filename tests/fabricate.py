@@ -72,9 +72,9 @@ def _records(run_id: str, task: str, family_of, domains: Sequence[str], sources:
 
 
 def _family(domain: str) -> str:
-    from msabench.report.aggregate import canonical
+    from msabench.data.names import base_name
 
-    return canonical(domain)
+    return base_name(domain)
 
 
 def _view(protocol: str, setting: str, datasets: Sequence[str], sources: Sequence[str], targets: Sequence[str],

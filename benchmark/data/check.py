@@ -19,6 +19,7 @@ import numpy as np
 from msabench.data.container import SPLITS, DatasetData, SplitData
 from msabench.data.labels import check_rule, class_distribution, to_classes
 from msabench.core.errors import UserError
+from msabench.data.names import family_of
 from msabench.core.types import CLASS_NAMES, IEMOCAP_EMOTIONS
 
 SUMMARY_SCHEMA = 1
@@ -110,7 +111,7 @@ def _synthetic_file(pkl: Path) -> DatasetData:
     if not isinstance(meta, dict):
         raise UserError(f"{meta_path} is not a JSON object; regenerate the folder with `msabench data synth`.")
     name = str(meta.get("name") or meta.get("preset") or meta.get("dataset") or pkl.parent.name)
-    family = meta.get("family") or name.split("/")[-1].removeprefix("synth-")
+    family = meta.get("family") or family_of(name)
     if family not in ("mosi", "mosei", "sims", "meld", "iemocap"):
         family = infer_name(pkl) or str(family)
     data = read_mmsa_pickle(pkl, name=name, family=str(family), synthetic=True, where=os.fspath(pkl))

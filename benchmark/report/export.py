@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from msabench.core.errors import UserError
+from msabench.data.names import all_synthetic
 
 COLUMNS = ("run_id", "protocol", "protocol_version", "setting", "model", "variant", "datasets", "data",
            "seed", "rate", "modalities", "label_rule", "task", "epoch", "split", "domain", "eval_rate", "kind",
@@ -33,7 +34,7 @@ def run_rows(run_dir) -> Iterator[dict[str, Any]]:
         "run_id": run_dir.run_id, "protocol": spec.get("protocol", ""),
         "protocol_version": str(spec.get("protocol_version", "")), "setting": spec.get("setting") or "",
         "model": model, "variant": model.split("@", 1)[1] if "@" in model else "",
-        "datasets": "+".join(datasets), "data": "synthetic" if all(d.startswith("synth") for d in datasets) else "real",
+        "datasets": "+".join(datasets), "data": "synthetic" if all_synthetic(datasets) else "real",
         "seed": int(spec.get("seed", 0)), "rate": float(spec.get("rate") or 0.0),
         "modalities": ",".join(spec.get("modalities") or []), "label_rule": spec.get("label_rule", ""),
         "task": spec.get("task", ""),
