@@ -33,10 +33,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from msabench.core.errors import UserError
-from msabench.protocols.base import PROTOCOLS, PlannedRun, PlanRequest, Protocol, Setting
+from msabench.data.names import family_of
+from msabench.plan.request import Request
+from msabench.protocols.base import PROTOCOLS, PlannedRun, Protocol, Setting
 
 DG_FAMILIES = ("mosi", "mosei", "meld")
 SYNTH_DG = "synth-dg"
@@ -56,9 +58,7 @@ HELPER_RULES = ("train-domain",)  # in a helper, "train-domain" reads its valid_
 
 
 def _family(name: str) -> str | None:
-    from msabench.protocols.missing_rate import family_of_name
-
-    fam = family_of_name(name)
+    fam = family_of(name)
     return fam if fam in DG_FAMILIES else None
 
 
@@ -86,6 +86,7 @@ def resolve_domains(datasets: Sequence[str]) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class DGProtocol(Protocol):
+    kind: ClassVar[str] = "dg"
     multi_source: bool = False
 
     @property
@@ -113,7 +114,7 @@ class DGProtocol(Protocol):
             raise UserError("selection 'lodo' needs several source domains; use --protocol dg-multisource")
         super().check_selection(selection)
 
-    def plan(self, request: PlanRequest) -> list[PlannedRun]:
+    def plan(self, request: Request) -> list[PlannedRun]:
         self.check_setting(request.setting)
         self.check_selection(request.selection)
         if request.rates not in (None, (), (0.0,)):

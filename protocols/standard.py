@@ -11,12 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from msabench.core.errors import UserError
-from msabench.protocols.base import PROTOCOLS, PlannedRun, PlanRequest, Protocol
+from msabench.plan.request import Request
+from msabench.protocols.base import PROTOCOLS, PlannedRun, Protocol
 
 
 @dataclass(frozen=True)
 class StandardProtocol(Protocol):
-    def plan(self, request: PlanRequest) -> list[PlannedRun]:
+    def plan(self, request: Request) -> list[PlannedRun]:
         self.check_setting(request.setting)
         self.check_selection(request.selection)
         if request.rates not in (None, (), (0.0,)):

@@ -18,8 +18,9 @@ import pytest
 
 from msabench.execution.base import EXECUTORS
 from msabench.execution.process import _mark_lost, plan_layout
-from msabench.plan.planner import Request, plan
-from msabench.engine.runner import RunOptions
+from msabench.plan.planner import plan
+from msabench.plan.request import Request
+from msabench.engine.options import RunOptions
 from msabench.store.runs import Store
 
 MSABENCH = [sys.executable, "-m", "msabench"]

@@ -10,7 +10,7 @@ import pytest
 
 from msabench.core.errors import UserError
 from msabench.protocols import PROTOCOLS
-from msabench.protocols.base import PlanRequest
+from msabench.plan.request import Request
 from msabench.protocols.dg import is_lodo_helper, lodo_records, resolve_domains, selected_metrics
 
 SINGLE = PROTOCOLS.get("dg-single")
@@ -19,7 +19,7 @@ D = {f: f"synth-dg/{f}" for f in ("mosi", "mosei", "meld")}
 
 
 def test_single_source_settings_match_s2lif_table1():
-    runs = SINGLE.plan(PlanRequest(seeds=(1,)))
+    runs = SINGLE.plan(Request(seeds=(1,)))
     got = {r.setting: (r.source_domains, r.target_domains) for r in runs}
     assert got == {
         "A": ((D["mosei"],), (D["mosi"], D["meld"])),
@@ -33,13 +33,13 @@ def test_single_source_settings_match_s2lif_table1():
 
 
 def test_multi_source_settings_match_s2lif_table2_with_lodo_helpers():
-    runs = MULTI.plan(PlanRequest())
+    runs = MULTI.plan(Request())
     mains = [r for r in runs if r.role == "main"]
     helpers = [r for r in runs if r.role == "lodo-helper"]
     assert len(mains) == 3 * 3 and len(helpers) == 2 * 3 * 3
-    assert MULTI.plan(PlanRequest(selection="lodo")) == runs
+    assert MULTI.plan(Request(selection="lodo")) == runs
     # --selection never changes the main runs (nor their ids); train-domain / oracle need no helpers
-    assert MULTI.plan(PlanRequest(selection="train-domain")) == mains
+    assert MULTI.plan(Request(selection="train-domain")) == mains
     got = {r.setting: (r.source_domains, r.target_domains) for r in mains}
     assert got == {
         "A": ((D["mosei"], D["meld"]), (D["mosi"],)),
@@ -56,15 +56,15 @@ def test_multi_source_settings_match_s2lif_table2_with_lodo_helpers():
 
 
 def test_setting_and_selection_options():
-    assert {r.setting for r in MULTI.plan(PlanRequest(setting="B"))} == {"B"}
-    oracle = MULTI.plan(PlanRequest(selection="oracle", setting="A", seeds=(1,)))
+    assert {r.setting for r in MULTI.plan(Request(setting="B"))} == {"B"}
+    oracle = MULTI.plan(Request(selection="oracle", setting="A", seeds=(1,)))
     assert [r.selection_rules for r in oracle] == [("train-domain", "oracle", "lodo")]
     with pytest.raises(UserError, match="dg-multisource"):
-        SINGLE.plan(PlanRequest(selection="lodo"))
+        SINGLE.plan(Request(selection="lodo"))
     with pytest.raises(UserError, match="setting"):
-        MULTI.plan(PlanRequest(setting="D"))
+        MULTI.plan(Request(setting="D"))
     with pytest.raises(UserError, match="missing-rate"):
-        MULTI.plan(PlanRequest(rates=(0.0, 0.5)))
+        MULTI.plan(Request(rates=(0.0, 0.5)))
 
 
 def test_domains_from_dataset_options():
@@ -76,7 +76,7 @@ def test_domains_from_dataset_options():
     with pytest.raises(UserError, match="both the MOSI domain"):
         resolve_domains(("mosi", "synth-dg/mosi"))
     with pytest.raises(UserError, match="MOSEI"):  # setting A needs MOSEI
-        MULTI.plan(PlanRequest(datasets=("mosi", "meld"), setting="A"))
+        MULTI.plan(Request(datasets=("mosi", "meld"), setting="A"))
 
 
 def test_describe_has_settings_rules_and_defaults():

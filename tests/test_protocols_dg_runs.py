@@ -13,7 +13,8 @@ import pytest
 
 from msabench.cli import main
 from msabench.core.errors import UserError
-from msabench.plan.planner import Request, plan
+from msabench.plan.planner import plan
+from msabench.plan.request import Request
 from msabench.protocols.dg import is_lodo_helper, selected_metrics
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,22 +12,22 @@ from msabench.evaluation.feature_analysis import read_features
 from msabench.cli import main
 from msabench.core.errors import UserError
 from msabench.protocols import PROTOCOLS
-from msabench.protocols.base import PlanRequest
+from msabench.plan.request import Request
 
 FA = PROTOCOLS.get("feature-analysis")
 
 
 def test_plans_multisource_setting_a_by_default():
-    runs = FA.plan(PlanRequest())
+    runs = FA.plan(Request())
     assert len(runs) == 3 and {r.setting for r in runs} == {"A"}
     assert runs[0].source_domains == ("synth-dg/mosei", "synth-dg/meld")
     assert runs[0].target_domains == ("synth-dg/mosi",)
     assert runs[0].task == "classification" and runs[0].label_rule == "round"
-    assert {r.setting for r in FA.plan(PlanRequest(setting="C", seeds=(1,)))} == {"C"}
-    single = FA.plan(PlanRequest(datasets=("synth-mosi",), seeds=(1,)))
+    assert {r.setting for r in FA.plan(Request(setting="C", seeds=(1,)))} == {"C"}
+    single = FA.plan(Request(datasets=("synth-mosi",), seeds=(1,)))
     assert single[0].datasets == ("synth-mosi",) and single[0].selection_rules == ("val", "last")
     with pytest.raises(UserError):
-        FA.plan(PlanRequest(datasets=("synth-mosi",), setting="A"))
+        FA.plan(Request(datasets=("synth-mosi",), setting="A"))
     assert FA.describe()["outputs"] == ["features.npz", "analysis.json"]
 
 

@@ -230,7 +230,7 @@ def test_the_source_evaluates_no_config_and_loads_no_pickle_but_through_safe_pic
     assert len(files) > 40
     found = [v for p in files for v in _violations(p)]
     assert found == [], "\n".join(found)
-    sweep_source = (REPO / "benchmark" / "sweep.py").read_text()
+    sweep_source = (REPO / "benchmark" / "plan" / "sweep.py").read_text()
     assert "tomllib.load" in sweep_source
     print(f"\nRELIABILITY source scan: {len(files)} files, no eval/exec/pickle.load/torch.load")
 

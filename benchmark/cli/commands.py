@@ -88,11 +88,14 @@ def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, 
         device, precision, executor, workers, runs_per_gpu, address, threads, sweep_file, tracking_uri, no_mlflow,
         experiment, retry_failed, dry_run, tiny, from_run, table) -> None:
     """Plan and execute a sweep (resumable: done runs are skipped)."""
-    from msabench.plan.planner import Request
+    from msabench.plan.request import Request
 
-    if from_run is not None:  # protocols issue: analyse a stored run instead of training
-        if protocol != "feature-analysis":
-            raise UserError(f"--from-run goes with --protocol feature-analysis (got {protocol!r})")
+    if from_run is not None:  # analyse a stored run instead of training
+        from msabench.protocols import PROTOCOLS
+
+        if not PROTOCOLS.get(protocol).analyses_stored_runs:
+            able = [n for n, p in PROTOCOLS.items() if p.analyses_stored_runs]
+            raise UserError(f"--from-run goes with --protocol {' or '.join(able)} (got {protocol!r})")
         from msabench.evaluation.feature_analysis import analyse_stored_run, summary_line
 
         analysis = analyse_stored_run(out, from_run, data_root=data_root, device=device)
@@ -117,7 +120,7 @@ def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, 
                  and ctx.get_parameter_source(p.name) not in (None, click.core.ParameterSource.DEFAULT)]
         if given:
             raise UserError(f"--sweep {sweep_file} holds the study: drop {', '.join(given)} (or edit the file)")
-        requests = load_sweep(sweep_file).requests(data_root=data_root, tiny=tiny)
+        requests = load_sweep(sweep_file).for_run(data_root=data_root, tiny=tiny)
     elif table is not None:  # reports issue: the runs a paper template needs
         requests = _table_requests(table, models, datasets, setting, parse_seeds(seeds, n_seeds), modalities,
                                    parse_rates(rates), selection, parse_sets(sets), data_root, tiny)
@@ -142,7 +145,8 @@ def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, 
         click.echo(est.describe(effective_workers(executor, workers, threads, runs_per_gpu, device,
                                                   est.known + est.unknown)))
         return
-    from msabench.engine.runner import RunOptions, check_precision, resolve_device
+    from msabench.engine.options import RunOptions
+    from msabench.engine.runner import check_precision, resolve_device
     from msabench.plan.sweep import run_sweep
     from msabench.tracking import TrackingSettings
 

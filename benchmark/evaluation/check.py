@@ -152,7 +152,7 @@ def _fmt(x) -> str:
 
 def run_specs(specs: Sequence[dict[str, Any]], out: str, *, threads: int, echo: Callable[[str], None]) -> None:
     from msabench.execution.base import EXECUTORS
-    from msabench.engine.runner import RunOptions
+    from msabench.engine.options import RunOptions
     from msabench.store.runs import Store
     from msabench.core.types import RunSpec
 

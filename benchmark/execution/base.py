@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 from msabench.core.errors import UserError
 from msabench.core.registry import Registry
-from msabench.engine.runner import RunOptions, execute, failure_reason
 from msabench.core.types import RunSpec
+from msabench.engine.options import RunOptions
 
 EXECUTORS: Registry[Callable] = Registry("executor", listing=None)  # no `msabench executors`
 
@@ -44,6 +44,7 @@ class SweepOutcome:
 
 def run_one(spec: RunSpec, store, options: RunOptions, retry_failed: bool) -> str:
     """Run `spec` unless the store says not to; returns the resulting status."""
+    from msabench.engine.runner import execute, failure_reason  # torch: only where a run executes
     from msabench.store.runs import should_run
 
     run_dir = store.run_dir(spec.run_id)

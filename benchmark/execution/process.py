@@ -133,7 +133,7 @@ def worker_main(conn, parent_pid: int, out_root: str, options: dict[str, Any], r
     """A worker: receive (index, spec dict), run it, send ('end', index, status); None ends it."""
     _die_with_parent(parent_pid)
     from msabench.execution.base import run_one
-    from msabench.engine.runner import RunOptions
+    from msabench.engine.options import RunOptions
     from msabench.store.runs import Store
     from msabench.core.types import RunSpec
 

@@ -29,7 +29,7 @@ def ray_task(spec_dict: dict[str, Any], run_id: str, out_root: str, options: dic
              retry_failed: bool) -> tuple[str, str]:
     """The body of one task: ('end', status) or ('user_error', message)."""
     from msabench.execution.base import run_one
-    from msabench.engine.runner import RunOptions
+    from msabench.engine.options import RunOptions
     from msabench.store.runs import Store
     from msabench.core.types import RunSpec
 

@@ -217,11 +217,11 @@ def plots_from_analysis(analysis: Mapping[str, Any], out_dir: str | Path, prefix
 
 def plots_from_store(views, out_dir: str | Path, *, selection: str | None = None, out: str | None = None) -> list[Path]:
     """Missing-rate curves of the store's runs and the plots of every analysis.json it holds."""
-    from msabench.report.aggregate import RATE_PROTOCOLS, rate_curves
+    from msabench.report.aggregate import is_rate_run, rate_curves
 
     out_dir = Path(out_dir)
     written: list[Path] = []
-    rate_views = [v for v in views if v.spec["protocol"] in RATE_PROTOCOLS or v.spec.get("eval_rates")]
+    rate_views = [v for v in views if is_rate_run(v.spec)]
     for key, group in rate_curves(rate_views, selection).items():
         protocol, _, setting, datasets = key
         name = "+".join(datasets)
