@@ -212,30 +212,6 @@ def lodo_records(main: Any, views: Iterable[Any]) -> list[list[dict[str, Any]]] 
     return [by_held_out[s] for s in sources]
 
 
-def selected_metrics(main: Any, rule: str, views: Iterable[Any] = ()) -> dict[str, Any]:
-    """{"epoch": e, "domains": {domain: test metrics}} of a DG run under `rule` (sources and
-    targets); `views` supplies the lodo helpers. {"epoch": None, ...} when the rule cannot answer."""
-    from msabench.evaluation.selection import metrics_at, select_epoch
-
-    spec, records = _spec_of(main), _records_of(main)
-    lodo = ()
-    if rule == "lodo":
-        lodo = lodo_records(main, views) or ()
-        if not lodo:
-            return {"epoch": None, "domains": {}}
-    epoch = select_epoch(records, rule, task=spec["task"], sources=spec["source_domains"],
-                         targets=spec.get("target_domains", ()), train_rate=float(spec.get("rate", 0.0)),
-                         lodo_records=lodo)
-    if epoch is None:
-        return {"epoch": None, "domains": {}}
-    domains = {}
-    for d in spec["datasets"]:
-        m = metrics_at(records, epoch, "test", d, float(spec.get("rate", 0.0)))
-        if m is not None:
-            domains[d] = m
-    return {"epoch": epoch, "domains": domains}
-
-
 _DG_COMMON = dict(
     seeds=(1, 2, 3),
     label_rule="round",

@@ -7,7 +7,7 @@ rows (model specs or variants the harness runs; `model=None` for rows it cannot 
 MLLM rows or numbers a paper quotes from others, which are always "published only"). The published
 numbers themselves are data in `published_<paper>.toml` (`msabench.protocols.published`).
 
-Model names follow the roadmap (`mult`, `almt`, `self_mm`, `mmim`, `tfr_net`, `emt_dlfr`, `mica`,
+Model names are those the papers' model plugins register under (`mult`, `almt`, `self_mm`, `mmim`, `tfr_net`, `emt_dlfr`, `mica`,
 `m3sa`, `mtmd`, `s2lif`, `mad`, `ridg`, ...); a row whose model is not registered yet shows the
 paper's numbers as "published only", and `msabench run --table T` skips it with a message.
 

@@ -1,9 +1,31 @@
-"""Test-wide settings: the synthetic-suite cache lives in the repository (git-ignored), not in ~."""
+"""Test-wide settings: the synthetic-suite cache lives in the repository (git-ignored), not in ~;
+and the counters some test modules keep (fuzz examples, injected faults, hostile files) are printed
+at the end of the session: a module that defines `summary_lines() -> list[str]` is asked for them."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+import pytest
+
+_MODULES = pytest.StashKey[set]()
+
+
+def pytest_collection_modifyitems(config, items):
+    config.stash[_MODULES] = {item.module for item in items if getattr(item, "module", None) is not None}
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    lines = []
+    for module in sorted(config.stash.get(_MODULES, set()), key=lambda m: m.__name__):
+        summary = getattr(module, "summary_lines", None)
+        if callable(summary):
+            lines.extend(summary())
+    if lines:
+        terminalreporter.section("msabench counters")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 os.environ.setdefault("MSABENCH_CACHE", str(Path(__file__).resolve().parents[1] / ".cache-msabench"))
 

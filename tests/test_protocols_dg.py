@@ -11,11 +11,20 @@ import pytest
 from msabench.core.errors import UserError
 from msabench.protocols import PROTOCOLS
 from msabench.plan.request import Request
-from msabench.protocols.dg import is_lodo_helper, lodo_records, resolve_domains, selected_metrics
+from msabench.protocols.dg import is_lodo_helper, lodo_records, resolve_domains
+from msabench.report.aggregate import RunView, chosen_metrics, lodo_helpers, selected_epoch
 
 SINGLE = PROTOCOLS.get("dg-single")
 MULTI = PROTOCOLS.get("dg-multisource")
 D = {f: f"synth-dg/{f}" for f in ("mosi", "mosei", "meld")}
+
+
+def selected(spec_records, rule, views=()):
+    """What `report` shows for a run (`msabench.report.aggregate`): the epoch `rule` picks and the
+    test metrics per domain there; `views` supplies the lodo helpers."""
+    view = RunView("main", *spec_records)
+    lodo = lodo_helpers(view, [RunView(str(i), s, r) for i, (s, r) in enumerate(views)]) if rule == "lodo" else ()
+    return {"epoch": selected_epoch(view, rule, lodo), "domains": chosen_metrics(view, rule, lodo)}
 
 
 def test_single_source_settings_match_s2lif_table1():
@@ -129,15 +138,15 @@ def _helper(train, held, best_epoch, **kw):
 
 def test_train_domain_oracle_and_lodo_pick_their_epochs():
     main = (_spec(), _main_records())
-    assert selected_metrics(main, "train-domain")["epoch"] == 0
-    oracle = selected_metrics(main, "oracle")
+    assert selected(main, "train-domain")["epoch"] == 0
+    oracle = selected(main, "oracle")
     assert oracle["epoch"] == 2 and oracle["domains"]["t"]["acc"] == pytest.approx(2.2)
-    assert selected_metrics(main, "lodo") == {"epoch": None, "domains": {}}  # no helpers yet
+    assert selected(main, "lodo") == {"epoch": None, "domains": {}}  # no helpers yet
     helpers = [_helper("s2", "s1", 3), _helper("s1", "s2", 3)]
     assert all(is_lodo_helper(h[0]) for h in helpers) and not is_lodo_helper(main[0])
     lodo = lodo_records(main, [main, *helpers])
     assert [sorted({r["domain"] for r in rs}) for rs in lodo] == [["s1"], ["s2"]]
-    chosen = selected_metrics(main, "lodo", [main, *helpers])
+    chosen = selected(main, "lodo", [main, *helpers])
     assert chosen["epoch"] == 3 and chosen["domains"]["s1"]["acc"] == pytest.approx(3.0)
 
 

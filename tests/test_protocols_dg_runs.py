@@ -4,6 +4,7 @@ MELD from ../shared/data beside a fabricated MOSEI), and (slow) invariant vs all
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import statistics
 from pathlib import Path
@@ -15,12 +16,21 @@ from msabench.cli import main
 from msabench.core.errors import UserError
 from msabench.plan.planner import plan
 from msabench.plan.request import Request
-from msabench.protocols.dg import is_lodo_helper, selected_metrics
+from msabench.protocols.dg import is_lodo_helper
+from msabench.report.aggregate import RunView, chosen_metrics, lodo_helpers, selected_epoch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 needs_shared = pytest.mark.skipif(not (SHARED / "MOSI" / "label.csv").is_file(), reason="../shared/data is absent")
 A = {"sources": ["synth-dg/mosei", "synth-dg/meld"], "target": "synth-dg/mosi"}
+
+
+def selected(spec_records, rule, views=()):
+    """What `report` shows for a run (`msabench.report.aggregate`): the epoch `rule` picks and the
+    test metrics per domain there; `views` supplies the lodo helpers."""
+    view = RunView("main", *spec_records)
+    lodo = lodo_helpers(view, [RunView(str(i), s, r) for i, (s, r) in enumerate(views)]) if rule == "lodo" else ()
+    return {"epoch": selected_epoch(view, rule, lodo), "domains": chosen_metrics(view, rule, lodo)}
 
 
 def views(out):
@@ -51,8 +61,8 @@ def test_tiny_multisource_run_logs_sources_and_target(lodo_store):
     assert {("valid", A["target"]), ("test", A["target"])} <= seen
     assert {("test", d) for d in A["sources"]} <= seen
     assert all({"acc", "f1_weighted"} <= set(r["metrics"]) for r in records)
-    train_domain = selected_metrics((main_spec, records), "train-domain")
-    oracle = selected_metrics((main_spec, records), "oracle")
+    train_domain = selected((main_spec, records), "train-domain")
+    oracle = selected((main_spec, records), "oracle")
     assert set(train_domain["domains"]) == set(A["sources"]) | {A["target"]}
     assert oracle["epoch"] is not None
 
@@ -66,7 +76,7 @@ def test_lodo_helpers_train_on_one_source_and_validate_on_the_other(lodo_store):
         assert A["target"] not in {r["domain"] for r in records}
         assert {r["domain"] for r in records if r["split"] == "train"} == set(spec["train_domains"])
     main_view = next((s, r) for s, r in done if not is_lodo_helper(s))
-    chosen = selected_metrics(main_view, "lodo", done)
+    chosen = selected(main_view, "lodo", done)
     assert chosen["epoch"] is not None and A["target"] in chosen["domains"]
 
 
@@ -77,7 +87,7 @@ def test_tiny_single_source_run_tests_both_targets(tmp_path):
     ((spec, records),) = views(out)
     assert spec["source_domains"] == ["synth-dg/mosi"]
     assert spec["target_domains"] == ["synth-dg/meld", "synth-dg/mosei"]
-    chosen = selected_metrics((spec, records), "oracle")  # mean target-valid accuracy over both targets
+    chosen = selected((spec, records), "oracle")  # mean target-valid accuracy over both targets
     assert set(chosen["domains"]) == {"synth-dg/mosi", "synth-dg/meld", "synth-dg/mosei"}
 
 
@@ -87,7 +97,7 @@ def test_domains_must_share_a_feature_space():
                       setting="A", seeds=(1,), models=("linear_probe",), tiny=True)
     with pytest.raises(UserError, match="feature space"):
         plan(request)
-    request.modalities = ("t",)  # text shares its 768 features
+    request = dataclasses.replace(request, modalities=("t",))  # text shares its 768 features
     assert len(plan(request)) == 3  # the main run and its two lodo helpers
 
 
@@ -186,7 +196,7 @@ def test_invariant_features_beat_all_features_on_the_targets(tmp_path):
         if spec["model"] != "linear_probe":
             continue
         for rule in ("train-domain", "oracle"):
-            chosen = selected_metrics((spec, records), rule)
+            chosen = selected((spec, records), rule)
             for t in spec["target_domains"]:
                 target_acc.setdefault((spec["config"]["model.features"], rule), []).append(chosen["domains"][t]["acc"])
     mean = {k: statistics.fmean(v) for k, v in target_acc.items()}

@@ -174,8 +174,10 @@ def test_disk_full_or_read_only_store_is_a_clean_error_and_nothing_half_done(tmp
 _COUNT = {"faults": 0, "fired": 0}
 
 
-def test_zz_disk_fault_counts():
-    if _COUNT["faults"]:
-        print(f"\nRELIABILITY disk faults: {_COUNT['fired']} injected ENOSPC/EROFS faults hit a real `msabench run` "
-              f"({_COUNT['faults']} placements tried): each one clean exit-2 line, no run marked done that is not "
-              "complete, no temp file left, the store reads, and the resumed sweep equals a clean one")
+def summary_lines() -> list[str]:
+    """Printed by the terminal-summary hook in conftest.py."""
+    if not _COUNT["faults"]:
+        return []
+    return [f"RELIABILITY disk faults: {_COUNT['fired']} injected ENOSPC/EROFS faults hit a real `msabench run` "
+            f"({_COUNT['faults']} placements tried): each one clean exit-2 line, no run marked done that is not "
+            "complete, no temp file left, the store reads, and the resumed sweep equals a clean one"]

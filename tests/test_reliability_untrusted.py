@@ -249,6 +249,9 @@ def test_code_in_set_values_and_sweep_files_stays_a_string(tmp_path, capsys):
         assert not marker.exists()
 
 
-def test_zz_counts():
-    print(f"\nRELIABILITY untrusted: {COUNTS['hostile files refused']} hostile files refused through the CLI "
-          "and the unpickler; no marker file was ever created")
+def summary_lines() -> list[str]:
+    """Printed by the terminal-summary hook in conftest.py."""
+    if not COUNTS["hostile files refused"]:
+        return []
+    return [f"RELIABILITY untrusted: {COUNTS['hostile files refused']} hostile files refused through the CLI "
+            "and the unpickler; no marker file was ever created"]

@@ -157,10 +157,6 @@ def model_defaults(model_cls: type, tiny: bool = False) -> dict[str, Any]:
     return flat
 
 
-def known_keys(model_cls: type) -> set[str]:
-    return set(GLOBAL_DEFAULTS) | set(model_defaults(model_cls))
-
-
 def check_keys(overrides: dict[str, Any], known: set[str], where: str, tolerated: set[str] = frozenset()) -> None:
     for key in overrides:
         if key in known or key in tolerated:

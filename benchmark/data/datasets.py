@@ -293,10 +293,6 @@ def load_dataset(
     return data
 
 
-def dataset_names(*, synthetic: bool | None = None) -> list[str]:
-    return [n for n, info in DATASETS.items() if synthetic is None or info.synthetic == synthetic]
-
-
 def describe_datasets() -> dict[str, dict[str, Any]]:
     """What `msabench datasets` lists."""
     out = {}
@@ -306,4 +302,3 @@ def describe_datasets() -> dict[str, dict[str, Any]]:
         entry["summary"] = info.description
         out[name] = entry
     return out
-

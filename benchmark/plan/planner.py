@@ -47,7 +47,7 @@ def text_is_tokens(cfg: dict[str, Any]) -> bool:
     if encoder == "tokens":
         return True
     raise UserError(
-        f"text.encoder={encoder!r}: Hugging Face text encoders are not available yet (roadmap item 1);"
+        f"text.encoder={encoder!r}: this version of msabench has no pretrained text encoders;"
         " use text.encoder=features (precomputed features) or text.encoder=tokens (a trainable embedding)"
     )
 

@@ -343,9 +343,3 @@ def build_template_table(template, views: Sequence[RunView], *, selection: str |
 
 def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
-
-
-def template_tables(names: Sequence[str], views: Sequence[RunView], **kwargs: Any) -> list[Table]:
-    from msabench.protocols.templates import TEMPLATES
-
-    return [build_template_table(TEMPLATES.get(n), views, **kwargs) for n in names]

@@ -88,12 +88,6 @@ class Predictions(dict):
     def epochs(self) -> list[int]:
         return sorted({k.epoch for k in map(parse_key, self) if k is not None and k.kind == "pred"})
 
-    def entries(self) -> Iterator[tuple[PredKey, np.ndarray]]:
-        for key, value in self.items():
-            parsed = parse_key(key)
-            if parsed is not None:
-                yield parsed, value
-
 
 # -- schema checks ---------------------------------------------------------------------------------
 def schema_error(path: Path, value: Any, known: int, written_by: str | None) -> StoreError:
