@@ -1,4 +1,4 @@
-"""MLflow: a view of the store (design 9).
+"""MLflow: a view of the store (docs/architecture.md §9).
 
 The store is the source of truth; MLflow shows it. One writer: the sweep's driver logs each run
 from its run folder once the run is done (workers never talk to MLflow). Per msabench run, one

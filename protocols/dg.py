@@ -1,5 +1,5 @@
 """`dg-single` and `dg-multisource`: S2LIF's domain-generalisation settings (section 4, appendix B,
-Tables 1-2; design 8).
+Tables 1-2; docs/architecture.md §8).
 
 Domains MOSI, MOSEI and MELD: real (`--dataset mosi --dataset mosei --dataset meld`) or the
 synthetic DG suite `synth-dg` (domains `synth-dg/mosi`, `synth-dg/mosei`, `synth-dg/meld`, the
@@ -218,7 +218,7 @@ _DG_COMMON = dict(
     default_dataset=SYNTH_DG,
     modalities=("t", "v"),
     settings=("A", "B", "C"),
-    # The yardstick pair (design 5) and the constant floor; at linear_probe's default lr (0.03)
+    # The yardstick pair (docs/architecture.md §5) and the constant floor; at linear_probe's default lr (0.03)
     # both probes converge within 5 epochs on synth-dg.
     quick_models=("constant", "linear_probe", "linear_probe:model.features=invariant"),
     # The README's main job (dg-multisource, 3 settings x 3 seeds x the quick list, with the lodo

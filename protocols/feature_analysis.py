@@ -1,4 +1,4 @@
-"""`feature-analysis`: Fisher z-test analyses of a model's named features (S2LIF Figs. 4-8; design 8).
+"""`feature-analysis`: Fisher z-test analyses of a model's named features (S2LIF Figs. 4-8; docs/architecture.md §8).
 
 A run of this protocol trains like a DG run (default: multi-source setting A on `synth-dg`, as
 S2LIF's analyses use multi-source setting A; `--setting B|C`), or like a `standard` run when one

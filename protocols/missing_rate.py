@@ -1,4 +1,4 @@
-"""`missing-rate` and `missing-rate-eval` (EMT-DLFR section 4.2 and 5.1.2; design 8).
+"""`missing-rate` and `missing-rate-eval` (EMT-DLFR section 4.2 and 5.1.2; docs/architecture.md §8).
 
 `missing-rate`: per rate of the grid a model is trained, validated and tested with that rate on
 all modalities (EMT-DLFR's incomplete-modality setting): each non-padding position of each

@@ -1,4 +1,4 @@
-"""`standard`: one dataset, train/valid/test (design 8).
+"""`standard`: one dataset, train/valid/test (docs/architecture.md §8).
 
 Selection `val` (valid MAE for regression, accuracy for classes, mean F1 for multi-label),
 patience 8, 5 seeds, class heads on regression data use the `sign` rule. On real data the papers'

@@ -1,4 +1,4 @@
-"""Paper table templates (design 10): each paper table's layout as data, registered in TEMPLATES.
+"""Paper table templates (docs/architecture.md §10): each paper table's layout as data, registered in TEMPLATES.
 
 A template names its paper and table, the protocol whose runs fill it, the datasets (real names;
 the synthetic suite stands in for them: `synth-<name>`, or `synth-dg` for the DG domains), the DG

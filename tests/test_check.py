@@ -1,4 +1,4 @@
-"""`msabench check` (design 3 and 10): exit 0 when every baseline cell holds, 1 with one line per
+"""`msabench check` (docs/architecture.md §3 and §10): exit 0 when every baseline cell holds, 1 with one line per
 regression, 2 on bad input; `--run` re-runs the baseline's specs in a fresh temporary store; the
 repository's own baselines in results/ci/ hold on fresh CPU runs (so a change that moves numbers
 fails here; regenerate them with results/ci/regenerate.sh in the change that moves them)."""

@@ -1,4 +1,4 @@
-"""Executors (design 9): the process layout, `process` and `ray` give the same results as `local`
+"""Executors (docs/architecture.md §9): the process layout, `process` and `ray` give the same results as `local`
 at equal thread counts, workers die with their driver, a dead worker's run is marked failed, and
 two concurrent sweeps on one store run every run exactly once (MLflow holds each once)."""
 
@@ -91,7 +91,7 @@ def local_store(tiny_specs, tmp_path_factory):
 
 
 def run_contents(out: Path) -> dict[str, dict[str, object]]:
-    """What design 9 calls the results: equal metrics, losses, ids, predictions and checkpoint bytes
+    """What docs/architecture.md §9 calls the results: equal metrics, losses, ids, predictions and checkpoint bytes
     (timings, env and MLflow ids excluded)."""
     found = {}
     for rd in Store(out).runs("done"):

@@ -1,4 +1,4 @@
-"""`msabench export`: one tidy row per run x epoch x split x domain x metric (design 3, 9).
+"""`msabench export`: one tidy row per run x epoch x split x domain x metric (docs/architecture.md §3, §9).
 
 `write_fake_run` (a done run written through the store's API, no training) is shared with
 test_tracking.py and test_sweep.py.

@@ -1,4 +1,4 @@
-"""Three-class label rules (design 5): `sign` and `round`, neg=0 neu=1 pos=2."""
+"""Three-class label rules (docs/architecture.md §5): `sign` and `round`, neg=0 neu=1 pos=2."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Missing-modality drop masks with EMT-DLFR semantics (design 5)."""
+"""Missing-modality drop masks with EMT-DLFR semantics (docs/architecture.md §5)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Issue 7, kills: kill -9 of a 20-run sweep's process group at 10 random points, resuming after
 each, with the `local` and `process` executors: the final store equals an uninterrupted sweep's
-(design 9: equal metrics, losses, ids, predictions and checkpoint bytes), with nothing duplicated,
+(docs/architecture.md §9: equal metrics, losses, ids, predictions and checkpoint bytes), with nothing duplicated,
 half-written or left locked.
 
 The kill points are drawn from a seeded RNG (printed): for the local executor half land at a random

@@ -1,4 +1,4 @@
-"""The vertical slice: determinism, recorded failures, resume after kill -9 (design 9)."""
+"""The vertical slice: determinism, recorded failures, resume after kill -9 (docs/architecture.md §9)."""
 
 from __future__ import annotations
 

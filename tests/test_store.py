@@ -1,4 +1,4 @@
-"""The results store (design 9), seeding and env info. Faults are injected, never file modes."""
+"""The results store (docs/architecture.md §9), seeding and env info. Faults are injected, never file modes."""
 
 from __future__ import annotations
 

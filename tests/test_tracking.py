@@ -1,4 +1,4 @@
-"""MLflow as a view of the store (design 9): content, idempotence, the file lock, the circuit
+"""MLflow as a view of the store (docs/architecture.md §9): content, idempotence, the file lock, the circuit
 breaker, sync-mlflow, msabench without mlflow; and a real `mlflow server` killed mid-sweep."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The command line (design 3): a thin click layer over the library.
+"""The command line (docs/architecture.md §3): a thin click layer over the library.
 
 User errors (UserError, click usage errors) print one line and exit 2, never a traceback.
 """

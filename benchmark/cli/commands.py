@@ -121,7 +121,7 @@ def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, 
         if given:
             raise UserError(f"--sweep {sweep_file} holds the study: drop {', '.join(given)} (or edit the file)")
         requests = load_sweep(sweep_file).for_run(data_root=data_root, tiny=tiny)
-    elif table is not None:  # reports issue: the runs a paper template needs
+    elif table is not None:  # the runs a paper template needs
         requests = _table_requests(table, models, datasets, setting, parse_seeds(seeds, n_seeds), modalities,
                                    parse_rates(rates), selection, parse_sets(sets), data_root, tiny)
     else:

@@ -1,4 +1,4 @@
-"""Config namespaces, precedence and the model-spec syntax (design 4).
+"""Config namespaces, precedence and the model-spec syntax (docs/architecture.md §4).
 
 A resolved config is a flat dict of namespaced keys: `model.*` (architecture and losses),
 `train.*`, `data.*`, `text.*`. Precedence, lowest first:

@@ -1,4 +1,4 @@
-"""The dataset registry and `load_dataset` (design 5).
+"""The dataset registry and `load_dataset` (docs/architecture.md §5).
 
 Real names (`mosi`, `mosei`, `sims`, `meld`, `iemocap`) read files under the data root
 (`--data-root DIR` or `MSABENCH_DATA_ROOT`); synthetic names (`synth-*`, from

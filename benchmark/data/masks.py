@@ -1,4 +1,4 @@
-"""Missing-modality drop masks with EMT-DLFR semantics (design 5).
+"""Missing-modality drop masks with EMT-DLFR semantics (docs/architecture.md §5).
 
 Each non-padding position of a modality is dropped independently with probability `rate`; text
 keeps [CLS] (position 0) and [SEP] (position length-1); padding is never touched. The masks come

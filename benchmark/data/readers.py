@@ -1,4 +1,4 @@
-"""Readers of the real data layouts (design 5); each returns a validated `DatasetData`.
+"""Readers of the real data layouts (docs/architecture.md §5); each returns a validated `DatasetData`.
 
 - `read_mmsa_pickle`: MMSA `unaligned_50.pkl` / `aligned_50.pkl` (MOSI, MOSEI), `unaligned_39.pkl`
   (SIMS), and the synthetic suite's `data.pkl` (same layout).

@@ -1,4 +1,4 @@
-"""A restricted unpickler for untrusted data pickles (design 5).
+"""A restricted unpickler for untrusted data pickles (docs/architecture.md §5).
 
 MMSA's and MulT's feature files are pickles, and a pickle can run arbitrary code when loaded.
 `load` reads only plain data: numpy arrays and scalars, lists, dicts, tuples, sets, str, bytes,

@@ -1,4 +1,4 @@
-"""The synthetic suite (design section 5): presets, generation into a cache folder, loading.
+"""The synthetic suite (docs/architecture.md §5): presets, generation into a cache folder, loading.
 
 Presets `synth-mosi`, `synth-mosei`, `synth-sims`, `synth-meld`, `synth-iemocap` and the
 domain-generalisation suite `synth-dg` (domains `synth-dg/mosi`, `synth-dg/mosei`,

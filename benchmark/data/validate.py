@@ -1,4 +1,4 @@
-"""Validation of a loaded dataset, exactly as design 5 says.
+"""Validation of a loaded dataset, exactly as docs/architecture.md §5 says.
 
 - Audio `-inf` (COVAREP writes it) becomes 0 and is counted in `DatasetData.neg_inf_count`.
 - NaN or `+inf` anywhere, or `-inf` anywhere but audio: `UserError`.

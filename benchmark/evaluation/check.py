@@ -1,4 +1,4 @@
-"""`msabench check`: a stored baseline against a store or fresh runs (design 3 and 10).
+"""`msabench check`: a stored baseline against a store or fresh runs (docs/architecture.md §3 and §10).
 
 A baseline file (JSON) holds the specs of the runs it was made from, the tolerance parameters and
 one entry per table cell (generic tables: protocol x setting x dataset(s), row = model, column =

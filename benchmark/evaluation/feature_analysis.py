@@ -1,4 +1,4 @@
-"""Feature analysis (protocol `feature-analysis`; S2LIF Figs. 4-8; design 8).
+"""Feature analysis (protocol `feature-analysis`; S2LIF Figs. 4-8; docs/architecture.md §8).
 
 Two halves:
 

@@ -1,6 +1,6 @@
 """Executors: where runs execute. `local` runs them one after another in this process.
 
-Every executor calls `run_one`, so results never depend on the executor (design 9).
+Every executor calls `run_one`, so results never depend on the executor (docs/architecture.md §9).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The `process` executor: N worker processes on this machine, each running `run_one` (design 9).
+"""The `process` executor: N worker processes on this machine, each running `run_one` (docs/architecture.md §9).
 
 Layout: `--workers N` (default: cores // threads), `--threads T` per worker (default: cores //
 workers, so that workers x threads = cores); with GPUs visible and a CUDA device asked for (auto,

@@ -1,4 +1,4 @@
-"""The `ray` executor: each run a Ray task that calls `run_one` (design 9).
+"""The `ray` executor: each run a Ray task that calls `run_one` (docs/architecture.md §9).
 
 `--address ADDR` joins an existing cluster (its nodes need msabench installed, the same version,
 and the store path reachable: a shared file system); without it a local instance is started with

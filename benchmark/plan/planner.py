@@ -81,7 +81,7 @@ def build_input_spec(datasets: list[Any], modalities: tuple[str, ...], task: str
         dims.pop("t", None)
     groups = {}
     if first.ground_truth and not tokens:
-        # (protocols issue) the synthetic suite's ground_truth.json names the groups per modality
+        # The synthetic suite's ground_truth.json names the groups per modality
         # under "modalities" (with dims and coefficients beside them); keep the index lists only.
         truth = first.ground_truth.get("features") or first.ground_truth.get("modalities", {})
         groups = {m: {k: [int(i) for i in g.get(k, [])] for k in ("invariant", "spurious", "style")}

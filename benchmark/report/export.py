@@ -1,4 +1,4 @@
-"""`msabench export`: the store as one tidy table (design 3, 9).
+"""`msabench export`: the store as one tidy table (docs/architecture.md §3, §9).
 
 One row per run x epoch x split x domain x (evaluation rate) x metric, losses included (kind
 "loss", metric = the loss name), with the run's identity as columns. Only done runs are exported.

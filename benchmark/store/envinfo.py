@@ -1,4 +1,4 @@
-"""The run environment recorded in env.json (design 9).
+"""The run environment recorded in env.json (docs/architecture.md §9).
 
 `collect_env(device, threads, extra)` = static facts (cached per process: `git_sha`, `git_dirty`
 (None when unknown) and `git_root` of the msabench source tree, versions, platform, installed distributions as `pip freeze` lines read

@@ -1,4 +1,4 @@
-"""The results store (design 9): `<out>/runs/<run_id>/`, one folder per run. Torch-free at import.
+"""The results store (docs/architecture.md §9): `<out>/runs/<run_id>/`, one folder per run. Torch-free at import.
 
 Files of a run folder (schemas: spec 1, env 1, records 1, failed 1, done 1):
     spec.json        RunSpec.to_dict() (with "schema", msabench_version filled in) + "run_id", "written_by"
