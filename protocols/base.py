@@ -1,8 +1,9 @@
 """Protocols as versioned data (torch-free; protocols never import models).
 
 A protocol says which datasets and settings it runs, with which seeds, label rule, selection
-rules and policy, and expands a `msabench.plan.request.Request` into `PlannedRun`s. `msabench.plan.planner` crosses those
-with model specs (config resolution, compatibility checks, data hashes) into `RunSpec`s.
+rules and policy, and expands a `msabench.plan.request.Request` into `PlannedRun`s.
+`msabench.plan.planner` crosses those with model specs (config resolution, compatibility checks,
+data hashes) into `RunSpec`s.
 """
 
 from __future__ import annotations

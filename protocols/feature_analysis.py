@@ -2,8 +2,8 @@
 
 A run of this protocol trains like a DG run (default: multi-source setting A on `synth-dg`, as
 S2LIF's analyses use multi-source setting A; `--setting B|C`), or like a `standard` run when one
-non-DG dataset is given, and then `msabench.evaluation.feature_analysis` (its `after_run` hook, called at the end of `runner.execute`)
-writes into the run directory:
+non-DG dataset is given, and then `msabench.evaluation.feature_analysis` (the protocol's
+`after_run` hook, called at the end of `runner.execute`) writes into the run directory:
 
 - `features.npz`: the named features (`ModelOutput.features`, time-pooled to (N, D)) on the test
   split of every domain at the epoch the primary selection rule picked, with labels, ids and, for
@@ -74,7 +74,8 @@ class FeatureAnalysisProtocol(Protocol):
         datasets = tuple(request.datasets)
         if self._is_single(datasets):
             if request.setting is not None:
-                raise UserError("--setting applies to the DG domains (synth-dg or mosi+mosei+meld); drop it for one dataset")
+                raise UserError("--setting applies to the DG domains (synth-dg or mosi+mosei+meld); drop it for one "
+                                "dataset")
             if request.selection not in (None, "val", "last"):
                 raise UserError(f"selection {request.selection!r} needs DG domains; with one dataset use val or last")
             rules = (request.selection,) if request.selection else ("val", "last")

@@ -131,8 +131,8 @@ def fabricate_views(template, models: Sequence[str], *, seeds: Sequence[int] = (
 def write_store(views: Sequence[RunView], out: str) -> list[str]:
     """Write fabricated runs into a results store at `out` (spec, env, records, done) through the
     store's own API, as finished runs; returns their run ids."""
-    from msabench.store.runs import Store
     from msabench.core.types import RunSpec
+    from msabench.store.runs import Store
 
     store = Store(out)
     ids = []

@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from msabench.evaluation.check import read_baseline, tolerance, write_baseline
-from msabench.cli import main as _main
-from msabench.protocols.templates import TEMPLATES
 from fabricate import fabricate_views, write_store
+
+from msabench.cli import main as _main
+from msabench.evaluation.check import read_baseline, tolerance, write_baseline
+from msabench.protocols.templates import TEMPLATES
 
 CI = Path(__file__).resolve().parents[1] / "results" / "ci"
 def main(args: list[str]) -> int:

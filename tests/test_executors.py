@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from msabench.execution.base import EXECUTORS
+from msabench.engine.options import RunOptions
 from msabench.execution.process import _mark_lost, plan_layout
+from msabench.execution.registry import EXECUTORS
 from msabench.plan.planner import plan
 from msabench.plan.request import Request
-from msabench.engine.options import RunOptions
 from msabench.store.runs import Store
 
 MSABENCH = [sys.executable, "-m", "msabench"]
@@ -28,9 +28,9 @@ MSABENCH = [sys.executable, "-m", "msabench"]
 
 # -- layout ----------------------------------------------------------------------------------------------
 def test_layout_workers_times_threads_is_cores():
-    assert (lambda l: (l.workers, l.threads))(plan_layout(None, 0, None, "cpu", 100, cores=8)) == (8, 1)
-    assert (lambda l: (l.workers, l.threads))(plan_layout(None, 2, None, "cpu", 100, cores=8)) == (4, 2)
-    assert (lambda l: (l.workers, l.threads))(plan_layout(2, 0, None, "auto", 100, cores=8, gpus=[])) == (2, 4)
+    assert (lambda lay: (lay.workers, lay.threads))(plan_layout(None, 0, None, "cpu", 100, cores=8)) == (8, 1)
+    assert (lambda lay: (lay.workers, lay.threads))(plan_layout(None, 2, None, "cpu", 100, cores=8)) == (4, 2)
+    assert (lambda lay: (lay.workers, lay.threads))(plan_layout(2, 0, None, "auto", 100, cores=8, gpus=[])) == (2, 4)
     capped = plan_layout(None, 0, None, "cpu", 3, cores=8)  # never more workers than runs
     assert (capped.workers, capped.threads) == (3, 2)
     assert capped.device == "cpu" and capped.gpus == [None] * 3

@@ -15,9 +15,9 @@ import pytest
 
 from msabench.cli import main
 from msabench.core.errors import UserError
+from msabench.core.types import RunSpec
 from msabench.report.export import COLUMNS, export, rows
 from msabench.store.runs import Store, StoreError
-from msabench.core.types import RunSpec
 
 SPLITS = ("train", "valid", "test")
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from msabench.core.errors import UserError
-from msabench.protocols import PROTOCOLS
 from msabench.plan.request import Request
+from msabench.protocols import PROTOCOLS
 from msabench.protocols.dg import is_lodo_helper, lodo_records, resolve_domains
 from msabench.report.aggregate import RunView, chosen_metrics, lodo_helpers, selected_epoch
 

@@ -43,7 +43,8 @@ def views(out):
 def lodo_store(tmp_path_factory):
     """Setting A, seed 1, linear_probe, tiny, with the lodo helpers: 1 main run + 2 helpers."""
     out = tmp_path_factory.mktemp("dg") / "store"
-    code = main(["run", "--no-mlflow", "--protocol", "dg-multisource", "--setting", "A", "--seeds", "1", "--model", "linear_probe",
+    code = main(["run", "--no-mlflow", "--protocol", "dg-multisource", "--setting", "A", "--seeds", "1", "--model",
+                 "linear_probe",
                  "--selection", "lodo", "--tiny", "--out", str(out), "--device", "cpu"])
     assert code == 0
     return out
@@ -82,7 +83,8 @@ def test_lodo_helpers_train_on_one_source_and_validate_on_the_other(lodo_store):
 
 def test_tiny_single_source_run_tests_both_targets(tmp_path):
     out = tmp_path / "store"
-    assert main(["run", "--no-mlflow", "--protocol", "dg-single", "--setting", "B", "--seeds", "1", "--model", "linear_probe",
+    assert main(["run", "--no-mlflow", "--protocol", "dg-single", "--setting", "B", "--seeds", "1", "--model",
+                 "linear_probe",
                  "--tiny", "--out", str(out), "--device", "cpu"]) == 0
     ((spec, records),) = views(out)
     assert spec["source_domains"] == ["synth-dg/mosi"]
@@ -102,9 +104,11 @@ def test_domains_must_share_a_feature_space():
 
 
 def test_dg_cli_errors_exit_2(tmp_path, capsys):
-    assert main(["run", "--no-mlflow", "--protocol", "dg-single", "--selection", "lodo", "--dry-run", "--out", str(tmp_path)]) == 2
+    assert main(["run", "--no-mlflow", "--protocol", "dg-single", "--selection", "lodo", "--dry-run", "--out",
+                 str(tmp_path)]) == 2
     assert "dg-multisource" in capsys.readouterr().err
-    assert main(["run", "--no-mlflow", "--protocol", "dg-multisource", "--setting", "D", "--dry-run", "--out", str(tmp_path)]) == 2
+    assert main(["run", "--no-mlflow", "--protocol", "dg-multisource", "--setting", "D", "--dry-run", "--out",
+                 str(tmp_path)]) == 2
 
 
 # -- real data: MOSI and MELD from ../shared/data, a fabricated MOSEI, text through features.npz ---------------

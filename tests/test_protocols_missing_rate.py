@@ -11,8 +11,8 @@ import pytest
 
 from msabench.core.errors import UserError
 from msabench.metrics import auilc, auilc_norm
-from msabench.protocols import PROTOCOLS
 from msabench.plan.request import Request
+from msabench.protocols import PROTOCOLS
 from msabench.protocols.missing_rate import GRID_FULL, GRID_SIMS, curve_summary, curves, default_grid, run_curve
 
 MR = PROTOCOLS.get("missing-rate")
@@ -139,7 +139,8 @@ def test_missing_rate_completes_its_grid_on_synth_mosi_tiny(tmp_path):
     from msabench.cli import main
 
     out = tmp_path / "store"
-    assert main(["run", "--no-mlflow", "--protocol", "missing-rate", "--tiny", "--model", "linear_probe", "--seeds", "1",
+    assert main(["run", "--no-mlflow", "--protocol", "missing-rate", "--tiny", "--model", "linear_probe", "--seeds",
+                 "1",
                  "--out", str(out), "--device", "cpu"]) == 0
     done = _store_views(out)
     assert sorted(s["rate"] for s, _ in done) == list(GRID_FULL)
@@ -156,7 +157,8 @@ def test_missing_rate_eval_tests_one_checkpoint_at_every_rate(tmp_path):
     from msabench.cli import main
 
     out = tmp_path / "store"
-    assert main(["run", "--no-mlflow", "--protocol", "missing-rate-eval", "--tiny", "--model", "linear_probe", "--seeds", "1",
+    assert main(["run", "--no-mlflow", "--protocol", "missing-rate-eval", "--tiny", "--model", "linear_probe",
+                 "--seeds", "1",
                  "--rates", "0,0.5,1", "--out", str(out), "--device", "cpu"]) == 0
     ((spec, records),) = _store_views(out)
     assert spec["rate"] == 0.0 and spec["eval_rates"] == [0.0, 0.5, 1.0]

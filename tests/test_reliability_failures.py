@@ -21,12 +21,12 @@ import json
 import re
 
 import pytest
-
 from fixtures import faults
-from msabench.cli import main
-from msabench.api.model import MODELS
-from msabench.store.runs import Store
 from store_compare import store_differences
+
+from msabench.api.model import MODELS
+from msabench.cli import main
+from msabench.store.runs import Store
 
 BASE = ["run", "--protocol", "standard", "--dataset", "synth-mosi", "--tiny", "--no-mlflow", "--threads", "1"]
 FAILING = {"raises": "RuntimeError", "nan_loss": "NonFiniteLoss", "cuda_oom": "OutOfMemoryError",
@@ -111,7 +111,7 @@ def test_failures_are_explained_shown_as_gaps_and_rerun_with_retry_failed(tmp_pa
     report, err = capsys.readouterr()
     assert "Missing" not in report and "not in these tables" not in err
     assert all(re.search(rf"^\| {m} \| 2 \|", report, re.M) for m in models)
-    print(f"\nRELIABILITY failures: 9 failed runs (raise, NaN loss, CUDA OOM, host OOM, one seed of a flaky model) "
+    print("\nRELIABILITY failures: 9 failed runs (raise, NaN loss, CUDA OOM, host OOM, one seed of a flaky model) "
           "recorded with reason and fix; 3 others complete; status and report show the gaps; --retry-failed "
           "reran the 9 to done")
 

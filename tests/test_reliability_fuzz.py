@@ -20,17 +20,16 @@ from collections import Counter
 from datetime import timedelta
 
 import numpy as np
-import pytest
+from fixtures import faults
+from fixtures.realdata import write_meld, write_mult_iemocap
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from fixtures import faults
-from fixtures.realdata import write_meld, write_mult_iemocap
+from msabench.core.errors import UserError
 from msabench.data import readers, safe_pickle
 from msabench.data.check import check_path
 from msabench.data.container import SPLITS, SplitData
-from msabench.core.errors import UserError
 
 SCALE = float(os.environ.get("MSABENCH_FUZZ_SCALE", "1"))
 HANG_SECONDS = 20  # one call of a reader on a few KB: milliseconds; 20 s is a hang

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from fixtures import faults
 from fixtures.realdata import write_meld, write_mmsa, write_mult_iemocap
-from msabench.cli import main
+
 from msabench.api.model import MODELS
+from msabench.cli import main
 from msabench.store.runs import Store
 
 RUN = ["run", "--protocol", "standard", "--tiny", "--no-mlflow", "--threads", "1", "--model", "linear_probe",

@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from fixtures import faults
 from fixtures.realdata import write_meld, write_mult_iemocap
+
 from msabench.cli import main
-from msabench.data import safe_pickle
 from msabench.core.errors import UserError
+from msabench.data import safe_pickle
 from msabench.store.runs import Store
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,10 +17,10 @@ import os
 from pathlib import Path
 
 import pytest
+from fabricate import fabricate_views
 
 from msabench.protocols.templates import TEMPLATES
 from msabench.report.aggregate import generic_tables
-from fabricate import fabricate_views
 from msabench.report.paper import build_template_table
 from msabench.report.render import RENDERERS
 

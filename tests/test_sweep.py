@@ -6,13 +6,13 @@ from __future__ import annotations
 import io
 
 import pytest
+from test_export import write_fake_run
 
 from msabench import tracking
 from msabench.cli import main
 from msabench.core.errors import UserError
 from msabench.execution.progress import Progress, fmt_duration, summary_lines
 from msabench.plan.sweep import load_sweep
-from test_export import write_fake_run
 
 STUDY = """
 name = "a study"

@@ -57,7 +57,8 @@ def parse_sets(pairs: tuple[str, ...]) -> dict:
 @click.option("--n-seeds", type=int, default=None)
 @click.option("--modalities", default=None, help="Comma-separated subset of t,a,v.")
 @click.option("--rates", default=None, help="Missing rates, e.g. 0,0.1,0.2.")
-@click.option("--selection", default=None, help="A selection rule of the protocol; in DG it decides whether the lodo helper runs are planned (reports choose the rule with report --selection).")
+@click.option("--selection", default=None, help="A selection rule of the protocol; in DG it decides whether the lodo "
+              "helper runs are planned (reports choose the rule with report --selection).")
 @click.option("--data-root", default=lambda: os.environ.get("MSABENCH_DATA_ROOT"), help="Real data folder.")
 @click.option("--set", "sets", multiple=True, help="KEY=VALUE for every run, e.g. train.lr=0.001.")
 @out_option
@@ -103,7 +104,7 @@ def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, 
         return
     if threads < 0:
         raise UserError(f"--threads {threads}: must be 0 (torch's default) or more")
-    from msabench.execution.base import EXECUTORS
+    from msabench.execution.registry import EXECUTORS
 
     EXECUTORS.get(executor)  # an unknown name fails before planning
     if address is not None and executor != "ray":
@@ -134,8 +135,8 @@ def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, 
         )]
     specs = plan_requests(requests)
     if dry_run:
-        from msabench.store.runs import Store
         from msabench.plan.sweep import effective_workers, estimate
+        from msabench.store.runs import Store
 
         for s in specs:
             click.echo(f"{s.run_id}  {s.protocol} {s.setting or '-'} {'+'.join(s.datasets)} {s.model} "
@@ -240,7 +241,8 @@ def clean(out, incomplete) -> None:
 @click.option("--compare-paper", is_flag=True,
               help="With --table: the paper's numbers under ours (and the differences, on real data only).")
 @click.option("--reference", default=None,
-              help="Mark cells that differ from this row (its model spec, variant or label): paired t over seeds, Holm.")
+              help="Mark cells that differ from this row (its model spec, variant or label): paired t over seeds, "
+                   "Holm.")
 @click.option("--plots", "plots", default=None, help="Also write plots (PNG and PDF) into this folder.")
 def report(out, table, fmt, selection, output, compare_paper, reference, plots) -> None:
     """Tables from the store: one generic table per protocol and setting, or a paper layout (--table)."""

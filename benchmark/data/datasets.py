@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from msabench.data.container import DatasetData
 from msabench.core.errors import UserError, did_you_mean
 from msabench.core.registry import Registry
+from msabench.data.container import DatasetData
 from msabench.data.names import family_of
 
 SOURCES = ("auto", "pkl", "aligned", "label-csv")
@@ -171,13 +171,15 @@ def resolve_data_root(data_root: str | os.PathLike[str] | None, *, required_for:
         return None
     root = Path(os.path.expanduser(os.fspath(raw)))
     if not root.is_dir():
-        raise UserError(f"data root {os.fspath(root)} is not a folder; pass --data-root DIR (or {ENV_DATA_ROOT}) naming an existing folder.")
+        raise UserError(f"data root {os.fspath(root)} is not a folder; pass --data-root DIR (or {ENV_DATA_ROOT}) "
+                        "naming an existing folder.")
     return root
 
 
 def _choose_source(info: DatasetInfo, root: Path, source: str, aligned: bool) -> str:
     if source not in SOURCES:
-        raise UserError(f"unknown data source {source!r}.{did_you_mean(source, SOURCES)} Use one of: {', '.join(SOURCES)}.")
+        raise UserError(f"unknown data source {source!r}.{did_you_mean(source, SOURCES)} Use one of: "
+                        f"{', '.join(SOURCES)}.")
     if aligned and source in ("auto", "pkl"):
         source = "aligned"
     if source == "auto":
@@ -195,9 +197,11 @@ def _choose_source(info: DatasetInfo, root: Path, source: str, aligned: bool) ->
         raise UserError(f"dataset {info.name!r}: no files under {root}: it needs {options}; {DATA_ROOT_HINT}.")
     if source not in info.files:
         have = ", ".join(info.files)
-        raise UserError(f"dataset {info.name!r} has no {source!r} layout (it has: {have}); set data.source to one of auto, {have}.")
+        raise UserError(f"dataset {info.name!r} has no {source!r} layout (it has: {have}); set data.source to one of "
+                        f"auto, {have}.")
     if aligned and source == "label-csv":
-        raise UserError(f"dataset {info.name!r}: label.csv has no aligned form; drop data.aligned or use data.source=aligned.")
+        raise UserError(f"dataset {info.name!r}: label.csv has no aligned form; drop data.aligned or use "
+                        "data.source=aligned.")
     return source
 
 
@@ -272,7 +276,8 @@ def load_dataset(
     info = DATASETS.get(name)
     if info.synthetic:
         if source not in SOURCES:
-            raise UserError(f"unknown data source {source!r}.{did_you_mean(source, SOURCES)} Use one of: {', '.join(SOURCES)}.")
+            raise UserError(f"unknown data source {source!r}.{did_you_mean(source, SOURCES)} Use one of: "
+                            f"{', '.join(SOURCES)}.")
         if source == "label-csv":
             raise UserError(f"synthetic dataset {name!r} has no label.csv form; use data.source=auto (or pkl/aligned).")
         from msabench.data.synth import load_synth
@@ -280,7 +285,8 @@ def load_dataset(
         return load_synth(name, seed=seed, scale=scale, aligned=aligned or source == "aligned",
                           noise_modality=noise_modality)
     if noise_modality:
-        raise UserError(f"noise_modality applies to the synthetic presets only, not to real {name!r}; drop data.noise_modality.")
+        raise UserError(f"noise_modality applies to the synthetic presets only, not to real {name!r}; drop "
+                        "data.noise_modality.")
     if not 0.0 < float(scale) <= 1.0:
         raise UserError(f"scale {scale} is outside (0, 1] for real data; pass a scale in (0, 1].")
     root = resolve_data_root(data_root, required_for=name)

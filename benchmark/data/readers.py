@@ -13,6 +13,7 @@ file and what is wrong.
 
 from __future__ import annotations
 
+from msabench.core.types import IEMOCAP_EMOTIONS
 from msabench.data.readers_common import (
     DATA_ROOT_HINT,
     attach_features,
@@ -33,7 +34,6 @@ from msabench.data.readers_csv import (
     read_meld_csv,
 )
 from msabench.data.readers_pkl import is_aligned_name, looks_like_mult, read_mmsa_pickle, read_mult_pickle
-from msabench.core.types import IEMOCAP_EMOTIONS
 
 __all__ = [
     "DATA_ROOT_HINT",

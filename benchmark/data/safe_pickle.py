@@ -324,7 +324,8 @@ def _load_stream(fh: Any, where: str) -> Any:
     except UserError:
         raise
     except MemoryError:
-        raise UserError(f"{where}: out of memory while reading the pickle; free memory or use a smaller file.") from None
+        raise UserError(f"{where}: out of memory while reading the pickle; free memory or use a smaller "
+                        "file.") from None
     except Exception as exc:  # noqa: BLE001 - any failure to parse is a corrupt file
         reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         raise UserError(

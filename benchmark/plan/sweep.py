@@ -313,8 +313,8 @@ def run_sweep(specs: Sequence, *, out: str, options, executor: str = "local", re
               tracking=None, echo: Callable[[str], None] = print, stream=None):
     """Execute `specs` with the executor, show progress, log done runs to MLflow from the driver,
     print the summary; returns the executor's SweepOutcome."""
-    from msabench.execution.base import EXECUTORS
     from msabench.execution.progress import Progress, summary_lines
+    from msabench.execution.registry import EXECUTORS
     from msabench.store.runs import Store
     from msabench.tracking import TrackingSettings, open_view, view_summary
 

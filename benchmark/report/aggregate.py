@@ -15,11 +15,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from msabench.report.table import Cell, Column, Row, Table
-from msabench.evaluation.selection import caption_text, metrics_at, select_epoch
 from msabench.core.types import short_hash
 from msabench.data.names import family_of, is_synthetic
+from msabench.evaluation.selection import caption_text, metrics_at, select_epoch
 from msabench.protocols import kind_of, protocol_of
+from msabench.report.table import Cell, Column, Row, Table
 
 GENERIC_METRICS = {
     "regression": ("acc2_has0", "acc2_non0", "f1_has0", "f1_non0", "acc7", "mae", "corr"),
@@ -194,7 +194,8 @@ def generic_tables(views: list[RunView], selection: str | None, reference: str |
     return tables
 
 
-def _point_tables(views: list[RunView], all_views: list[RunView], selection, reference: str | None = None) -> list[Table]:
+def _point_tables(views: list[RunView], all_views: list[RunView], selection,
+                  reference: str | None = None) -> list[Table]:
     from msabench.core.errors import UserError
     from msabench.report.significance import mark_significance
 
@@ -223,7 +224,8 @@ def _point_tables(views: list[RunView], all_views: list[RunView], selection, ref
         models: dict[str, str] = {}
         for rkey, members in rows_by_key.items():
             key = stable_key(list(rkey))
-            per_run = [(int(m.spec["seed"]), chosen_metrics(m, rule, lodo_helpers(m, all_views) if rule == "lodo" else ()))
+            per_run = [(int(m.spec["seed"]),
+                        chosen_metrics(m, rule, lodo_helpers(m, all_views) if rule == "lodo" else ()))
                        for m in members]
             cells = {}
             for col in columns:
@@ -240,7 +242,8 @@ def _point_tables(views: list[RunView], all_views: list[RunView], selection, ref
         extra = ""
         if dg:
             extra = (f" Sources {', '.join(d for d in datasets if subgroups.get(d) == 'source')}; targets "
-                     f"{', '.join(d for d in datasets if subgroups.get(d) == 'target')}; 3-class accuracy and weighted F1.")
+                     f"{', '.join(d for d in datasets if subgroups.get(d) == 'target')}; 3-class accuracy and weighted "
+                     "F1.")
         table = Table(id=f"{protocol}{('-' + setting) if setting else ''}-{'+'.join(datasets)}"
                       + (f"-rate{rate:g}" if rate else ""),
                       title=title, columns=columns, rows=rows,
@@ -291,11 +294,12 @@ def rate_curves(views: list[RunView], rule: str | None = None,
             names = metrics or _curve_metric_names(spec0, key[3][0])
             row = {}
             for metric in names:
-                by_rate = {rate: [per_seed[s][rate].get(domain, {}).get(metric) for s in per_seed if rate in per_seed[s]]
+                by_rate = {rate: [per_seed[s][rate].get(domain, {}).get(metric)
+                                  for s in per_seed if rate in per_seed[s]]
                            for rate in grid}
                 cells = [mean_std(by_rate[rate]) for rate in grid]
                 areas, norms = [], []
-                for s, values in per_seed.items():
+                for values in per_seed.values():
                     if len(grid) >= 2 and all(rate in values for rate in grid):
                         curve = [values[rate].get(domain, {}).get(metric) for rate in grid]
                         if all(c is not None and not math.isnan(c) for c in curve):
@@ -329,7 +333,8 @@ def rate_tables(views: list[RunView], selection: str | None) -> list[Table]:
         for metric in metrics:
             grid = sorted({r for row in group["rows"].values() for r in row.get(metric, {}).get("rates", [])})
             columns = [_metric_column(f"rate{r:g}", f"{r:g}", "missing rate", metric) for r in grid]
-            columns += [_metric_column("auilc", "auilc", "", metric), _metric_column("auilc_norm", "auilc_norm", "", metric)]
+            columns += [_metric_column("auilc", "auilc", "", metric),
+                        _metric_column("auilc_norm", "auilc_norm", "", metric)]
             rows = []
             for label, row in sorted(group["rows"].items()):
                 curve = row.get(metric)

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from msabench.core.errors import UserError
+from msabench.evaluation.selection import check_rule
 from msabench.report.aggregate import RunView, generic_tables
 from msabench.report.render import RENDERERS
-from msabench.evaluation.selection import check_rule
 
 
 def _status(rd) -> str:

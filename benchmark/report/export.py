@@ -80,7 +80,8 @@ def write_parquet(out: str | Path, path: str | Path) -> int:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        raise UserError("--format parquet needs pyarrow: pip install 'msabench[parquet]' (or use --format csv)") from None
+        raise UserError("--format parquet needs pyarrow: pip install 'msabench[parquet]' (or use --format "
+                        "csv)") from None
     columns: dict[str, list[Any]] = {c: [] for c in COLUMNS}
     for row in rows(out):
         for c in COLUMNS:

@@ -14,13 +14,20 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from msabench.data.names import base_name, is_synthetic
-from msabench.protocols import kind_of, names_of_kind
-from msabench.report.aggregate import (RunView, chosen_metrics, lodo_helpers, tests_every_rate,
-                                       mean_std, rate_metrics, row_labels, stable_key)
 from msabench.evaluation.selection import caption_text
+from msabench.protocols import kind_of, names_of_kind
+from msabench.report.aggregate import (
+    RunView,
+    chosen_metrics,
+    lodo_helpers,
+    mean_std,
+    rate_metrics,
+    row_labels,
+    stable_key,
+    tests_every_rate,
+)
 from msabench.report.significance import SeedValues, mark_significance
 from msabench.report.table import Cell, Column, Row, Table
 

@@ -205,10 +205,12 @@ def plots_from_analysis(analysis: Mapping[str, Any], out_dir: str | Path, prefix
                                            title=f"{model} {domain} {pair}: cross-modal independence (Fig. 6)",
                                            xlabel="selected feature of the first block")
     if any(v is not None for v in retained.values()):
-        written += plot_ratio_bars(retained, out_dir / f"{prefix}-retained", title=f"{model}: retained features (Fig. 5)",
+        written += plot_ratio_bars(retained, out_dir / f"{prefix}-retained", title=f"{model}: retained features (Fig. "
+                                   "5)",
                                    what=("retained", "removed"))
     if any(v is not None for v in intra.values()):
-        written += plot_ratio_bars(intra, out_dir / f"{prefix}-intra", title=f"{model}: intra-modal independence (Fig. 7)")
+        written += plot_ratio_bars(intra, out_dir / f"{prefix}-intra", title=f"{model}: intra-modal independence (Fig. "
+                                   "7)")
     if dependence:
         written += plot_label_dependence(dependence, out_dir / f"{prefix}-label-dependence",
                                          title=f"{model}: feature-label dependence (Fig. 8)")

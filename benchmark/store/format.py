@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from msabench import __version__
-from msabench.store.io import StoreError
 from msabench.core.types import _json_default
+from msabench.store.io import StoreError
 
 RECORD_SCHEMA = 1
 ENV_SCHEMA = 1
