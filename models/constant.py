@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from msabench.api import MODELS, Batch, InputSpec, MSAModel, ModelOutput
+from msabench.api import MODELS, Batch, InputSpec, ModelOutput, MSAModel
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from msabench import major_minor
+from msabench.api.types import InputSpec
 from msabench.core.config import ModelSpec, parse_model_spec, resolve_config
 from msabench.core.errors import UserError
-from msabench.api.types import InputSpec
 from msabench.core.types import RunSpec
 from msabench.data.names import family_of, is_synthetic
 from msabench.plan.request import Request
