@@ -1,6 +1,6 @@
 """Test-wide settings: the synthetic-suite cache lives in the repository (git-ignored), not in ~;
 and the counters some test modules keep (fuzz examples, injected faults, hostile files) are printed
-at the end of the session: a module that defines `summary_lines() -> list[str]` is asked for them."""
+at the end of the session: a test module that defines `counter_lines() -> list[str]` is asked for them."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ def pytest_collection_modifyitems(config, items):
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     lines = []
     for module in sorted(config.stash.get(_MODULES, set()), key=lambda m: m.__name__):
-        summary = getattr(module, "summary_lines", None)
-        if callable(summary):
-            lines.extend(summary())
+        counters = getattr(module, "counter_lines", None)
+        if callable(counters) and counters.__module__ == module.__name__:
+            lines.extend(counters())
     if lines:
         terminalreporter.section("msabench counters")
         for line in lines:

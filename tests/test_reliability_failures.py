@@ -174,7 +174,7 @@ def test_disk_full_or_read_only_store_is_a_clean_error_and_nothing_half_done(tmp
 _COUNT = {"faults": 0, "fired": 0}
 
 
-def summary_lines() -> list[str]:
+def counter_lines() -> list[str]:
     """Printed by the terminal-summary hook in conftest.py."""
     if not _COUNT["faults"]:
         return []

@@ -386,7 +386,7 @@ def test_fuzz_data_check_over_data_roots(tmp_path):
     report("data check (whole data roots)")
 
 
-def summary_lines() -> list[str]:
+def counter_lines() -> list[str]:
     """Printed by the terminal-summary hook in conftest.py."""
     if not TOTALS:
         return []

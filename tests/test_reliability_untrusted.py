@@ -249,7 +249,7 @@ def test_code_in_set_values_and_sweep_files_stays_a_string(tmp_path, capsys):
         assert not marker.exists()
 
 
-def summary_lines() -> list[str]:
+def counter_lines() -> list[str]:
     """Printed by the terminal-summary hook in conftest.py."""
     if not COUNTS["hostile files refused"]:
         return []

@@ -247,6 +247,7 @@ def test_run_table_dry_run_plans_only_registered_rows(tmp_path):
 
 def test_report_layer_and_protocols_import_no_torch():
     code = ("import sys\n"
+            f"sys.path.insert(0, {str(Path(__file__).parent)!r})  # tests/: the fabricate helpers\n"
             "import msabench.report.build, msabench.report.paper, msabench.report.render, msabench.report.aggregate\n"
             "import fabricate, msabench.evaluation.check, msabench.report.plots\n"
             "import msabench.protocols, msabench.protocols.templates, msabench.protocols.published\n"
