@@ -1,4 +1,4 @@
-"""Evaluation metrics (design section 7, a contract).
+"""Evaluation metrics (docs/architecture.md §7, a contract).
 
 Pure functions over numpy arrays. Values are fractions, never rounded or scaled to percent: the
 report layer does that. The definitions follow MMSA's reference code
@@ -110,7 +110,7 @@ def _binary(true_pos: np.ndarray, pred_pos: np.ndarray) -> tuple[float, float]:
 
 
 def regression_metrics(pred, true) -> dict[str, float]:
-    """MOSI/MOSEI metrics of design section 7 (MMSA `__eval_mosei_regression`)."""
+    """MOSI/MOSEI metrics of docs/architecture.md §7 (MMSA `__eval_mosei_regression`)."""
     pred, true = _vectors(pred, true)
     acc2_has0, f1_has0 = _binary(true >= 0, pred >= 0)
     nonzero = true != 0
@@ -144,7 +144,7 @@ def _bins(x: np.ndarray, inner_edges: Sequence[float]) -> np.ndarray:
 
 
 def sims_metrics(pred, true) -> dict[str, float]:
-    """CH-SIMS metrics of design section 7 (MMSA `__eval_sims_regression`): clipped to [-1, 1]."""
+    """CH-SIMS metrics of docs/architecture.md §7 (MMSA `__eval_sims_regression`): clipped to [-1, 1]."""
     pred, true = _vectors(pred, true)
     pred, true = np.clip(pred, -1.0, 1.0), np.clip(true, -1.0, 1.0)
     pred2, true2 = _bins(pred, _SIMS_EDGES_2), _bins(true, _SIMS_EDGES_2)

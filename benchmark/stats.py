@@ -1,4 +1,4 @@
-"""Statistical tests for reports and feature analyses (design section 8).
+"""Statistical tests for reports and feature analyses (docs/architecture.md §8).
 
 Significance across a table: paired t and Wilcoxon over matched seeds, a paired bootstrap over
 test items, McNemar on per-item correctness, Williams' t for two dependent correlations, Holm's

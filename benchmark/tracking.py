@@ -1,4 +1,4 @@
-"""MLflow: a view of the store (design 9).
+"""MLflow: a view of the store (docs/architecture.md §9).
 
 The store is the source of truth; MLflow shows it. One writer: the sweep's driver logs each run
 from its run folder once the run is done (workers never talk to MLflow). Per msabench run, one
@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from msabench.core.errors import UserError
+from msabench.data.names import all_synthetic
 
 DEFAULT_EXPERIMENT = "msabench"
 LOCK_NAME = ".mlflow.lock"
@@ -76,8 +77,6 @@ class TrackingSettings:
 
 
 # -- what a run looks like in MLflow ------------------------------------------------------------------
-def is_synthetic(datasets: Iterable[str]) -> bool:
-    return all(str(d).startswith("synth") for d in datasets)
 
 
 def _param_value(value: Any) -> str:
@@ -108,7 +107,7 @@ def run_tags(spec: dict[str, Any], run_id: str, env: dict[str, Any] | None = Non
         "protocol_version": str(spec.get("protocol_version", "")), "model": model,
         "model_name": model.split("@", 1)[0], "variant": model.split("@", 1)[1] if "@" in model else "",
         "setting": str(spec.get("setting") or ""), "datasets": "+".join(datasets),
-        "data": "synthetic" if is_synthetic(datasets) else "real", "seed": str(spec.get("seed", "")),
+        "data": "synthetic" if all_synthetic(datasets) else "real", "seed": str(spec.get("seed", "")),
         "mlflow.runName": f"{model} {'+'.join(datasets)} seed={spec.get('seed')} rate={spec.get('rate', 0):g}",
         "mlflow.source.name": "msabench",
     }

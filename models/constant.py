@@ -2,7 +2,7 @@
 
 Predicts the training-set mean score (regression), the majority class (classification) or each
 label's prevalence (multilabel), whatever the input. No paper: this is the usual trivial baseline
-("closes the gap" in the issues is measured between it and `linear_probe:model.features=invariant`).
+("closing the gap" is measured between it and `linear_probe:model.features=invariant`).
 
 How it learns without opening data: during the first training epoch its `training_step`
 accumulates label statistics from the batches it is given into buffers (no optimiser, no
@@ -17,7 +17,7 @@ to [1e-6, 1 - 1e-6]), (B, 4). Before any training batch: 0, uniform logits, logi
 Deviations:
 - No paper to deviate from. Note that the training *mean* is not the L1-optimal constant (the
   median is); the mean is what the MSA literature reports as the trivial baseline.
-- Statistics are accumulated in float32 (design 1: float32 throughout).
+- Statistics are accumulated in float32 (docs/architecture.md §1: float32 throughout).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from msabench.api import MODELS, Batch, InputSpec, MSAModel, ModelOutput
+from msabench.api import MODELS, Batch, InputSpec, ModelOutput, MSAModel
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from msabench.api import MODELS, Batch, InputSpec, MSAModel, ModelOutput
+from msabench.api import MODELS, Batch, InputSpec, ModelOutput, MSAModel
 from msabench.models.tfn import build_subnets, mmsa_preset, output_width, run_subnets, subnet_widths
 
 

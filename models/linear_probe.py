@@ -1,9 +1,9 @@
-"""`linear_probe`: the yardstick of design 5.
+"""`linear_probe`: the yardstick of docs/architecture.md §5.
 
 Each chosen modality's input features are averaged over the real time steps (padding masked),
 the averages are concatenated and one ``nn.Linear`` maps them to the output (a score, class
-logits or multilabel logits). No paper: it is the standard linear probe. "Closing the gap" in the
-issues is measured between `constant` and `linear_probe:model.features=invariant`.
+logits or multilabel logits). No paper: it is the standard linear probe. "Closing the gap" is
+measured between `constant` and `linear_probe:model.features=invariant`.
 
 ``model.features`` selects input features per modality from the synthetic ground truth
 (``InputSpec.feature_groups[m]``): ``all`` (every feature; any dataset), ``invariant`` (the

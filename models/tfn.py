@@ -62,7 +62,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from msabench.api import MODELS, Batch, InputSpec, MSAModel, ModelOutput, TextInput, masked_mean
+from msabench.api import MODELS, Batch, InputSpec, ModelOutput, MSAModel, TextInput, masked_mean
 
 # MMSA's fusion order: audio x vision x text.
 FUSION_ORDER = ("a", "v", "t")

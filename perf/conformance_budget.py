@@ -63,7 +63,8 @@ def main() -> None:
     print(f"registered models: {registered}; suite: {base_s:.1f} s ({base_line})")
     print(f"with {extra} dummy copies of {args.base}: {grown_s:.1f} s ({grown_line})")
     print(f"marginal cost per model: {per_model:.1f} s; ratio grown/base: {grown_s / base_s:.2f}")
-    print(f"projected conformance time at {args.target} models: {base_s + per_model * (args.target - registered):.0f} s")
+    projected = base_s + per_model * (args.target - registered)
+    print(f"projected conformance time at {args.target} models: {projected:.0f} s")
 
 
 if __name__ == "__main__":

@@ -1,17 +1,19 @@
 """Protocols as versioned data (torch-free; protocols never import models).
 
 A protocol says which datasets and settings it runs, with which seeds, label rule, selection
-rules and policy, and expands a request into `PlannedRun`s. `msabench.plan.planner` crosses those
-with model specs (config resolution, compatibility checks, data hashes) into `RunSpec`s.
+rules and policy, and expands a `msabench.plan.request.Request` into `PlannedRun`s.
+`msabench.plan.planner` crosses those with model specs (config resolution, compatibility checks,
+data hashes) into `RunSpec`s.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from msabench.core.errors import UserError, did_you_mean
 from msabench.core.registry import Registry
+from msabench.plan.request import Request
 
 PROTOCOLS: Registry[Protocol] = Registry("protocol")
 
@@ -22,17 +24,6 @@ class Setting:
     sources: tuple[str, ...]
     targets: tuple[str, ...] = ()
     description: str = ""
-
-
-@dataclass(frozen=True)
-class PlanRequest:
-    datasets: tuple[str, ...] = ()
-    setting: str | None = None
-    seeds: tuple[int, ...] | None = None
-    modalities: tuple[str, ...] | None = None
-    rates: tuple[float, ...] | None = None
-    selection: str | None = None
-    synthetic_default: str = ""
 
 
 @dataclass(frozen=True)
@@ -57,6 +48,13 @@ class PlannedRun:
 
 @dataclass(frozen=True)
 class Protocol:
+    """A protocol's data, its planning, and its behaviour: callers read `kind`, `is_dg`,
+    `is_missing_rate`, `tests_every_rate` and call `after_run`, never compare protocol names."""
+
+    # standard | dg | missing-rate | feature-analysis: what kind of study it is (report layouts,
+    # templates and tables read it).
+    kind: ClassVar[str] = "standard"
+
     name: str
     version: str
     summary: str
@@ -73,6 +71,35 @@ class Protocol:
     synthetic_caps: dict[str, Any] = field(default_factory=dict)
     settings: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        from msabench.evaluation.selection import SELECTION_RULES
+
+        unknown = [r for r in self.selection_rules if r not in SELECTION_RULES]
+        if unknown:
+            raise ValueError(f"protocol {self.name!r}: unregistered selection rules {unknown}")
+
+    @property
+    def is_dg(self) -> bool:
+        return self.kind == "dg"
+
+    @property
+    def is_missing_rate(self) -> bool:
+        return self.kind == "missing-rate"
+
+    @property
+    def tests_every_rate(self) -> bool:
+        """True when one trained model is tested at every rate of the grid (`RunSpec.eval_rates`)."""
+        return False
+
+    @property
+    def analyses_stored_runs(self) -> bool:
+        """True when `run --from-run RUN_ID` applies (the after-run work on a stored run)."""
+        return False
+
+    def after_run(self, spec, run_dir, model, datasets, eval_sets, result, device) -> None:
+        """Called by the runner after a run's records, predictions and checkpoints are written
+        (e.g. feature analysis writes features.npz + analysis.json); torch is already loaded there."""
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name, "version": self.version, "summary": self.summary,
@@ -81,7 +108,7 @@ class Protocol:
             "label_rule": self.label_rule, "default_dataset": self.default_dataset,
             "quick_models": list(self.quick_models), "modalities": list(self.modalities),
             "synthetic_policy": self.synthetic_policy, "real_policy": self.real_policy,
-            "synthetic_caps": self.synthetic_caps,
+            "synthetic_caps": self.synthetic_caps, "kind": self.kind,
         }
 
     def policy(self, synthetic: bool) -> dict[str, Any]:
@@ -105,5 +132,20 @@ class Protocol:
                 f"unknown setting {setting!r} of protocol {self.name!r}.{did_you_mean(setting, self.settings)}"
             )
 
-    def plan(self, request: PlanRequest) -> list[PlannedRun]:  # pragma: no cover - abstract
+    def plan(self, request: Request) -> list[PlannedRun]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def protocol_of(name: str) -> Protocol | None:
+    """The registered protocol `name`, or None for a name this version does not know (an old store);
+    import `msabench.protocols` first so every protocol is registered."""
+    return PROTOCOLS.get(name) if name in PROTOCOLS else None
+
+
+def kind_of(name: str) -> str:
+    protocol = protocol_of(name)
+    return protocol.kind if protocol is not None else ""
+
+
+def names_of_kind(kind: str) -> tuple[str, ...]:
+    return tuple(n for n, p in PROTOCOLS.items() if p.kind == kind)

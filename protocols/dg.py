@@ -1,5 +1,5 @@
 """`dg-single` and `dg-multisource`: S2LIF's domain-generalisation settings (section 4, appendix B,
-Tables 1-2; design 8).
+Tables 1-2; docs/architecture.md §8).
 
 Domains MOSI, MOSEI and MELD: real (`--dataset mosi --dataset mosei --dataset meld`) or the
 synthetic DG suite `synth-dg` (domains `synth-dg/mosi`, `synth-dg/mosei`, `synth-dg/meld`, the
@@ -33,10 +33,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from msabench.core.errors import UserError
-from msabench.protocols.base import PROTOCOLS, PlannedRun, PlanRequest, Protocol, Setting
+from msabench.data.names import family_of
+from msabench.plan.request import Request
+from msabench.protocols.base import PROTOCOLS, PlannedRun, Protocol, Setting
 
 DG_FAMILIES = ("mosi", "mosei", "meld")
 SYNTH_DG = "synth-dg"
@@ -56,9 +58,7 @@ HELPER_RULES = ("train-domain",)  # in a helper, "train-domain" reads its valid_
 
 
 def _family(name: str) -> str | None:
-    from msabench.protocols.missing_rate import family_of_name
-
-    fam = family_of_name(name)
+    fam = family_of(name)
     return fam if fam in DG_FAMILIES else None
 
 
@@ -86,6 +86,7 @@ def resolve_domains(datasets: Sequence[str]) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class DGProtocol(Protocol):
+    kind: ClassVar[str] = "dg"
     multi_source: bool = False
 
     @property
@@ -113,7 +114,7 @@ class DGProtocol(Protocol):
             raise UserError("selection 'lodo' needs several source domains; use --protocol dg-multisource")
         super().check_selection(selection)
 
-    def plan(self, request: PlanRequest) -> list[PlannedRun]:
+    def plan(self, request: Request) -> list[PlannedRun]:
         self.check_setting(request.setting)
         self.check_selection(request.selection)
         if request.rates not in (None, (), (0.0,)):
@@ -211,37 +212,13 @@ def lodo_records(main: Any, views: Iterable[Any]) -> list[list[dict[str, Any]]] 
     return [by_held_out[s] for s in sources]
 
 
-def selected_metrics(main: Any, rule: str, views: Iterable[Any] = ()) -> dict[str, Any]:
-    """{"epoch": e, "domains": {domain: test metrics}} of a DG run under `rule` (sources and
-    targets); `views` supplies the lodo helpers. {"epoch": None, ...} when the rule cannot answer."""
-    from msabench.evaluation.selection import metrics_at, select_epoch
-
-    spec, records = _spec_of(main), _records_of(main)
-    lodo = ()
-    if rule == "lodo":
-        lodo = lodo_records(main, views) or ()
-        if not lodo:
-            return {"epoch": None, "domains": {}}
-    epoch = select_epoch(records, rule, task=spec["task"], sources=spec["source_domains"],
-                         targets=spec.get("target_domains", ()), train_rate=float(spec.get("rate", 0.0)),
-                         lodo_records=lodo)
-    if epoch is None:
-        return {"epoch": None, "domains": {}}
-    domains = {}
-    for d in spec["datasets"]:
-        m = metrics_at(records, epoch, "test", d, float(spec.get("rate", 0.0)))
-        if m is not None:
-            domains[d] = m
-    return {"epoch": epoch, "domains": domains}
-
-
 _DG_COMMON = dict(
     seeds=(1, 2, 3),
     label_rule="round",
     default_dataset=SYNTH_DG,
     modalities=("t", "v"),
     settings=("A", "B", "C"),
-    # The yardstick pair (design 5) and the constant floor; at linear_probe's default lr (0.03)
+    # The yardstick pair (docs/architecture.md §5) and the constant floor; at linear_probe's default lr (0.03)
     # both probes converge within 5 epochs on synth-dg.
     quick_models=("constant", "linear_probe", "linear_probe:model.features=invariant"),
     # The README's main job (dg-multisource, 3 settings x 3 seeds x the quick list, with the lodo

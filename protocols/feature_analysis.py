@@ -1,9 +1,9 @@
-"""`feature-analysis`: Fisher z-test analyses of a model's named features (S2LIF Figs. 4-8; design 8).
+"""`feature-analysis`: Fisher z-test analyses of a model's named features (S2LIF Figs. 4-8; docs/architecture.md §8).
 
 A run of this protocol trains like a DG run (default: multi-source setting A on `synth-dg`, as
 S2LIF's analyses use multi-source setting A; `--setting B|C`), or like a `standard` run when one
-non-DG dataset is given, and then `msabench.evaluation.feature_analysis` (a hook at the end of `runner.execute`)
-writes into the run directory:
+non-DG dataset is given, and then `msabench.evaluation.feature_analysis` (the protocol's
+`after_run` hook, called at the end of `runner.execute`) writes into the run directory:
 
 - `features.npz`: the named features (`ModelOutput.features`, time-pooled to (N, D)) on the test
   split of every domain at the epoch the primary selection rule picked, with labels, ids and, for
@@ -27,10 +27,11 @@ training (its checkpoint of the primary rule), writing the two files into that r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from msabench.core.errors import UserError
-from msabench.protocols.base import PROTOCOLS, PlannedRun, PlanRequest, Protocol
+from msabench.plan.request import Request
+from msabench.protocols.base import PROTOCOLS, PlannedRun, Protocol
 from msabench.protocols.dg import MULTI_SETTINGS, SYNTH_DG, resolve_domains
 
 ALPHA = 0.05
@@ -38,7 +39,18 @@ ALPHA = 0.05
 
 @dataclass(frozen=True)
 class FeatureAnalysisProtocol(Protocol):
+    kind: ClassVar[str] = "feature-analysis"
     alpha: float = ALPHA
+
+    @property
+    def analyses_stored_runs(self) -> bool:
+        return True
+
+    def after_run(self, spec, run_dir, model, datasets, eval_sets, result, device) -> None:
+        """features.npz + analysis.json of the run just trained (`msabench.evaluation.feature_analysis`)."""
+        from msabench.evaluation.feature_analysis import analyse_run
+
+        analyse_run(spec, run_dir, model, datasets, eval_sets, result, device)
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
@@ -54,7 +66,7 @@ class FeatureAnalysisProtocol(Protocol):
             return False
         return not datasets[0].startswith(SYNTH_DG + "/")
 
-    def plan(self, request: PlanRequest) -> list[PlannedRun]:
+    def plan(self, request: Request) -> list[PlannedRun]:
         if request.rates not in (None, (), (0.0,)):
             raise UserError("protocol 'feature-analysis' analyses models trained on complete data; drop --rates")
         seeds = request.seeds or self.seeds
@@ -62,7 +74,8 @@ class FeatureAnalysisProtocol(Protocol):
         datasets = tuple(request.datasets)
         if self._is_single(datasets):
             if request.setting is not None:
-                raise UserError("--setting applies to the DG domains (synth-dg or mosi+mosei+meld); drop it for one dataset")
+                raise UserError("--setting applies to the DG domains (synth-dg or mosi+mosei+meld); drop it for one "
+                                "dataset")
             if request.selection not in (None, "val", "last"):
                 raise UserError(f"selection {request.selection!r} needs DG domains; with one dataset use val or last")
             rules = (request.selection,) if request.selection else ("val", "last")

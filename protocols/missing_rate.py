@@ -1,4 +1,4 @@
-"""`missing-rate` and `missing-rate-eval` (EMT-DLFR section 4.2 and 5.1.2; design 8).
+"""`missing-rate` and `missing-rate-eval` (EMT-DLFR section 4.2 and 5.1.2; docs/architecture.md §8).
 
 `missing-rate`: per rate of the grid a model is trained, validated and tested with that rate on
 all modalities (EMT-DLFR's incomplete-modality setting): each non-padding position of each
@@ -24,40 +24,30 @@ import math
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from msabench.core.errors import UserError
-from msabench.protocols.base import PROTOCOLS, PlannedRun, PlanRequest, Protocol
+from msabench.data.names import family_of
+from msabench.plan.request import Request
+from msabench.protocols.base import PROTOCOLS, PlannedRun, Protocol, protocol_of
 
 GRID_FULL = tuple(round(0.1 * i, 1) for i in range(11))  # MOSI, MOSEI (and every non-SIMS family)
 GRID_SIMS = tuple(round(0.1 * i, 1) for i in range(6))  # SIMS
-FAMILIES = ("mosi", "mosei", "sims", "meld", "iemocap")
-
-
-def family_of_name(name: str) -> str | None:
-    """The preset family of a dataset name without loading it: `synth-sims` -> sims,
-    `synth-dg/meld` -> meld, `mosei` -> mosei; None when the name says nothing."""
-    try:  # the data layer knows best (e.g. a future alias)
-        from msabench.data.datasets import family_of
-
-        fam = family_of(name)
-        if fam:
-            return fam
-    except Exception:  # noqa: BLE001 - the data layer may not know the name; fall back on the name
-        pass
-    base = name.rsplit("/", 1)[-1]
-    base = base[len("synth-"):] if base.startswith("synth-") else base
-    return base if base in FAMILIES else None
 
 
 def default_grid(dataset: str) -> tuple[float, ...]:
     """EMT-DLFR's grid for a dataset: SIMS 0.0..0.5, everything else 0.0..1.0 (step 0.1)."""
-    return GRID_SIMS if family_of_name(dataset) == "sims" else GRID_FULL
+    return GRID_SIMS if family_of(dataset) == "sims" else GRID_FULL
 
 
 @dataclass(frozen=True)
 class MissingRateProtocol(Protocol):
+    kind: ClassVar[str] = "missing-rate"
     eval_only: bool = False  # missing-rate-eval: train complete, test at every rate
+
+    @property
+    def tests_every_rate(self) -> bool:
+        return self.eval_only
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
@@ -70,7 +60,7 @@ class MissingRateProtocol(Protocol):
         info["auilc"] = "trapezoid over the grid including 0.0, unnormalised; auilc_norm = auilc / width"
         return info
 
-    def plan(self, request: PlanRequest) -> list[PlannedRun]:
+    def plan(self, request: Request) -> list[PlannedRun]:
         self.check_setting(request.setting)
         self.check_selection(request.selection)
         datasets = request.datasets or (self.default_dataset,)
@@ -252,14 +242,15 @@ def curves(views: Iterable[Any], rule: str = "val") -> list[Curve]:
     groups: dict[tuple, Curve] = {}
     for view in views:
         spec = _spec_of(view)
-        if spec["protocol"] not in ("missing-rate", "missing-rate-eval"):
+        protocol = protocol_of(spec["protocol"])
+        if protocol is None or not protocol.is_missing_rate:
             continue
         key = curve_key(spec)
         curve = groups.setdefault(key, Curve(key=key, model=spec["model"], dataset=spec["datasets"][0],
                                              protocol=spec["protocol"], per_seed={}))
         points = curve.per_seed.setdefault(int(spec["seed"]), {})
         for rate, metrics in run_curve(view, rule).items():
-            if spec["protocol"] == "missing-rate" and rate != float(spec["rate"]):
+            if not protocol.tests_every_rate and rate != float(spec["rate"]):
                 continue
             points.setdefault(rate, metrics)
     return sorted(groups.values(), key=lambda c: (c.protocol, c.dataset, c.model, str(c.key)))

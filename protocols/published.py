@@ -15,7 +15,7 @@ import re
 import tomllib
 import unicodedata
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,7 @@ def _file(paper: str) -> Path:
     return _HERE / f"published_{paper.replace('-', '_')}.toml"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load(paper: str) -> dict[str, Any]:
     with open(_file(paper), "rb") as fh:
         data = tomllib.load(fh)
@@ -86,7 +86,7 @@ def _parse_token(token: str) -> list[tuple[float | None, float | None]]:
     return parts
 
 
-@lru_cache(maxsize=None)
+@cache
 def published_rows(paper: str, table: str) -> tuple[PublishedRow, ...]:
     out = []
     for t in _load(paper)["tables"]:
@@ -100,7 +100,7 @@ def published_rows(paper: str, table: str) -> tuple[PublishedRow, ...]:
     return tuple(out)
 
 
-@lru_cache(maxsize=None)
+@cache
 def published(paper: str, table: str) -> tuple[Published, ...]:
     """Every published number of one table (raises ValueError on a malformed file)."""
     for t in _load(paper)["tables"]:

@@ -1,4 +1,4 @@
-"""`standard`: one dataset, train/valid/test (design 8).
+"""`standard`: one dataset, train/valid/test (docs/architecture.md §8).
 
 Selection `val` (valid MAE for regression, accuracy for classes, mean F1 for multi-label),
 patience 8, 5 seeds, class heads on regression data use the `sign` rule. On real data the papers'
@@ -11,12 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from msabench.core.errors import UserError
-from msabench.protocols.base import PROTOCOLS, PlannedRun, PlanRequest, Protocol
+from msabench.plan.request import Request
+from msabench.protocols.base import PROTOCOLS, PlannedRun, Protocol
 
 
 @dataclass(frozen=True)
 class StandardProtocol(Protocol):
-    def plan(self, request: PlanRequest) -> list[PlannedRun]:
+    def plan(self, request: Request) -> list[PlannedRun]:
         self.check_setting(request.setting)
         self.check_selection(request.selection)
         if request.rates not in (None, (), (0.0,)):

@@ -1,4 +1,4 @@
-"""Paper table templates (design 10): each paper table's layout as data, registered in TEMPLATES.
+"""Paper table templates (docs/architecture.md §10): each paper table's layout as data, registered in TEMPLATES.
 
 A template names its paper and table, the protocol whose runs fill it, the datasets (real names;
 the synthetic suite stands in for them: `synth-<name>`, or `synth-dg` for the DG domains), the DG
@@ -7,7 +7,7 @@ rows (model specs or variants the harness runs; `model=None` for rows it cannot 
 MLLM rows or numbers a paper quotes from others, which are always "published only"). The published
 numbers themselves are data in `published_<paper>.toml` (`msabench.protocols.published`).
 
-Model names follow the roadmap (`mult`, `almt`, `self_mm`, `mmim`, `tfr_net`, `emt_dlfr`, `mica`,
+Model names are those the papers' model plugins register under (`mult`, `almt`, `self_mm`, `mmim`, `tfr_net`, `emt_dlfr`, `mica`,
 `m3sa`, `mtmd`, `s2lif`, `mad`, `ridg`, ...); a row whose model is not registered yet shows the
 paper's numbers as "published only", and `msabench run --table T` skips it with a message.
 
@@ -27,8 +27,6 @@ TEMPLATES: Registry = Registry("table")
 
 DATASET_LABELS = {"mosi": "CMU-MOSI", "mosei": "CMU-MOSEI", "sims": "CH-SIMS", "meld": "MELD",
                   "iemocap": "IEMOCAP"}
-DG_PROTOCOLS = ("dg-single", "dg-multisource")
-RATE_PROTOCOLS = ("missing-rate", "missing-rate-eval")
 
 
 @dataclass(frozen=True)
@@ -92,7 +90,9 @@ class Template:
 
     @property
     def is_dg(self) -> bool:
-        return self.protocol in DG_PROTOCOLS
+        from msabench.protocols import kind_of
+
+        return kind_of(self.protocol) == "dg"
 
     def setting(self, name: str) -> DGSetting:
         for s in self.settings:
@@ -508,14 +508,14 @@ def template_requests(name: str, *, real: bool = False, datasets: Sequence[str] 
                       selection: str | None = None, user_set: dict | None = None, data_root: str | None = None,
                       tiny: bool = False, rates=None, registered: Sequence[str] | None = None,
                       echo: Callable[[str], None] = print) -> list:
-    """The `planning.Request`s that fill template `name`: one per (setting, modalities) group of the
+    """The `Request`s that fill template `name`: one per (setting, modalities) group of the
     rows whose models are registered; the others are skipped with a message through `echo`.
 
     Synthetic by default (the template's synthetic stand-ins); `real=True` or real `datasets` plan on
     the real datasets. `registered` (model names) defaults to the model registry.
     """
     from msabench.core.config import parse_model_spec
-    from msabench.plan.planner import Request
+    from msabench.plan.request import Request
 
     template = TEMPLATES.get(name)
     variants: dict[str, set[str]] | None = None

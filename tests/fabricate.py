@@ -72,9 +72,9 @@ def _records(run_id: str, task: str, family_of, domains: Sequence[str], sources:
 
 
 def _family(domain: str) -> str:
-    from msabench.report.aggregate import canonical
+    from msabench.data.names import base_name
 
-    return canonical(domain)
+    return base_name(domain)
 
 
 def _view(protocol: str, setting: str, datasets: Sequence[str], sources: Sequence[str], targets: Sequence[str],
@@ -131,8 +131,8 @@ def fabricate_views(template, models: Sequence[str], *, seeds: Sequence[int] = (
 def write_store(views: Sequence[RunView], out: str) -> list[str]:
     """Write fabricated runs into a results store at `out` (spec, env, records, done) through the
     store's own API, as finished runs; returns their run ids."""
-    from msabench.store.runs import Store
     from msabench.core.types import RunSpec
+    from msabench.store.runs import Store
 
     store = Store(out)
     ids = []

@@ -1,4 +1,4 @@
-"""Compare two stores in the sense of design 9: equal metrics, losses, ids, predictions and
+"""Compare two stores in the sense of docs/architecture.md §9: equal metrics, losses, ids, predictions and
 checkpoint bytes; timings, env and MLflow ids excluded. Used by the determinism, executor and
 kill/resume tests, and by users checking that a store reproduces."""
 

@@ -1,4 +1,4 @@
-"""`msabench check` (design 3 and 10): exit 0 when every baseline cell holds, 1 with one line per
+"""`msabench check` (docs/architecture.md §3 and §10): exit 0 when every baseline cell holds, 1 with one line per
 regression, 2 on bad input; `--run` re-runs the baseline's specs in a fresh temporary store; the
 repository's own baselines in results/ci/ hold on fresh CPU runs (so a change that moves numbers
 fails here; regenerate them with results/ci/regenerate.sh in the change that moves them)."""
@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from msabench.evaluation.check import read_baseline, tolerance, write_baseline
-from msabench.cli import main as _main
-from msabench.protocols.templates import TEMPLATES
 from fabricate import fabricate_views, write_store
+
+from msabench.cli import main as _main
+from msabench.evaluation.check import read_baseline, tolerance, write_baseline
+from msabench.protocols.templates import TEMPLATES
 
 CI = Path(__file__).resolve().parents[1] / "results" / "ci"
 def main(args: list[str]) -> int:

@@ -1,4 +1,4 @@
-"""The CLI contract (design 3): listings, data commands, and one-line exit-2 errors."""
+"""The CLI contract (docs/architecture.md §3): listings, data commands, and one-line exit-2 errors."""
 
 from __future__ import annotations
 

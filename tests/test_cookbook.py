@@ -9,9 +9,9 @@ from typing import ClassVar
 
 import pytest
 import torch
+from fixtures.cookbook import RECIPES, RecipeBase, Staged
 from torch import nn
 
-from fixtures.cookbook import RECIPES, RecipeBase, Staged
 from msabench.api import MODELS, ModelOutput, TrainContext
 from msabench.api.conformance import (
     check_deterministic,
@@ -76,6 +76,7 @@ def test_staged_recipe_vetoes_a_stop_inside_its_first_stage():
 
 def test_scheduled_recipe_changes_its_learning_rates():
     from fixtures.cookbook import Scheduled
+
     from msabench.api.conformance import random_batch, run_epochs, training_context
 
     spec = make_input_spec(("t", "a", "v"))

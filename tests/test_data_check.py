@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from msabench.data.check import check_path, format_summary
 from msabench.core.errors import UserError
+from msabench.data.check import check_path, format_summary
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -53,7 +53,8 @@ def _dump(path: Path, obj: object) -> Path:
 def _meld(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     head = "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID\n"
-    for prefix, sents in (("train", "negative neutral positive neutral"), ("dev", "neutral positive"), ("test", "negative negative positive")):
+    for prefix, sents in (("train", "negative neutral positive "
+                           "neutral"), ("dev", "neutral positive"), ("test", "negative negative positive")):
         rows = [f'{i},"hi, {i}",A,joy,{s},0,{i}\n' for i, s in enumerate(sents.split())]
         (folder / f"{prefix}_sent_emo.csv").write_text(head + "".join(rows), encoding="utf-8")
 

@@ -1,4 +1,4 @@
-"""Executors (design 9): the process layout, `process` and `ray` give the same results as `local`
+"""Executors (docs/architecture.md §9): the process layout, `process` and `ray` give the same results as `local`
 at equal thread counts, workers die with their driver, a dead worker's run is marked failed, and
 two concurrent sweeps on one store run every run exactly once (MLflow holds each once)."""
 
@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from msabench.execution.base import EXECUTORS
+from msabench.engine.options import RunOptions
 from msabench.execution.process import _mark_lost, plan_layout
-from msabench.plan.planner import Request, plan
-from msabench.engine.runner import RunOptions
+from msabench.execution.registry import EXECUTORS
+from msabench.plan.planner import plan
+from msabench.plan.request import Request
 from msabench.store.runs import Store
 
 MSABENCH = [sys.executable, "-m", "msabench"]
@@ -27,9 +28,9 @@ MSABENCH = [sys.executable, "-m", "msabench"]
 
 # -- layout ----------------------------------------------------------------------------------------------
 def test_layout_workers_times_threads_is_cores():
-    assert (lambda l: (l.workers, l.threads))(plan_layout(None, 0, None, "cpu", 100, cores=8)) == (8, 1)
-    assert (lambda l: (l.workers, l.threads))(plan_layout(None, 2, None, "cpu", 100, cores=8)) == (4, 2)
-    assert (lambda l: (l.workers, l.threads))(plan_layout(2, 0, None, "auto", 100, cores=8, gpus=[])) == (2, 4)
+    assert (lambda lay: (lay.workers, lay.threads))(plan_layout(None, 0, None, "cpu", 100, cores=8)) == (8, 1)
+    assert (lambda lay: (lay.workers, lay.threads))(plan_layout(None, 2, None, "cpu", 100, cores=8)) == (4, 2)
+    assert (lambda lay: (lay.workers, lay.threads))(plan_layout(2, 0, None, "auto", 100, cores=8, gpus=[])) == (2, 4)
     capped = plan_layout(None, 0, None, "cpu", 3, cores=8)  # never more workers than runs
     assert (capped.workers, capped.threads) == (3, 2)
     assert capped.device == "cpu" and capped.gpus == [None] * 3
@@ -90,7 +91,7 @@ def local_store(tiny_specs, tmp_path_factory):
 
 
 def run_contents(out: Path) -> dict[str, dict[str, object]]:
-    """What design 9 calls the results: equal metrics, losses, ids, predictions and checkpoint bytes
+    """What docs/architecture.md §9 calls the results: equal metrics, losses, ids, predictions and checkpoint bytes
     (timings, env and MLflow ids excluded)."""
     found = {}
     for rd in Store(out).runs("done"):

@@ -1,4 +1,4 @@
-"""`msabench export`: one tidy row per run x epoch x split x domain x metric (design 3, 9).
+"""`msabench export`: one tidy row per run x epoch x split x domain x metric (docs/architecture.md §3, §9).
 
 `write_fake_run` (a done run written through the store's API, no training) is shared with
 test_tracking.py and test_sweep.py.
@@ -15,9 +15,9 @@ import pytest
 
 from msabench.cli import main
 from msabench.core.errors import UserError
+from msabench.core.types import RunSpec
 from msabench.report.export import COLUMNS, export, rows
 from msabench.store.runs import Store, StoreError
-from msabench.core.types import RunSpec
 
 SPLITS = ("train", "valid", "test")
 

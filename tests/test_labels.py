@@ -1,4 +1,4 @@
-"""Three-class label rules (design 5): `sign` and `round`, neg=0 neu=1 pos=2."""
+"""Three-class label rules (docs/architecture.md §5): `sign` and `round`, neg=0 neu=1 pos=2."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from msabench.data.labels import RULES, class_counts, class_distribution, to_classes
 from msabench.core.errors import UserError
+from msabench.data.labels import RULES, class_counts, class_distribution, to_classes
 
 REPO = Path(__file__).resolve().parents[1]
 MOSI_CSV = REPO.parent / "shared" / "data" / "MOSI" / "label.csv"

@@ -1,4 +1,4 @@
-"""Missing-modality drop masks with EMT-DLFR semantics (design 5)."""
+"""Missing-modality drop masks with EMT-DLFR semantics (docs/architecture.md §5)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
+from msabench.core.errors import UserError
 from msabench.data.container import SplitData
 from msabench.data.masks import DEFAULT_MASK_SEEDS, apply_drop, drop_masks, mask_hash, mask_rng_seed, split_masks
-from msabench.core.errors import UserError
 
 LENGTHS = np.array([5, 1, 2, 8, 0, 3, 7, 8])
 T = 8
@@ -77,7 +77,8 @@ def test_same_seeds_same_masks_and_keys_matter():
 def test_stable_across_processes():
     code = (
         "import numpy as np; from msabench.data.masks import drop_masks, mask_hash;"
-        "print(mask_hash(drop_masks(np.full(50, 20), 20, 0.4, dataset='mosi', split='train', modality='a', mask_seed=1111)))"
+        "print(mask_hash(drop_masks(np.full(50, 20), 20, 0.4, dataset='mosi', split='train', modality='a', "
+        "mask_seed=1111)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONHASHSEED": "123", "PATH": ""}).stdout.strip()

@@ -1,4 +1,4 @@
-"""The package layout of design 1: one import name, sub-packages mapped from the repo folders."""
+"""The package layout of docs/architecture.md §1: one import name, sub-packages mapped from the repo folders."""
 
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from msabench.plan.planner import Request, plan
+from msabench.plan.planner import plan
+from msabench.plan.request import Request
 
 
 def _epochs(**kwargs) -> int:

@@ -9,17 +9,26 @@ from __future__ import annotations
 import pytest
 
 from msabench.core.errors import UserError
+from msabench.plan.request import Request
 from msabench.protocols import PROTOCOLS
-from msabench.protocols.base import PlanRequest
-from msabench.protocols.dg import is_lodo_helper, lodo_records, resolve_domains, selected_metrics
+from msabench.protocols.dg import is_lodo_helper, lodo_records, resolve_domains
+from msabench.report.aggregate import RunView, chosen_metrics, lodo_helpers, selected_epoch
 
 SINGLE = PROTOCOLS.get("dg-single")
 MULTI = PROTOCOLS.get("dg-multisource")
 D = {f: f"synth-dg/{f}" for f in ("mosi", "mosei", "meld")}
 
 
+def selected(spec_records, rule, views=()):
+    """What `report` shows for a run (`msabench.report.aggregate`): the epoch `rule` picks and the
+    test metrics per domain there; `views` supplies the lodo helpers."""
+    view = RunView("main", *spec_records)
+    lodo = lodo_helpers(view, [RunView(str(i), s, r) for i, (s, r) in enumerate(views)]) if rule == "lodo" else ()
+    return {"epoch": selected_epoch(view, rule, lodo), "domains": chosen_metrics(view, rule, lodo)}
+
+
 def test_single_source_settings_match_s2lif_table1():
-    runs = SINGLE.plan(PlanRequest(seeds=(1,)))
+    runs = SINGLE.plan(Request(seeds=(1,)))
     got = {r.setting: (r.source_domains, r.target_domains) for r in runs}
     assert got == {
         "A": ((D["mosei"],), (D["mosi"], D["meld"])),
@@ -33,13 +42,13 @@ def test_single_source_settings_match_s2lif_table1():
 
 
 def test_multi_source_settings_match_s2lif_table2_with_lodo_helpers():
-    runs = MULTI.plan(PlanRequest())
+    runs = MULTI.plan(Request())
     mains = [r for r in runs if r.role == "main"]
     helpers = [r for r in runs if r.role == "lodo-helper"]
     assert len(mains) == 3 * 3 and len(helpers) == 2 * 3 * 3
-    assert MULTI.plan(PlanRequest(selection="lodo")) == runs
+    assert MULTI.plan(Request(selection="lodo")) == runs
     # --selection never changes the main runs (nor their ids); train-domain / oracle need no helpers
-    assert MULTI.plan(PlanRequest(selection="train-domain")) == mains
+    assert MULTI.plan(Request(selection="train-domain")) == mains
     got = {r.setting: (r.source_domains, r.target_domains) for r in mains}
     assert got == {
         "A": ((D["mosei"], D["meld"]), (D["mosi"],)),
@@ -56,15 +65,15 @@ def test_multi_source_settings_match_s2lif_table2_with_lodo_helpers():
 
 
 def test_setting_and_selection_options():
-    assert {r.setting for r in MULTI.plan(PlanRequest(setting="B"))} == {"B"}
-    oracle = MULTI.plan(PlanRequest(selection="oracle", setting="A", seeds=(1,)))
+    assert {r.setting for r in MULTI.plan(Request(setting="B"))} == {"B"}
+    oracle = MULTI.plan(Request(selection="oracle", setting="A", seeds=(1,)))
     assert [r.selection_rules for r in oracle] == [("train-domain", "oracle", "lodo")]
     with pytest.raises(UserError, match="dg-multisource"):
-        SINGLE.plan(PlanRequest(selection="lodo"))
+        SINGLE.plan(Request(selection="lodo"))
     with pytest.raises(UserError, match="setting"):
-        MULTI.plan(PlanRequest(setting="D"))
+        MULTI.plan(Request(setting="D"))
     with pytest.raises(UserError, match="missing-rate"):
-        MULTI.plan(PlanRequest(rates=(0.0, 0.5)))
+        MULTI.plan(Request(rates=(0.0, 0.5)))
 
 
 def test_domains_from_dataset_options():
@@ -76,7 +85,7 @@ def test_domains_from_dataset_options():
     with pytest.raises(UserError, match="both the MOSI domain"):
         resolve_domains(("mosi", "synth-dg/mosi"))
     with pytest.raises(UserError, match="MOSEI"):  # setting A needs MOSEI
-        MULTI.plan(PlanRequest(datasets=("mosi", "meld"), setting="A"))
+        MULTI.plan(Request(datasets=("mosi", "meld"), setting="A"))
 
 
 def test_describe_has_settings_rules_and_defaults():
@@ -129,15 +138,15 @@ def _helper(train, held, best_epoch, **kw):
 
 def test_train_domain_oracle_and_lodo_pick_their_epochs():
     main = (_spec(), _main_records())
-    assert selected_metrics(main, "train-domain")["epoch"] == 0
-    oracle = selected_metrics(main, "oracle")
+    assert selected(main, "train-domain")["epoch"] == 0
+    oracle = selected(main, "oracle")
     assert oracle["epoch"] == 2 and oracle["domains"]["t"]["acc"] == pytest.approx(2.2)
-    assert selected_metrics(main, "lodo") == {"epoch": None, "domains": {}}  # no helpers yet
+    assert selected(main, "lodo") == {"epoch": None, "domains": {}}  # no helpers yet
     helpers = [_helper("s2", "s1", 3), _helper("s1", "s2", 3)]
     assert all(is_lodo_helper(h[0]) for h in helpers) and not is_lodo_helper(main[0])
     lodo = lodo_records(main, [main, *helpers])
     assert [sorted({r["domain"] for r in rs}) for rs in lodo] == [["s1"], ["s2"]]
-    chosen = selected_metrics(main, "lodo", [main, *helpers])
+    chosen = selected(main, "lodo", [main, *helpers])
     assert chosen["epoch"] == 3 and chosen["domains"]["s1"]["acc"] == pytest.approx(3.0)
 
 

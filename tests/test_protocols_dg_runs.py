@@ -4,6 +4,7 @@ MELD from ../shared/data beside a fabricated MOSEI), and (slow) invariant vs all
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import statistics
 from pathlib import Path
@@ -13,13 +14,23 @@ import pytest
 
 from msabench.cli import main
 from msabench.core.errors import UserError
-from msabench.plan.planner import Request, plan
-from msabench.protocols.dg import is_lodo_helper, selected_metrics
+from msabench.plan.planner import plan
+from msabench.plan.request import Request
+from msabench.protocols.dg import is_lodo_helper
+from msabench.report.aggregate import RunView, chosen_metrics, lodo_helpers, selected_epoch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 needs_shared = pytest.mark.skipif(not (SHARED / "MOSI" / "label.csv").is_file(), reason="../shared/data is absent")
 A = {"sources": ["synth-dg/mosei", "synth-dg/meld"], "target": "synth-dg/mosi"}
+
+
+def selected(spec_records, rule, views=()):
+    """What `report` shows for a run (`msabench.report.aggregate`): the epoch `rule` picks and the
+    test metrics per domain there; `views` supplies the lodo helpers."""
+    view = RunView("main", *spec_records)
+    lodo = lodo_helpers(view, [RunView(str(i), s, r) for i, (s, r) in enumerate(views)]) if rule == "lodo" else ()
+    return {"epoch": selected_epoch(view, rule, lodo), "domains": chosen_metrics(view, rule, lodo)}
 
 
 def views(out):
@@ -32,7 +43,8 @@ def views(out):
 def lodo_store(tmp_path_factory):
     """Setting A, seed 1, linear_probe, tiny, with the lodo helpers: 1 main run + 2 helpers."""
     out = tmp_path_factory.mktemp("dg") / "store"
-    code = main(["run", "--no-mlflow", "--protocol", "dg-multisource", "--setting", "A", "--seeds", "1", "--model", "linear_probe",
+    code = main(["run", "--no-mlflow", "--protocol", "dg-multisource", "--setting", "A", "--seeds", "1", "--model",
+                 "linear_probe",
                  "--selection", "lodo", "--tiny", "--out", str(out), "--device", "cpu"])
     assert code == 0
     return out
@@ -50,8 +62,8 @@ def test_tiny_multisource_run_logs_sources_and_target(lodo_store):
     assert {("valid", A["target"]), ("test", A["target"])} <= seen
     assert {("test", d) for d in A["sources"]} <= seen
     assert all({"acc", "f1_weighted"} <= set(r["metrics"]) for r in records)
-    train_domain = selected_metrics((main_spec, records), "train-domain")
-    oracle = selected_metrics((main_spec, records), "oracle")
+    train_domain = selected((main_spec, records), "train-domain")
+    oracle = selected((main_spec, records), "oracle")
     assert set(train_domain["domains"]) == set(A["sources"]) | {A["target"]}
     assert oracle["epoch"] is not None
 
@@ -65,18 +77,19 @@ def test_lodo_helpers_train_on_one_source_and_validate_on_the_other(lodo_store):
         assert A["target"] not in {r["domain"] for r in records}
         assert {r["domain"] for r in records if r["split"] == "train"} == set(spec["train_domains"])
     main_view = next((s, r) for s, r in done if not is_lodo_helper(s))
-    chosen = selected_metrics(main_view, "lodo", done)
+    chosen = selected(main_view, "lodo", done)
     assert chosen["epoch"] is not None and A["target"] in chosen["domains"]
 
 
 def test_tiny_single_source_run_tests_both_targets(tmp_path):
     out = tmp_path / "store"
-    assert main(["run", "--no-mlflow", "--protocol", "dg-single", "--setting", "B", "--seeds", "1", "--model", "linear_probe",
+    assert main(["run", "--no-mlflow", "--protocol", "dg-single", "--setting", "B", "--seeds", "1", "--model",
+                 "linear_probe",
                  "--tiny", "--out", str(out), "--device", "cpu"]) == 0
     ((spec, records),) = views(out)
     assert spec["source_domains"] == ["synth-dg/mosi"]
     assert spec["target_domains"] == ["synth-dg/meld", "synth-dg/mosei"]
-    chosen = selected_metrics((spec, records), "oracle")  # mean target-valid accuracy over both targets
+    chosen = selected((spec, records), "oracle")  # mean target-valid accuracy over both targets
     assert set(chosen["domains"]) == {"synth-dg/mosi", "synth-dg/meld", "synth-dg/mosei"}
 
 
@@ -86,14 +99,16 @@ def test_domains_must_share_a_feature_space():
                       setting="A", seeds=(1,), models=("linear_probe",), tiny=True)
     with pytest.raises(UserError, match="feature space"):
         plan(request)
-    request.modalities = ("t",)  # text shares its 768 features
+    request = dataclasses.replace(request, modalities=("t",))  # text shares its 768 features
     assert len(plan(request)) == 3  # the main run and its two lodo helpers
 
 
 def test_dg_cli_errors_exit_2(tmp_path, capsys):
-    assert main(["run", "--no-mlflow", "--protocol", "dg-single", "--selection", "lodo", "--dry-run", "--out", str(tmp_path)]) == 2
+    assert main(["run", "--no-mlflow", "--protocol", "dg-single", "--selection", "lodo", "--dry-run", "--out",
+                 str(tmp_path)]) == 2
     assert "dg-multisource" in capsys.readouterr().err
-    assert main(["run", "--no-mlflow", "--protocol", "dg-multisource", "--setting", "D", "--dry-run", "--out", str(tmp_path)]) == 2
+    assert main(["run", "--no-mlflow", "--protocol", "dg-multisource", "--setting", "D", "--dry-run", "--out",
+                 str(tmp_path)]) == 2
 
 
 # -- real data: MOSI and MELD from ../shared/data, a fabricated MOSEI, text through features.npz ---------------
@@ -185,7 +200,7 @@ def test_invariant_features_beat_all_features_on_the_targets(tmp_path):
         if spec["model"] != "linear_probe":
             continue
         for rule in ("train-domain", "oracle"):
-            chosen = selected_metrics((spec, records), rule)
+            chosen = selected((spec, records), rule)
             for t in spec["target_domains"]:
                 target_acc.setdefault((spec["config"]["model.features"], rule), []).append(chosen["domains"][t]["acc"])
     mean = {k: statistics.fmean(v) for k, v in target_acc.items()}

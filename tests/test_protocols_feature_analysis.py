@@ -8,26 +8,26 @@ import json
 import numpy as np
 import pytest
 
-from msabench.evaluation.feature_analysis import read_features
 from msabench.cli import main
 from msabench.core.errors import UserError
+from msabench.evaluation.feature_analysis import read_features
+from msabench.plan.request import Request
 from msabench.protocols import PROTOCOLS
-from msabench.protocols.base import PlanRequest
 
 FA = PROTOCOLS.get("feature-analysis")
 
 
 def test_plans_multisource_setting_a_by_default():
-    runs = FA.plan(PlanRequest())
+    runs = FA.plan(Request())
     assert len(runs) == 3 and {r.setting for r in runs} == {"A"}
     assert runs[0].source_domains == ("synth-dg/mosei", "synth-dg/meld")
     assert runs[0].target_domains == ("synth-dg/mosi",)
     assert runs[0].task == "classification" and runs[0].label_rule == "round"
-    assert {r.setting for r in FA.plan(PlanRequest(setting="C", seeds=(1,)))} == {"C"}
-    single = FA.plan(PlanRequest(datasets=("synth-mosi",), seeds=(1,)))
+    assert {r.setting for r in FA.plan(Request(setting="C", seeds=(1,)))} == {"C"}
+    single = FA.plan(Request(datasets=("synth-mosi",), seeds=(1,)))
     assert single[0].datasets == ("synth-mosi",) and single[0].selection_rules == ("val", "last")
     with pytest.raises(UserError):
-        FA.plan(PlanRequest(datasets=("synth-mosi",), setting="A"))
+        FA.plan(Request(datasets=("synth-mosi",), setting="A"))
     assert FA.describe()["outputs"] == ["features.npz", "analysis.json"]
 
 
@@ -41,7 +41,8 @@ def _run_dir(out, protocol):
 @pytest.fixture(scope="module")
 def fa_store(tmp_path_factory):
     out = tmp_path_factory.mktemp("fa") / "store"
-    assert main(["run", "--no-mlflow", "--protocol", "feature-analysis", "--seeds", "1", "--model", "linear_probe", "--tiny",
+    assert main(["run", "--no-mlflow", "--protocol", "feature-analysis", "--seeds", "1", "--model", "linear_probe",
+                 "--tiny",
                  "--out", str(out), "--device", "cpu"]) == 0
     return out
 
@@ -71,7 +72,8 @@ def test_feature_analysis_run_writes_features_and_analysis(fa_store):
 
 def test_from_run_analyses_a_stored_dg_run(tmp_path):
     out = tmp_path / "store"
-    assert main(["run", "--no-mlflow", "--protocol", "dg-multisource", "--setting", "A", "--seeds", "1", "--tiny", "--selection", "oracle",
+    assert main(["run", "--no-mlflow", "--protocol", "dg-multisource", "--setting", "A", "--seeds", "1", "--tiny",
+                 "--selection", "oracle",
                  "--model", "linear_probe:model.features=invariant", "--out", str(out), "--device", "cpu"]) == 0
     rd = _run_dir(out, "dg-multisource")
     assert not (rd.path / "analysis.json").exists()
@@ -85,7 +87,8 @@ def test_from_run_analyses_a_stored_dg_run(tmp_path):
         assert truth["precision"] in (1.0, None)
     assert set(analysis["blocks"]) == {"input/t", "input/v"}
     assert main(["run", "--no-mlflow", "--protocol", "standard", "--from-run", rd.run_id, "--out", str(out)]) == 2
-    assert main(["run", "--no-mlflow", "--protocol", "feature-analysis", "--from-run", "nosuchrun", "--out", str(out)]) == 2
+    assert main(["run", "--no-mlflow", "--protocol", "feature-analysis", "--from-run", "nosuchrun", "--out",
+                 str(out)]) == 2
 
 
 # -- a tiny masked model whose selection acts on input features: the ground truth's invariant set --------------
@@ -95,9 +98,10 @@ def test_from_run_analyses_a_stored_dg_run(tmp_path):
 def masked_model():
     """`gt_mask_probe`: a linear probe over all pooled inputs behind a fixed 0/1 mask that keeps the
     ground truth's invariant features; it returns the mask as `features["input:mask"]`."""
-    import torch
     from dataclasses import dataclass
     from typing import ClassVar
+
+    import torch
 
     from msabench.api.model import MODELS, MSAModel, masked_mean
     from msabench.api.types import ModelOutput
@@ -136,7 +140,8 @@ def masked_model():
 
 def test_a_model_mask_on_the_invariant_features_scores_precision_and_recall_one(tmp_path, masked_model):
     out = tmp_path / "store"
-    assert main(["run", "--no-mlflow", "--protocol", "feature-analysis", "--seeds", "1", "--model", masked_model, "--tiny",
+    assert main(["run", "--no-mlflow", "--protocol", "feature-analysis", "--seeds", "1", "--model", masked_model,
+                 "--tiny",
                  "--out", str(out), "--device", "cpu"]) == 0
     rd = _run_dir(out, "feature-analysis")
     analysis = json.loads((rd.path / "analysis.json").read_text())

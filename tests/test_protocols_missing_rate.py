@@ -11,8 +11,8 @@ import pytest
 
 from msabench.core.errors import UserError
 from msabench.metrics import auilc, auilc_norm
+from msabench.plan.request import Request
 from msabench.protocols import PROTOCOLS
-from msabench.protocols.base import PlanRequest
 from msabench.protocols.missing_rate import GRID_FULL, GRID_SIMS, curve_summary, curves, default_grid, run_curve
 
 MR = PROTOCOLS.get("missing-rate")
@@ -27,28 +27,28 @@ def test_grids_follow_emt_dlfr():
 
 
 def test_missing_rate_plans_one_run_per_rate_and_seed_on_all_modalities():
-    runs = MR.plan(PlanRequest())
+    runs = MR.plan(Request())
     assert len(runs) == 11 * 3
     assert {r.datasets for r in runs} == {("synth-mosi",)}
     assert sorted({r.rate for r in runs}) == list(GRID_FULL)
     assert {r.seed for r in runs} == {1, 2, 3}
     assert all(r.modalities == ("t", "a", "v") and r.eval_rates == () for r in runs)
     assert all(r.selection_rules[0] == "val" for r in runs)
-    sims = MR.plan(PlanRequest(datasets=("synth-sims",), seeds=(7,)))
+    sims = MR.plan(Request(datasets=("synth-sims",), seeds=(7,)))
     assert [r.rate for r in sims] == list(GRID_SIMS)
 
 
 def test_rates_override_and_are_checked():
-    runs = MR.plan(PlanRequest(rates=(0.0, 0.5), seeds=(1,)))
+    runs = MR.plan(Request(rates=(0.0, 0.5), seeds=(1,)))
     assert [r.rate for r in runs] == [0.0, 0.5]
     with pytest.raises(UserError, match="increasing"):
-        MR.plan(PlanRequest(rates=(0.5, 0.2)))
+        MR.plan(Request(rates=(0.5, 0.2)))
     with pytest.raises(UserError, match="no settings"):
-        MR.plan(PlanRequest(setting="A"))
+        MR.plan(Request(setting="A"))
 
 
 def test_missing_rate_eval_trains_complete_and_tests_every_rate():
-    runs = MRE.plan(PlanRequest(datasets=("synth-sims",)))
+    runs = MRE.plan(Request(datasets=("synth-sims",)))
     assert len(runs) == 3
     assert all(r.rate == 0.0 and r.eval_rates == GRID_SIMS for r in runs)
 
@@ -139,7 +139,8 @@ def test_missing_rate_completes_its_grid_on_synth_mosi_tiny(tmp_path):
     from msabench.cli import main
 
     out = tmp_path / "store"
-    assert main(["run", "--no-mlflow", "--protocol", "missing-rate", "--tiny", "--model", "linear_probe", "--seeds", "1",
+    assert main(["run", "--no-mlflow", "--protocol", "missing-rate", "--tiny", "--model", "linear_probe", "--seeds",
+                 "1",
                  "--out", str(out), "--device", "cpu"]) == 0
     done = _store_views(out)
     assert sorted(s["rate"] for s, _ in done) == list(GRID_FULL)
@@ -156,7 +157,8 @@ def test_missing_rate_eval_tests_one_checkpoint_at_every_rate(tmp_path):
     from msabench.cli import main
 
     out = tmp_path / "store"
-    assert main(["run", "--no-mlflow", "--protocol", "missing-rate-eval", "--tiny", "--model", "linear_probe", "--seeds", "1",
+    assert main(["run", "--no-mlflow", "--protocol", "missing-rate-eval", "--tiny", "--model", "linear_probe",
+                 "--seeds", "1",
                  "--rates", "0,0.5,1", "--out", str(out), "--device", "cpu"]) == 0
     ((spec, records),) = _store_views(out)
     assert spec["rate"] == 0.0 and spec["eval_rates"] == [0.0, 0.5, 1.0]

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from msabench.core.errors import UserError
 from msabench.data import readers, safe_pickle
 from msabench.data.container import SPLITS, DatasetData, SplitData
 from msabench.data.datasets import DATASETS, load_dataset, resolve_data_root
 from msabench.data.validate import validate_dataset
-from msabench.core.errors import UserError
 
 SIZES = {"train": 6, "valid": 4, "test": 5}
 
@@ -101,7 +101,8 @@ def write_meld(folder: Path, sizes: dict[str, int] | None = None) -> Path:
         lines = [MELD_HEADER]
         for i in range(n):
             # (Dialogue_ID, Utterance_ID) pairs repeat across the files, as in MELD.
-            lines.append(f'{i + 1},"Oh, ""really""? {prefix} {i}",Joey,joy,{MELD_SENTS[i % 3]},{i // 3},{i % 3},1,1,"00:00:01,000","00:00:02,000"\n')
+            lines.append(f'{i + 1},"Oh, ""really""? {prefix} '
+                         f'{i}",Joey,joy,{MELD_SENTS[i % 3]},{i // 3},{i % 3},1,1,"00:00:01,000","00:00:02,000"\n')
         (folder / f"{prefix}_sent_emo.csv").write_text("".join(lines), encoding="utf-8")
     return folder
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from fixtures.realdata import write_meld, write_mmsa, write_mult_iemocap
 
 from msabench.cli import main
 from msabench.store.runs import Store
-from fixtures.realdata import write_meld, write_mmsa, write_mult_iemocap
 
 RUN = ["run", "--protocol", "standard", "--tiny", "--no-mlflow", "--seeds", "1", "--model", "linear_probe"]
 

@@ -1,5 +1,5 @@
 """Issue 7, bad input matrix: every bad input through the CLI exits 2 with one line naming the problem
-and the fix, never a traceback, and starts nothing (design 3, 5, 9).
+and the fix, never a traceback, and starts nothing (docs/architecture.md §3, §5, §9).
 
 The matrix sits beside test_cli.py's `test_user_errors_exit_2_with_one_line` (15 cases: unknown
 protocol/model/dataset/model key spellings, `--set` syntax and float type, `--seeds 1,x`, bad
@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from fixtures import faults
 from fixtures.realdata import write_meld, write_mmsa, write_mult_iemocap
-from msabench.cli import main
+
 from msabench.api.model import MODELS
+from msabench.cli import main
 from msabench.store.runs import Store
 
 RUN = ["run", "--protocol", "standard", "--tiny", "--no-mlflow", "--threads", "1", "--model", "linear_probe",

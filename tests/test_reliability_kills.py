@@ -1,6 +1,6 @@
 """Issue 7, kills: kill -9 of a 20-run sweep's process group at 10 random points, resuming after
 each, with the `local` and `process` executors: the final store equals an uninterrupted sweep's
-(design 9: equal metrics, losses, ids, predictions and checkpoint bytes), with nothing duplicated,
+(docs/architecture.md §9: equal metrics, losses, ids, predictions and checkpoint bytes), with nothing duplicated,
 half-written or left locked.
 
 The kill points are drawn from a seeded RNG (printed): for the local executor half land at a random
@@ -26,11 +26,11 @@ import time
 from pathlib import Path
 
 import pytest
-
 from fixtures import faults
+from store_compare import store_differences
+
 from msabench.cli import main
 from msabench.store.runs import Store
-from store_compare import store_differences
 
 SWEEP = ["run", "--protocol", "standard", "--dataset", "synth-mosi", "--tiny", "--no-mlflow", "--threads", "1",
          "--device", "cpu", "--model", "linear_probe", "--model", "constant",
@@ -38,8 +38,9 @@ SWEEP = ["run", "--protocol", "standard", "--dataset", "synth-mosi", "--tiny", "
 N_RUNS = 20
 N_KILLS = 10
 SEED = int(os.environ.get("MSABENCH_KILL_SEED", "20240607"))
-PRELOAD = ["fixtures.faults", "msabench.cli.app", "msabench.cli.commands", "msabench.execution.base", "msabench.engine.runner",
-           "msabench.models", "msabench.plan.planner", "msabench.data.synth", "msabench.protocols", "msabench.plan.sweep"]
+PRELOAD = ["fixtures.faults", "msabench.cli.app", "msabench.cli.commands", "msabench.execution.base",
+           "msabench.engine.runner", "msabench.models", "msabench.plan.planner", "msabench.data.synth",
+           "msabench.protocols", "msabench.plan.sweep"]
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc to check no worker survives")]
@@ -122,7 +123,7 @@ def test_kill_9_at_random_points_then_resume_equals_an_uninterrupted_sweep(execu
     if executor == "process":
         try:
             from msabench.execution import process as executors_process  # noqa: F401
-            from msabench.execution.base import EXECUTORS
+            from msabench.execution.registry import EXECUTORS
 
             EXECUTORS.get("process")
         except Exception as exc:  # noqa: BLE001 - being built by another issue

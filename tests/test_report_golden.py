@@ -17,10 +17,10 @@ import os
 from pathlib import Path
 
 import pytest
+from fabricate import fabricate_views
 
 from msabench.protocols.templates import TEMPLATES
 from msabench.report.aggregate import generic_tables
-from fabricate import fabricate_views
 from msabench.report.paper import build_template_table
 from msabench.report.render import RENDERERS
 
@@ -44,15 +44,15 @@ def template_table(name: str, real: bool = False):
 
 
 def _family(name: str) -> str:
-    from msabench.report.aggregate import canonical
+    from msabench.data.names import base_name
 
-    return canonical(name)
+    return base_name(name)
 
 
 def generic(kind: str):
     template = TEMPLATES.get({"standard": "mtmd-table1", "dg": "s2lif-table2", "rate": "emt-table6"}[kind])
     views = fabricate_views(template, ["tfn", "lf_dnn", EXTRA_MODEL])
-    return generic_tables(views, None, _family, lambda d: d.startswith("synth-"), reference="tfn")
+    return generic_tables(views, None, reference="tfn")
 
 
 CASES = {f"{name}": (lambda n=name: [template_table(n)]) for name in TEMPLATES.names()}

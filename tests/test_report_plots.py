@@ -8,8 +8,13 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from msabench.report.plots import (plot_label_dependence, plot_missing_rate, plot_ratio_bars,  # noqa: E402
-                            plot_selection_heatmap, plots_from_analysis)
+from msabench.report.plots import (  # noqa: E402
+    plot_label_dependence,
+    plot_missing_rate,
+    plot_ratio_bars,
+    plot_selection_heatmap,
+    plots_from_analysis,
+)
 
 
 def _ok(paths, n=2):
@@ -48,7 +53,8 @@ def fabricated_analysis() -> dict:
         "schema": 1, "alpha": 0.05, "domains": domains, "run_id": "abc123", "model": "s2lif@t2v-frozen",
         "blocks": {"input/t": {"modality": "t", "dim": 4}, "input/v": {"modality": "v", "dim": 4}},
         "per_domain": {d: {"n": 50, "blocks": {"input/t": block, "input/v": block},
-                           "cross_independence": {"input/t|input/v": {"ratio": 0.8, "per_feature_of_first": [0.7, 0.9]}}}
+                           "cross_independence": {
+                               "input/t|input/v": {"ratio": 0.8, "per_feature_of_first": [0.7, 0.9]}}}
                        for d in domains},
         "consistency": {"input/t": {"matrix": [[1, 0, 1, 0], [1, 1, 1, 0]], "selected_in_all": [0, 2]},
                         "input/v": {"matrix": [[0, 0, 1, 1], [0, 1, 1, 1]], "selected_in_all": [2, 3]}},
@@ -64,9 +70,10 @@ def test_plots_from_analysis(tmp_path):
 
 
 def test_report_plots_over_a_missing_rate_store(tmp_path, capsys):
+    from fabricate import fabricate_views, write_store
+
     from msabench.cli import main
     from msabench.protocols.templates import TEMPLATES
-    from fabricate import fabricate_views, write_store
 
     store = tmp_path / "store"
     write_store(fabricate_views(TEMPLATES.get("emt-table7"), ["tfn", "constant"], seeds=(1, 2)), str(store))

@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from fabricate import fabricate_views, write_store
 
 from msabench.protocols.templates import TEMPLATES
-from fabricate import fabricate_views, write_store
 from msabench.report.paper import build_template_table
 from msabench.report.render import latex_document, tex_escape, to_csv, to_json, to_latex, to_markdown
 from msabench.report.table import Cell, Column, Row, Table
@@ -29,9 +29,12 @@ def small_table() -> Table:
     cols = [Column("mae", "MAE", metric="mae", direction="min", scale="raw", digits=3),
             Column("acc", "Acc-2", metric="acc2", scale="percent", digits=1, parts=["has0", "non0"])]
     rows = [
-        Row("a", "A", cells={"mae": Cell(0.70, 0.01, 3), "acc": Cell(parts=[Cell(0.80, None, 3), Cell(0.85, None, 3)])}),
-        Row("b", "B", cells={"mae": Cell(0.71, 0.02, 3), "acc": Cell(parts=[Cell(0.82, None, 3), Cell(0.84, None, 3)])}),
-        Row("c", "C", cells={"mae": Cell(0.90, 0.02, 3), "acc": Cell(parts=[Cell(0.81, None, 3), Cell(0.849, None, 3)])}),
+        Row("a", "A", cells={"mae": Cell(0.70, 0.01, 3),
+                              "acc": Cell(parts=[Cell(0.80, None, 3), Cell(0.85, None, 3)])}),
+        Row("b", "B", cells={"mae": Cell(0.71, 0.02, 3),
+                              "acc": Cell(parts=[Cell(0.82, None, 3), Cell(0.84, None, 3)])}),
+        Row("c", "C", cells={"mae": Cell(0.90, 0.02, 3),
+                              "acc": Cell(parts=[Cell(0.81, None, 3), Cell(0.849, None, 3)])}),
         Row("p", "P", kind="published", published_only=True,
             cells={"mae": Cell(0.50), "acc": Cell(parts=[Cell(0.99), Cell(0.99)])}),
     ]

@@ -114,7 +114,8 @@ NUM = {"percent": r"\d{1,3}\.\d", "fraction": r"0\.\d{3}", "raw3": r"\d\.\d{3}",
 S2LIF_ROWS = ["MSA", "MSA+Mask", "OOD", "MLLM", "Ours"]
 STRUCTURE = {
     # name: (column groups in order, subgroups, number of columns, row groups, compound columns)
-    "s2lif-table1": ([f"Single-source Setting {s}" for s in "ABC"], ["Source Domain", "Target Domain"], 9, S2LIF_ROWS, []),
+    "s2lif-table1": ([f"Single-source Setting {s}" for s in "ABC"], ["Source Domain", "Target Domain"], 9,
+                     S2LIF_ROWS, []),
     "s2lif-table2": ([f"Multi-source Setting {s}" for s in "ABC"], ["Source Domain", "Target Domain"], 6, S2LIF_ROWS,
                      ["A:src", "B:src", "C:src"]),
     "s2lif-table3": (["Multi-source Setting A"], ["Source Domain", "Target Domain"], 2, [], ["A:src"]),
@@ -168,7 +169,8 @@ def test_structure(name):
             if name == "s2lif-table3" and token == "663":
                 expected = "0.663"
             assert shown == expected, (name, row.key, col.key)
-            kind = {"percent": "percent", "fraction": "fraction"}.get(col.scale) or ("raw1" if col.digits == 1 else "raw3")
+            raw = "raw1" if col.digits == 1 else "raw3"
+            kind = {"percent": "percent", "fraction": "fraction"}.get(col.scale) or raw
             for piece in shown.split("/"):
                 assert piece == "-" or re.fullmatch(NUM[kind], piece), (name, col.key, piece)
 
@@ -245,6 +247,7 @@ def test_run_table_dry_run_plans_only_registered_rows(tmp_path):
 
 def test_report_layer_and_protocols_import_no_torch():
     code = ("import sys\n"
+            f"sys.path.insert(0, {str(Path(__file__).parent)!r})  # tests/: the fabricate helpers\n"
             "import msabench.report.build, msabench.report.paper, msabench.report.render, msabench.report.aggregate\n"
             "import fabricate, msabench.evaluation.check, msabench.report.plots\n"
             "import msabench.protocols, msabench.protocols.templates, msabench.protocols.published\n"

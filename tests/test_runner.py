@@ -1,4 +1,4 @@
-"""The vertical slice: determinism, recorded failures, resume after kill -9 (design 9)."""
+"""The vertical slice: determinism, recorded failures, resume after kill -9 (docs/architecture.md §9)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
-
 from fixtures.faults import NanLoss, Raises
-from msabench.cli import main
-from msabench.api.model import MODELS
-from msabench.store.runs import Store
 from store_compare import store_differences
+
+from msabench.api.model import MODELS
+from msabench.cli import main
+from msabench.store.runs import Store
 
 TINY = ["run", "--protocol", "standard", "--dataset", "synth-mosi", "--tiny", "--no-mlflow", "--threads", "1"]
 

@@ -1,4 +1,4 @@
-"""The results store (design 9), seeding and env info. Faults are injected, never file modes."""
+"""The results store (docs/architecture.md §9), seeding and env info. Faults are injected, never file modes."""
 
 from __future__ import annotations
 
@@ -15,13 +15,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from msabench.store import runs as store_mod
-from msabench.store import io as store_io
 from msabench.core.errors import UserError
-from msabench.store.runs import (LockLost, RunBusy, Store, StoreWriteError, atomic_write_text, ids_key, parse_key,
-                            pred_key, should_run)
-from msabench.store.lock import RunLock, hostname, lock_state
 from msabench.core.types import RunSpec
+from msabench.store import io as store_io
+from msabench.store import runs as store_mod
+from msabench.store.lock import RunLock, hostname, lock_state
+from msabench.store.runs import (
+    LockLost,
+    RunBusy,
+    Store,
+    StoreWriteError,
+    atomic_write_text,
+    ids_key,
+    parse_key,
+    pred_key,
+    should_run,
+)
 
 
 def make_spec(seed: int = 1, **kw) -> RunSpec:
@@ -500,7 +509,8 @@ def test_collect_env(monkeypatch, tmp_path):
     env = envinfo.collect_env("cpu", 2, {"data_hashes": ["abc"]})
     json.dumps(env)
     assert env["threads"] == 2 and env["device"] == "cpu" and env["data_hashes"] == ["abc"]
-    assert {"git_sha", "git_dirty", "msabench", "numpy", "torch", "python", "platform", "packages", "determinism"} <= set(env)
+    assert {"git_sha", "git_dirty", "msabench", "numpy", "torch", "python", "platform", "packages",
+            "determinism"} <= set(env)
     assert any(p.startswith("numpy==") for p in env["packages"])
     merged = envinfo.collect_env("cpu", 1, {"determinism": {"seed": 7}, "threads": 3})
     assert merged["determinism"]["seed"] == 7 and "CUBLAS_WORKSPACE_CONFIG" in merged["determinism"]
@@ -509,8 +519,10 @@ def test_collect_env(monkeypatch, tmp_path):
 
 
 def test_store_imports_no_torch():
-    code = ("import sys, msabench.store.runs, msabench.engine.seeding, msabench.store.envinfo; "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys, msabench.store.runs, msabench.engine.seeding, msabench.store.envinfo; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

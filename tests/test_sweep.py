@@ -6,13 +6,13 @@ from __future__ import annotations
 import io
 
 import pytest
+from test_export import write_fake_run
 
 from msabench import tracking
 from msabench.cli import main
 from msabench.core.errors import UserError
 from msabench.execution.progress import Progress, fmt_duration, summary_lines
 from msabench.plan.sweep import load_sweep
-from test_export import write_fake_run
 
 STUDY = """
 name = "a study"
@@ -38,16 +38,16 @@ def write(tmp_path, text: str, name: str = "study.toml"):
 
 def test_sweep_file_is_read_into_requests(tmp_path):
     sweep = load_sweep(write(tmp_path, STUDY))
-    assert sweep.name == "a study" and sweep.protocol == "standard"
-    assert sweep.models == ("constant", "linear_probe:model.features=all")
-    assert sweep.seeds == (1, 2) and sweep.modalities == ("t", "a", "v") and sweep.tiny
-    assert sweep.user_set == {"train.lr": 0.002, "train.batch_size": 16}
-    (request,) = sweep.requests(data_root=None)
-    assert request.models == sweep.models and request.tiny and request.setting is None
+    (request,) = sweep.for_run(data_root="/data")
+    assert sweep.name == "a study" and request.protocol == "standard"
+    assert request.models == ("constant", "linear_probe:model.features=all")
+    assert request.seeds == (1, 2) and request.modalities == ("t", "a", "v") and request.tiny
+    assert request.user_set == {"train.lr": 0.002, "train.batch_size": 16}
+    assert request.setting is None and request.data_root == "/data"
     multi = load_sweep(write(tmp_path, 'protocol = "dg-single"\nsettings = ["A", "B"]\nn_seeds = 2\n'
                                        'rates = [0, 0.5]\nmodels = [{name = "tfn", variants = ["", "x"]}]\n', "m.toml"))
-    assert [r.setting for r in multi.requests()] == ["A", "B"] and multi.seeds == (1, 2)
-    assert multi.rates == (0.0, 0.5) and multi.models == ("tfn", "tfn@x")
+    assert [r.setting for r in multi.for_run()] == ["A", "B"] and {r.seeds for r in multi.requests} == {(1, 2)}
+    assert {(r.rates, r.models) for r in multi.requests} == {((0.0, 0.5), ("tfn", "tfn@x"))}
 
 
 @pytest.mark.parametrize("text, match", [

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from msabench.core.errors import UserError
 from msabench.data import synth
 from msabench.data.container import SPLITS, DatasetData
-from msabench.core.errors import UserError
 
 SMALL = 0.02
 
@@ -465,7 +465,8 @@ def test_dg_spurious_features_do_not_transfer_invariant_ones_do(dg):
             for tgt, dt in dg.items():
                 if tgt != src:
                     result[which, src, tgt] = (src_acc, acc(model, dt, SPLITS, which))
-        print(f"  {which:<9} " + "  ".join(f"{s}->{t} {a:.3f}/{b:.3f}" for (w, s, t), (a, b) in result.items() if w == which))
+        print(f"  {which:<9} "
+              "" + "  ".join(f"{s}->{t} {a:.3f}/{b:.3f}" for (w, s, t), (a, b) in result.items() if w == which))
     threads.restore_original_limits()
     for (which, src, tgt), (a, b) in result.items():
         if which == "spurious":

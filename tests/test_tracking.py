@@ -1,4 +1,4 @@
-"""MLflow as a view of the store (design 9): content, idempotence, the file lock, the circuit
+"""MLflow as a view of the store (docs/architecture.md §9): content, idempotence, the file lock, the circuit
 breaker, sync-mlflow, msabench without mlflow; and a real `mlflow server` killed mid-sweep."""
 
 from __future__ import annotations
@@ -13,13 +13,21 @@ import time
 from pathlib import Path
 
 import pytest
+from test_export import write_fake_run
 
 from msabench import tracking
 from msabench.core.errors import UserError
 from msabench.store.runs import Store
-from msabench.tracking import (TAG_RUN_ID, MlflowView, NullView, TrackingSettings, open_view, run_metrics,
-                               run_params, sync_mlflow)
-from test_export import write_fake_run
+from msabench.tracking import (
+    TAG_RUN_ID,
+    MlflowView,
+    NullView,
+    TrackingSettings,
+    open_view,
+    run_metrics,
+    run_params,
+    sync_mlflow,
+)
 
 mlflow = pytest.importorskip("mlflow")
 from mlflow.entities import ViewType  # noqa: E402
@@ -148,7 +156,8 @@ class Server:
 
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited: {(self.folder / f'server-{self.port}.log').read_text()[-2000:]}")
+                raise RuntimeError("mlflow server exited: "
+                                   f"{(self.folder / f'server-{self.port}.log').read_text()[-2000:]}")
             try:
                 with urllib.request.urlopen(f"{self.uri}/health", timeout=1) as r:
                     if r.status == 200:

@@ -1,4 +1,4 @@
-"""The command line (design 3): a thin click layer over the library.
+"""The command line (docs/architecture.md §3): a thin click layer over the library.
 
 User errors (UserError, click usage errors) print one line and exit 2, never a traceback.
 """
@@ -36,6 +36,17 @@ def _emit(obj, as_json: bool, lines) -> None:
             click.echo(line)
 
 
+def model_summary(cls) -> str:
+    """The first line of the model's docstring (its class's, else its module's), without the
+    leading "`name`:" that the listing already shows."""
+    import sys
+
+    doc = cls.__dict__.get("__doc__") or getattr(sys.modules.get(cls.__module__), "__doc__", None) or ""
+    first = next((line.strip() for line in doc.strip().splitlines() if line.strip()), "")
+    prefix = f"`{cls.name}`:"
+    return first[len(prefix):].strip() if first.startswith(prefix) else first
+
+
 @cli.command()
 @json_option
 def models(as_json: bool) -> None:
@@ -51,7 +62,7 @@ def models(as_json: bool) -> None:
             "impl_version": cls.impl_version, "variants": sorted(cls.VARIANTS),
             "modalities": list(cls.SUPPORTED_MODALITIES), "tasks": list(cls.TASKS),
             "config": dataclasses.asdict(cls.config_cls()), "train_defaults": cls.TRAIN_DEFAULTS,
-            "presets": cls.PRESETS, "summary": (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "",
+            "presets": cls.PRESETS, "summary": model_summary(cls),
         }
     _emit(info, as_json, [f"{n:16s} v{i['impl_version']}  {i['summary']}" for n, i in info.items()])
 

@@ -57,7 +57,8 @@ def parse_sets(pairs: tuple[str, ...]) -> dict:
 @click.option("--n-seeds", type=int, default=None)
 @click.option("--modalities", default=None, help="Comma-separated subset of t,a,v.")
 @click.option("--rates", default=None, help="Missing rates, e.g. 0,0.1,0.2.")
-@click.option("--selection", default=None, help="A selection rule of the protocol; in DG it decides whether the lodo helper runs are planned (reports choose the rule with report --selection).")
+@click.option("--selection", default=None, help="A selection rule of the protocol; in DG it decides whether the lodo "
+              "helper runs are planned (reports choose the rule with report --selection).")
 @click.option("--data-root", default=lambda: os.environ.get("MSABENCH_DATA_ROOT"), help="Real data folder.")
 @click.option("--set", "sets", multiple=True, help="KEY=VALUE for every run, e.g. train.lr=0.001.")
 @out_option
@@ -88,11 +89,14 @@ def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, 
         device, precision, executor, workers, runs_per_gpu, address, threads, sweep_file, tracking_uri, no_mlflow,
         experiment, retry_failed, dry_run, tiny, from_run, table) -> None:
     """Plan and execute a sweep (resumable: done runs are skipped)."""
-    from msabench.plan.planner import Request
+    from msabench.plan.request import Request
 
-    if from_run is not None:  # protocols issue: analyse a stored run instead of training
-        if protocol != "feature-analysis":
-            raise UserError(f"--from-run goes with --protocol feature-analysis (got {protocol!r})")
+    if from_run is not None:  # analyse a stored run instead of training
+        from msabench.protocols import PROTOCOLS
+
+        if not PROTOCOLS.get(protocol).analyses_stored_runs:
+            able = [n for n, p in PROTOCOLS.items() if p.analyses_stored_runs]
+            raise UserError(f"--from-run goes with --protocol {' or '.join(able)} (got {protocol!r})")
         from msabench.evaluation.feature_analysis import analyse_stored_run, summary_line
 
         analysis = analyse_stored_run(out, from_run, data_root=data_root, device=device)
@@ -100,7 +104,7 @@ def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, 
         return
     if threads < 0:
         raise UserError(f"--threads {threads}: must be 0 (torch's default) or more")
-    from msabench.execution.base import EXECUTORS
+    from msabench.execution.registry import EXECUTORS
 
     EXECUTORS.get(executor)  # an unknown name fails before planning
     if address is not None and executor != "ray":
@@ -117,8 +121,8 @@ def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, 
                  and ctx.get_parameter_source(p.name) not in (None, click.core.ParameterSource.DEFAULT)]
         if given:
             raise UserError(f"--sweep {sweep_file} holds the study: drop {', '.join(given)} (or edit the file)")
-        requests = load_sweep(sweep_file).requests(data_root=data_root, tiny=tiny)
-    elif table is not None:  # reports issue: the runs a paper template needs
+        requests = load_sweep(sweep_file).for_run(data_root=data_root, tiny=tiny)
+    elif table is not None:  # the runs a paper template needs
         requests = _table_requests(table, models, datasets, setting, parse_seeds(seeds, n_seeds), modalities,
                                    parse_rates(rates), selection, parse_sets(sets), data_root, tiny)
     else:
@@ -131,8 +135,8 @@ def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, 
         )]
     specs = plan_requests(requests)
     if dry_run:
-        from msabench.store.runs import Store
         from msabench.plan.sweep import effective_workers, estimate
+        from msabench.store.runs import Store
 
         for s in specs:
             click.echo(f"{s.run_id}  {s.protocol} {s.setting or '-'} {'+'.join(s.datasets)} {s.model} "
@@ -142,7 +146,8 @@ def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, 
         click.echo(est.describe(effective_workers(executor, workers, threads, runs_per_gpu, device,
                                                   est.known + est.unknown)))
         return
-    from msabench.engine.runner import RunOptions, check_precision, resolve_device
+    from msabench.engine.options import RunOptions
+    from msabench.engine.runner import check_precision, resolve_device
     from msabench.plan.sweep import run_sweep
     from msabench.tracking import TrackingSettings
 
@@ -236,7 +241,8 @@ def clean(out, incomplete) -> None:
 @click.option("--compare-paper", is_flag=True,
               help="With --table: the paper's numbers under ours (and the differences, on real data only).")
 @click.option("--reference", default=None,
-              help="Mark cells that differ from this row (its model spec, variant or label): paired t over seeds, Holm.")
+              help="Mark cells that differ from this row (its model spec, variant or label): paired t over seeds, "
+                   "Holm.")
 @click.option("--plots", "plots", default=None, help="Also write plots (PNG and PDF) into this folder.")
 def report(out, table, fmt, selection, output, compare_paper, reference, plots) -> None:
     """Tables from the store: one generic table per protocol and setting, or a paper layout (--table)."""

@@ -1,4 +1,4 @@
-"""Config namespaces, precedence and the model-spec syntax (design 4).
+"""Config namespaces, precedence and the model-spec syntax (docs/architecture.md §4).
 
 A resolved config is a flat dict of namespaced keys: `model.*` (architecture and losses),
 `train.*`, `data.*`, `text.*`. Precedence, lowest first:
@@ -155,10 +155,6 @@ def model_defaults(model_cls: type, tiny: bool = False) -> dict[str, Any]:
     flat = {f"model.{k}": v for k, v in dataclasses.asdict(cfg).items()}
     flat.update(model_cls.TRAIN_DEFAULTS)
     return flat
-
-
-def known_keys(model_cls: type) -> set[str]:
-    return set(GLOBAL_DEFAULTS) | set(model_defaults(model_cls))
 
 
 def check_keys(overrides: dict[str, Any], known: set[str], where: str, tolerated: set[str] = frozenset()) -> None:

@@ -32,7 +32,7 @@ class Registry(Generic[T]):
         """Decorator: `@MODELS.register("tfn")` (or the object's `name` attribute)."""
 
         def decorate(obj: T) -> T:
-            self.add(name or getattr(obj, "name"), obj)
+            self.add(name or obj.name, obj)
             return obj
 
         return decorate

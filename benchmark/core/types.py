@@ -10,9 +10,12 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from msabench.core.config import identity_config
+
+if TYPE_CHECKING:
+    from msabench.api.types import InputSpec
 
 MODALITIES = ("t", "a", "v")
 MODALITY_NAMES = {"t": "text", "a": "audio", "v": "vision"}
@@ -67,13 +70,18 @@ class RunSpec:
     valid_domains: tuple[str, ...] = ()
     msabench_version: str = ""
     schema: int = RUNSPEC_SCHEMA
+    # What planning measured of the data (dims, lengths, vocabulary, feature groups): carried to the
+    # runner so it never re-derives it. Not part of the run's identity, not written to spec.json.
+    input_spec: InputSpec | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(canonical_json(dataclasses.asdict(self)))
+        data = dataclasses.asdict(dataclasses.replace(self, input_spec=None))
+        del data["input_spec"]
+        return json.loads(canonical_json(data))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSpec:
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = {f.name for f in dataclasses.fields(cls)} - {"input_spec"}
         kwargs = {k: v for k, v in data.items() if k in names}
         for key in ("datasets", "data_hashes", "modalities", "source_domains", "target_domains",
                     "selection_rules", "eval_rates", "train_domains", "valid_domains"):

@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from msabench.data.container import SPLITS, DatasetData, SplitData
-from msabench.data.labels import check_rule, class_distribution, to_classes
 from msabench.core.errors import UserError
 from msabench.core.types import CLASS_NAMES, IEMOCAP_EMOTIONS
+from msabench.data.container import SPLITS, DatasetData, SplitData
+from msabench.data.labels import check_rule, class_distribution, to_classes
+from msabench.data.names import family_of
 
 SUMMARY_SCHEMA = 1
 
@@ -29,7 +30,8 @@ def _modalities(data: DatasetData) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     split = data.splits.get("train") or next(iter(data.splits.values()))
     if split.text_feats is not None:
-        out["t"] = {"kind": "features", "dim": int(split.text_feats.shape[2]), "max_len": int(split.text_feats.shape[1])}
+        out["t"] = {"kind": "features", "dim": int(split.text_feats.shape[2]),
+                    "max_len": int(split.text_feats.shape[1])}
         if split.text_ids is not None:
             out["t"]["token_ids"] = True
     elif split.text_ids is not None:
@@ -58,7 +60,8 @@ def _labels(data: DatasetData, split: SplitData, rule: str) -> dict[str, Any]:
         reg = split.regression
         return {
             "classes": class_distribution(to_classes(reg, rule)),
-            "scores": {"min": round(float(reg.min()), 4), "mean": round(float(reg.mean()), 4), "max": round(float(reg.max()), 4)},
+            "scores": {"min": round(float(reg.min()), 4), "mean": round(float(reg.mean()), 4),
+                       "max": round(float(reg.max()), 4)},
         }
     if data.label_kind == "classification" and split.classification is not None:
         return {"classes": class_distribution(split.classification)}
@@ -106,11 +109,12 @@ def _synthetic_file(pkl: Path) -> DatasetData:
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{meta_path} is not readable JSON ({exc}); regenerate the folder with `msabench data synth`.") from None
+        raise UserError(f"{meta_path} is not readable JSON ({exc}); regenerate the folder with `msabench data "
+                        "synth`.") from None
     if not isinstance(meta, dict):
         raise UserError(f"{meta_path} is not a JSON object; regenerate the folder with `msabench data synth`.")
     name = str(meta.get("name") or meta.get("preset") or meta.get("dataset") or pkl.parent.name)
-    family = meta.get("family") or name.split("/")[-1].removeprefix("synth-")
+    family = meta.get("family") or family_of(name)
     if family not in ("mosi", "mosei", "sims", "meld", "iemocap"):
         family = infer_name(pkl) or str(family)
     data = read_mmsa_pickle(pkl, name=name, family=str(family), synthetic=True, where=os.fspath(pkl))
@@ -120,7 +124,8 @@ def _synthetic_file(pkl: Path) -> DatasetData:
             data.vocab = vocab_path.read_text(encoding="utf-8").splitlines()
         except UnicodeDecodeError:
             raise UserError(f"{vocab_path} is not UTF-8; regenerate the folder with `msabench data synth`.") from None
-        data.special_ids = {t.strip("[]").lower(): i for i, t in enumerate(data.vocab) if t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]")}
+        data.special_ids = {t.strip("[]").lower(): i for i, t in enumerate(data.vocab)
+                            if t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]")}
     data.source = os.fspath(pkl.parent)
     return data
 
@@ -170,7 +175,8 @@ def _npz_file(p: Path) -> DatasetData:
     where = os.fspath(p)
     arrays = readers.read_npz(p)
     if "id" not in arrays:
-        raise UserError(f"{where} lacks 'id' (it has: {', '.join(sorted(arrays)) or 'nothing'}); features.npz needs an id array.")
+        raise UserError(f"{where} lacks 'id' (it has: {', '.join(sorted(arrays)) or 'nothing'}); features.npz needs an "
+                        "id array.")
     split = SplitData(ids=as_ids(arrays["id"], f"{where} id"))
     for key, attr in (("text", "text_feats"), ("audio", "audio"), ("vision", "vision")):
         if key in arrays:
@@ -236,7 +242,8 @@ def check_path(path: str | os.PathLike[str], label_rule: str = "sign") -> dict[s
     check_rule(label_rule)
     p = Path(os.path.expanduser(os.fspath(path)))
     if not p.exists():
-        raise UserError(f"{os.fspath(path)} does not exist; give a data file (.pkl, label.csv, a MELD csv, features.npz) or a data root.")
+        raise UserError(f"{os.fspath(path)} does not exist; give a data file (.pkl, label.csv, a MELD csv, "
+                        "features.npz) or a data root.")
     if p.is_dir():
         datasets = _check_dir(p)
     else:
@@ -263,7 +270,10 @@ def check_path(path: str | os.PathLike[str], label_rule: str = "sign") -> dict[s
 # ----------------------------------------------------------------------------------- text form
 def _table(rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  " + "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip() for r in rows]
+    def cells(row):
+        return (c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
+
+    return ["  " + "  ".join(cells(r)).rstrip() for r in rows]
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -271,12 +281,14 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines: list[str] = []
     for ds in summary.get("datasets", []):
         kind = "synthetic" if ds.get("synthetic") else "real"
-        lines.append(f"{ds['name']} ({kind}, family {ds['family'] or '-'}, {ds['label_kind'] or 'no'} labels): {ds['source']}")
+        lines.append(f"{ds['name']} ({kind}, family {ds['family'] or '-'}, {ds['label_kind'] or 'no'} labels): "
+                     f"{ds['source']}")
         lines.append(f"  data hash {ds['data_hash']}")
         mods = []
         for m, info in ds["modalities"].items():
             if "dim" in info:
-                mods.append(f"{m} {info['dim']} x {info['max_len']}" + (" (+ token ids)" if info.get("token_ids") else ""))
+                mods.append(f"{m} {info['dim']} x "
+                            f"{info['max_len']}" + (" (+ token ids)" if info.get("token_ids") else ""))
             elif "max_len" in info:
                 mods.append(f"{m} tokens x {info['max_len']}")
             else:
@@ -303,7 +315,8 @@ def format_summary(summary: dict[str, Any]) -> str:
             lines.append(f"  ({note})")
         if ds["label_kind"] == "regression":
             ranges = ", ".join(
-                f"{s} [{i['scores']['min']:g}, {i['scores']['max']:g}]" for s, i in ds["splits"].items() if "scores" in i
+                f"{s} [{i['scores']['min']:g}, "
+                f"{i['scores']['max']:g}]" for s, i in ds["splits"].items() if "scores" in i
             )
             lines.append(f"  scores: {ranges}")
         if ds.get("unimodal_labels"):

@@ -1,4 +1,4 @@
-"""Three-class label rules for regression scores (design 5).
+"""Three-class label rules for regression scores (docs/architecture.md §5).
 
 Class order is neg=0, neu=1, pos=2 everywhere.
 

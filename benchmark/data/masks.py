@@ -1,4 +1,4 @@
-"""Missing-modality drop masks with EMT-DLFR semantics (design 5).
+"""Missing-modality drop masks with EMT-DLFR semantics (docs/architecture.md §5).
 
 Each non-padding position of a modality is dropped independently with probability `rate`; text
 keeps [CLS] (position 0) and [SEP] (position length-1); padding is never touched. The masks come
@@ -26,7 +26,9 @@ def _rate_key(rate: float) -> str:
 
 def mask_rng_seed(dataset: str, split: str, modality: str, rate: float, mask_seed: int) -> int:
     """The generator seed for one (dataset, split, modality, rate, mask seed): a stable 64-bit int."""
-    key = "\x1f".join(["msabench-mask-v1", str(dataset), str(split), str(modality), _rate_key(rate), str(int(mask_seed))])
+    key = "\x1f".join(
+        ["msabench-mask-v1", str(dataset), str(split), str(modality), _rate_key(rate), str(int(mask_seed))]
+    )
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little")
 
 
@@ -134,6 +136,7 @@ def split_masks(
             continue
         if lengths is None:
             lengths = np.full(values.shape[0], values.shape[1], dtype=np.int64)
-        out[m] = drop_masks(lengths, values.shape[1], rate, dataset=dataset, split=split, modality=m,
-                            mask_seed=seeds[m])
+        out[m] = drop_masks(
+            lengths, values.shape[1], rate, dataset=dataset, split=split, modality=m, mask_seed=seeds[m]
+        )
     return out

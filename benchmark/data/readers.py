@@ -1,4 +1,4 @@
-"""Readers of the real data layouts (design 5); each returns a validated `DatasetData`.
+"""Readers of the real data layouts (docs/architecture.md §5); each returns a validated `DatasetData`.
 
 - `read_mmsa_pickle`: MMSA `unaligned_50.pkl` / `aligned_50.pkl` (MOSI, MOSEI), `unaligned_39.pkl`
   (SIMS), and the synthetic suite's `data.pkl` (same layout).
@@ -13,6 +13,7 @@ file and what is wrong.
 
 from __future__ import annotations
 
+from msabench.core.types import IEMOCAP_EMOTIONS
 from msabench.data.readers_common import (
     DATA_ROOT_HINT,
     attach_features,
@@ -33,7 +34,6 @@ from msabench.data.readers_csv import (
     read_meld_csv,
 )
 from msabench.data.readers_pkl import is_aligned_name, looks_like_mult, read_mmsa_pickle, read_mult_pickle
-from msabench.core.types import IEMOCAP_EMOTIONS
 
 __all__ = [
     "DATA_ROOT_HINT",

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from msabench.data.container import SplitData
 from msabench.core.errors import UserError
+from msabench.data.container import SplitData
 
 PathLike = str | os.PathLike[str]
 
@@ -93,7 +93,8 @@ def as_float(values: object, where: str, ndim: int | tuple[int, ...]) -> np.ndar
     ndims = (ndim,) if isinstance(ndim, int) else ndim
     if arr.ndim not in ndims:
         want = " or ".join(f"{d}-d" for d in ndims)
-        raise UserError(f"{where} has shape {arr.shape}, expected a {want} array; the file is not in the expected layout.")
+        raise UserError(f"{where} has shape {arr.shape}, expected a {want} array; the file is not in the expected "
+                        "layout.")
     return arr
 
 
@@ -182,7 +183,8 @@ def attach_features(splits: dict[str, SplitData], path: PathLike, *, where: str 
     where = where or os.fspath(path)
     arrays = read_npz(path)
     if "id" not in arrays:
-        raise UserError(f"{where} lacks 'id' (it has: {', '.join(sorted(arrays)) or 'nothing'}); features.npz needs an id array to match rows.")
+        raise UserError(f"{where} lacks 'id' (it has: {', '.join(sorted(arrays)) or 'nothing'}); features.npz needs an "
+                        "id array to match rows.")
     ids = as_ids(arrays["id"], f"{where} id")
     n = ids.shape[0]
     present = [m for m in FEATURE_MODALITIES if m in arrays]
@@ -192,7 +194,8 @@ def attach_features(splits: dict[str, SplitData], path: PathLike, *, where: str 
     for m in present:
         values = as_float(arrays[m], f"{where} {m}", (2, 3))
         if values.shape[0] != n:
-            raise UserError(f"{where}: {m} has {values.shape[0]} rows but id has {n}; the arrays must align: regenerate the file.")
+            raise UserError(f"{where}: {m} has {values.shape[0]} rows but id has {n}; the arrays must align: "
+                            "regenerate the file.")
         if values.ndim == 2:
             values = values[:, None, :]
         key = f"{m}_lengths"

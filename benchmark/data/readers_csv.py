@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from msabench.core.errors import UserError
 from msabench.data.container import SPLITS, DatasetData, SplitData
 from msabench.data.readers_common import PathLike, attach_features, files_hash, infer_name
 from msabench.data.validate import validate_dataset
-from msabench.core.errors import UserError
 
 LABEL_CSV_COLUMNS = ("video_id", "clip_id", "text", "label", "mode")
 MELD_COLUMNS = ("Utterance", "Sentiment", "Dialogue_ID", "Utterance_ID")
@@ -58,7 +58,8 @@ def read_csv_rows(path: PathLike, where: str, required: Sequence[str]) -> tuple[
     width = len(header)
     for i, r in enumerate(rows[1:], start=2):
         if len(r) != width and any(cell.strip() for cell in r):
-            raise UserError(f"{where} line {i} has {len(r)} fields but the header has {width}; fix the row (quote fields with commas).")
+            raise UserError(f"{where} line {i} has {len(r)} fields but the header has {width}; fix the row (quote "
+                            "fields with commas).")
     return header, body
 
 
@@ -123,11 +124,12 @@ def _floats(cells: list[str], where: str, column: str) -> np.ndarray:
     try:
         return np.array([float(c) for c in cells], dtype=np.float32)
     except ValueError:
-        for i, c in enumerate(cells):
+        for c in cells:
             try:
                 float(c)
             except ValueError:
-                raise UserError(f"{where}: {column} value {_cell(c)} is not a number; fix the {column} column.") from None
+                raise UserError(f"{where}: {column} value {_cell(c)} is not a number; fix the {column} "
+                                "column.") from None
         raise
 
 
@@ -147,7 +149,8 @@ def read_meld_csv(path: PathLike, *, where: str | None = None) -> tuple[str, Spl
     for i, r in enumerate(rows, start=2):
         sent = r[isent].strip().lower()
         if sent not in SENTIMENTS:
-            raise UserError(f"{where} line {i}: Sentiment {_cell(r[isent])} is not negative, neutral or positive; fix the Sentiment column.")
+            raise UserError(f"{where} line {i}: Sentiment {_cell(r[isent])} is not negative, neutral or positive; fix "
+                            "the Sentiment column.")
         labels.append(SENTIMENTS[sent])
         ids.append(f"{prefix}_dia{r[idia].strip()}_utt{r[iutt].strip()}")
     split = SplitData(
@@ -177,7 +180,7 @@ def read_meld(
         files = {s: Path(folder) / f for s, f in MELD_FILES.items()}
     splits: dict[str, SplitData] = {}
     read: list[Path] = []
-    for s, p in files.items():
+    for p in files.values():
         split_name, split = read_meld_csv(p, where=shown(p, root))
         splits[split_name] = split
         read.append(Path(p))

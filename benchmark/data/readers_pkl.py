@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from msabench.core.errors import UserError
 from msabench.data import safe_pickle
 from msabench.data.container import SPLITS, DatasetData, SplitData
 from msabench.data.readers_common import (
@@ -20,7 +21,6 @@ from msabench.data.readers_common import (
     infer_name,
 )
 from msabench.data.validate import require_keys, validate_dataset
-from msabench.core.errors import UserError
 
 
 def _load_split_dict(path: PathLike, where: str, splits: tuple[str, ...]) -> dict[str, dict[str, Any]]:
@@ -33,7 +33,8 @@ def _load_split_dict(path: PathLike, where: str, splits: tuple[str, ...]) -> dic
     require_keys(obj, splits, where, "(top level)")
     for s in splits:
         if not isinstance(obj[s], dict):
-            raise UserError(f"{where}: split {s!r} is a {type(obj[s]).__name__}, not a dict of arrays; use the original file.")
+            raise UserError(f"{where}: split {s!r} is a {type(obj[s]).__name__}, not a dict of arrays; use the "
+                            "original file.")
     return obj
 
 
@@ -55,7 +56,8 @@ def _mmsa_split(d: dict[str, Any], where: str, aligned: bool) -> SplitData:
     if "raw_text" in d and d["raw_text"] is not None:
         raw = d["raw_text"]
         if not (isinstance(raw, (list, tuple)) or (isinstance(raw, np.ndarray) and raw.ndim == 1)):
-            raise UserError(f"{where} raw_text is a {type(raw).__name__}, not one text per sample; use the original file.")
+            raise UserError(f"{where} raw_text is a {type(raw).__name__}, not one text per sample; use the original "
+                            "file.")
         split.raw_text = [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in list(raw)]
     # Text: precomputed features (N, T, D) and/or BERT inputs (N, 3, T) = ids, mask, segments.
     if "text" in d:
@@ -63,7 +65,8 @@ def _mmsa_split(d: dict[str, Any], where: str, aligned: bool) -> SplitData:
     if "text_bert" in d and d["text_bert"] is not None:
         bert = as_float(d["text_bert"], f"{where} text_bert", 3)
         if bert.shape[1] != 3:
-            raise UserError(f"{where}: text_bert has shape {bert.shape}, expected (N, 3, T) (ids, mask, segments); use the original file.")
+            raise UserError(f"{where}: text_bert has shape {bert.shape}, expected (N, 3, T) (ids, mask, segments); use "
+                            "the original file.")
         split.text_ids = as_int(bert[:, 0], f"{where} text_bert ids")
         split.text_lengths = as_int(bert[:, 1], f"{where} text_bert mask").sum(axis=1)
     elif split.text_feats is not None:
@@ -152,10 +155,12 @@ def read_mult_pickle(
         labels = as_float(d["labels"], f"{sw} labels", (2, 3))
         if labels.ndim == 3:
             if labels.shape[1:] != (4, 2):
-                raise UserError(f"{sw}: labels have shape {labels.shape}, expected (N, 4, 2) (one-hot per emotion); use MulT's file.")
+                raise UserError(f"{sw}: labels have shape {labels.shape}, expected (N, 4, 2) (one-hot per emotion); "
+                                "use MulT's file.")
             labels = np.ascontiguousarray(labels[..., 1])
         elif labels.shape[1] != 4:
-            raise UserError(f"{sw}: labels have shape {labels.shape}, expected (N, 4, 2) (one-hot per emotion); use MulT's file.")
+            raise UserError(f"{sw}: labels have shape {labels.shape}, expected (N, 4, 2) (one-hot per emotion); use "
+                            "MulT's file.")
         n = labels.shape[0]
         if "id" in d and d["id"] is not None:
             ids = as_ids(d["id"], f"{sw} id")

@@ -1,4 +1,4 @@
-"""A restricted unpickler for untrusted data pickles (design 5).
+"""A restricted unpickler for untrusted data pickles (docs/architecture.md §5).
 
 MMSA's and MulT's feature files are pickles, and a pickle can run arbitrary code when loaded.
 `load` reads only plain data: numpy arrays and scalars, lists, dicts, tuples, sets, str, bytes,
@@ -324,7 +324,8 @@ def _load_stream(fh: Any, where: str) -> Any:
     except UserError:
         raise
     except MemoryError:
-        raise UserError(f"{where}: out of memory while reading the pickle; free memory or use a smaller file.") from None
+        raise UserError(f"{where}: out of memory while reading the pickle; free memory or use a smaller "
+                        "file.") from None
     except Exception as exc:  # noqa: BLE001 - any failure to parse is a corrupt file
         reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         raise UserError(

@@ -1,4 +1,4 @@
-"""Validation of a loaded dataset, exactly as design 5 says.
+"""Validation of a loaded dataset, exactly as docs/architecture.md §5 says.
 
 - Audio `-inf` (COVAREP writes it) becomes 0 and is counted in `DatasetData.neg_inf_count`.
 - NaN or `+inf` anywhere, or `-inf` anywhere but audio: `UserError`.
@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from msabench.data.container import SPLITS, DatasetData, SplitData
 from msabench.core.errors import UserError
+from msabench.data.container import SPLITS, DatasetData, SplitData
 
 # Sentiment score ranges by dataset family.
 SCORE_RANGES: dict[str, tuple[float, float]] = {"mosi": (-3.0, 3.0), "mosei": (-3.0, 3.0), "sims": (-1.0, 1.0)}
@@ -53,13 +53,16 @@ def scan_nonfinite(values: np.ndarray, *, where: str, allow_neg_inf: bool = Fals
         chunk = values[start:start + rows]  # a view: slicing the first axis never copies
         lo, hi = chunk.min(), chunk.max()
         if np.isnan(lo) or np.isnan(hi):
-            raise UserError(f"{where} contains NaN; NaN is not allowed in any feature or label: clean or regenerate the file.")
+            raise UserError(f"{where} contains NaN; NaN is not allowed in any feature or label: clean or regenerate "
+                            "the file.")
         if hi == np.inf:
-            raise UserError(f"{where} contains +inf; +inf is not allowed in any feature or label: clean or regenerate the file.")
+            raise UserError(f"{where} contains +inf; +inf is not allowed in any feature or label: clean or regenerate "
+                            "the file.")
         if lo == -np.inf:
             if not allow_neg_inf:
                 raise UserError(
-                    f"{where} contains -inf; -inf is allowed only in audio (COVAREP), not here: clean or regenerate the file."
+                    f"{where} contains -inf; -inf is allowed only in audio (COVAREP), not here: clean or regenerate "
+                    "the file."
                 )
             if not values.flags.writeable:
                 values = np.array(values)  # read-only (memory-mapped) input: work on a copy
@@ -72,7 +75,8 @@ def scan_nonfinite(values: np.ndarray, *, where: str, allow_neg_inf: bool = Fals
 
 def _check_lengths(values: np.ndarray, lengths: np.ndarray | None, n: int, where: str, name: str) -> np.ndarray | None:
     if values.shape[0] != n:
-        raise UserError(f"{where}: {name} has {values.shape[0]} rows but the split has {n} ids; the file is inconsistent: regenerate it.")
+        raise UserError(f"{where}: {name} has {values.shape[0]} rows but the split has {n} ids; the file is "
+                        "inconsistent: regenerate it.")
     if lengths is None:
         return None
     lengths = np.asarray(lengths)
@@ -84,7 +88,8 @@ def _check_lengths(values: np.ndarray, lengths: np.ndarray | None, n: int, where
     if lengths.size and not np.issubdtype(lengths.dtype, np.integer):
         as_int = lengths.astype(np.int64)
         if not np.array_equal(as_int, lengths):
-            raise UserError(f"{where}: {name}_lengths holds non-integer values; lengths must be whole numbers: regenerate the file.")
+            raise UserError(f"{where}: {name}_lengths holds non-integer values; lengths must be whole numbers: "
+                            "regenerate the file.")
         lengths = as_int
     lengths = lengths.astype(np.int64, copy=False)
     if lengths.size:
@@ -113,15 +118,18 @@ def _check_split(split: SplitData, *, where: str, family: str, score_range: tupl
     # Text.
     if split.text_ids is not None:
         if split.text_ids.ndim != 2:
-            raise UserError(f"{where}: text ids have shape {split.text_ids.shape}, expected (N, T); regenerate the file.")
+            raise UserError(f"{where}: text ids have shape {split.text_ids.shape}, expected (N, T); regenerate the "
+                            "file.")
         split.text_lengths = _check_lengths(split.text_ids, split.text_lengths, n, where, "text")
     if split.text_feats is not None:
         if split.text_feats.ndim != 3:
-            raise UserError(f"{where}: text features have shape {split.text_feats.shape}, expected (N, T, D); regenerate the file.")
+            raise UserError(f"{where}: text features have shape {split.text_feats.shape}, expected (N, T, D); "
+                            "regenerate the file.")
         split.text_lengths = _check_lengths(split.text_feats, split.text_lengths, n, where, "text")
         if split.text_ids is not None and split.text_ids.shape[1] != split.text_feats.shape[1]:
             raise UserError(
-                f"{where}: text ids have length {split.text_ids.shape[1]} but text features {split.text_feats.shape[1]}; "
+                f"{where}: text ids have length {split.text_ids.shape[1]} but text features "
+                f"{split.text_feats.shape[1]}; "
                 "they must align: regenerate the file."
             )
         split.text_feats, _ = scan_nonfinite(split.text_feats, where=f"{where} text")
@@ -145,7 +153,8 @@ def _check_split(split: SplitData, *, where: str, family: str, score_range: tupl
         _check_range(reg, score_range, f"{where} regression labels", family)
     for m, scores in split.unimodal.items():
         if np.shape(scores) != (n,):
-            raise UserError(f"{where}: {m} unimodal labels have shape {np.shape(scores)}, expected ({n},); regenerate the file.")
+            raise UserError(f"{where}: {m} unimodal labels have shape {np.shape(scores)}, expected ({n},); regenerate "
+                            "the file.")
         scan_nonfinite(np.asarray(scores), where=f"{where} {m} unimodal labels")
         _check_range(np.asarray(scores), score_range, f"{where} {m} unimodal labels", family)
     if split.classification is not None:
@@ -155,7 +164,8 @@ def _check_split(split: SplitData, *, where: str, family: str, score_range: tupl
         bad = (cls < 0) | (cls >= N_CLASSES)
         if bad.any():
             raise UserError(
-                f"{where}: class label {cls[np.argmax(bad)]!r} is not one of 0, 1, 2 (negative, neutral, positive); fix the labels."
+                f"{where}: class label {cls[np.argmax(bad)]!r} is not one of 0, 1, 2 (negative, neutral, positive); "
+                "fix the labels."
             )
     if split.multilabel is not None:
         ml = split.multilabel
@@ -204,13 +214,16 @@ def validate_dataset(
             f"{where} has no {', '.join(missing)} split (it has: {', '.join(data.splits) or 'none'}); "
             "every dataset needs train, valid and test: use the complete file."
         )
-    label_field = {"regression": "regression", "classification": "classification", "multilabel": "multilabel"}.get(data.label_kind)
+    label_field = {"regression": "regression", "classification": "classification",
+                   "multilabel": "multilabel"}.get(data.label_kind)
     neg_inf = 0
     dims: dict[str, tuple[str, tuple[int, ...]]] = {}
     for name, split in data.splits.items():
         split_where = f"{where} [{name}]"
         if label_field and getattr(split, label_field) is None:
-            raise UserError(f"{split_where} has no {data.label_kind} labels; the file is not in the expected layout: regenerate it.")
+            raise UserError(
+                f"{split_where} has no {data.label_kind} labels; the file is not in the expected layout: regenerate it."
+            )
         neg_inf += _check_split(split, where=split_where, family=data.family, score_range=score_range)
         for key in ("text_feats", "audio", "vision", "multilabel"):
             arr = getattr(split, key)

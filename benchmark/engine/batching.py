@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from msabench.data.container import DatasetData, SplitData
-from msabench.core.errors import UserError
 from msabench.api.types import Batch, MissingView
+from msabench.core.errors import UserError
+from msabench.data.container import DatasetData, SplitData
 
 _FIELDS = {"t": ("text", "text_mask"), "a": ("audio", "audio_mask"), "v": ("vision", "vision_mask")}
 
@@ -150,7 +150,8 @@ def build_tensor_split(
         else:
             values, lengths = split.modality(m)
             if values is None:
-                raise UserError(f"{data.name} has no {'audio' if m == 'a' else 'vision'} features; drop it with --modalities")
+                raise UserError(f"{data.name} has no {'audio' if m == 'a' else 'vision'} features; drop it with "
+                                "--modalities")
         value_key, mask_key = _FIELDS[m]
         inputs[mask_key] = length_mask(lengths, values.shape[1])
         if rate > 0:

@@ -4,28 +4,23 @@ from __future__ import annotations
 
 import time
 import traceback
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from msabench.engine.batching import TensorSplit, build_tensor_split, concat_splits
 from msabench.core.errors import UserError
-from msabench.engine.loop import EvalSet, LoopResult, run_loop
-from msabench.plan.planner import build_input_spec, load_for_config, text_is_tokens
-from msabench.engine.seeding import seed_everything, seed_hash
 from msabench.core.types import RunSpec
+from msabench.engine.batching import TensorSplit, build_tensor_split, concat_splits
+from msabench.engine.loop import EvalSet, LoopResult, run_loop
+from msabench.engine.options import RunOptions
+from msabench.engine.seeding import seed_everything, seed_hash
+from msabench.plan.planner import build_input_spec, load_for_config, text_is_tokens
+from msabench.protocols import protocol_of
+
+__all__ = ["RunOptions", "build_model", "check_precision", "execute", "failure_reason", "resolve_device"]
 
 SPLITS_OF_SOURCES = ("train", "valid", "test")
 SPLITS_OF_TARGETS = ("valid", "test")  # target train data is never used, so never evaluated
-
-
-@dataclass
-class RunOptions:
-    device: str = "auto"
-    precision: str = "fp32"
-    threads: int = 0  # 0: leave torch's default
-    data_root: str | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -50,6 +45,20 @@ def check_precision(precision: str, device: torch.device) -> None:
         raise UserError(f"--precision {precision} needs a CUDA GPU (autocast); use --precision fp32 on the CPU")
 
 
+def check_data_hashes(spec: RunSpec, datasets) -> None:
+    """Refuse to train on data other than what the plan measured (and the run id records).
+
+    The hashes are those of the data in hand: a worker process or a stored spec (`check --run`,
+    `--from-run`) loads and hashes the files afresh; in the planning process the data loaded and
+    hashed at plan time is the data trained on."""
+    for name, planned, data in zip(spec.datasets, spec.data_hashes, datasets):
+        if data.data_hash != planned:
+            raise UserError(
+                f"dataset {name} changed since the run was planned (data hash {data.data_hash}, the plan has "
+                f"{planned}): run {spec.run_id} would train on other data than its id records; plan again "
+                f"(rerun the same `msabench run` command) or restore the files the plan read")
+
+
 def build_model(spec: RunSpec, data_root: str | None):
     """The model of a run, its datasets, and whether text enters as tokens (also for feature analysis)."""
     import msabench.models  # noqa: F401
@@ -57,8 +66,10 @@ def build_model(spec: RunSpec, data_root: str | None):
 
     cfg = spec.config
     datasets = [load_for_config(name, cfg, data_root) for name in spec.datasets]
+    check_data_hashes(spec, datasets)
     tokens = text_is_tokens(cfg) if "t" in spec.modalities else False
-    input_spec = build_input_spec(datasets, spec.modalities, spec.task, spec.label_rule, tokens)
+    # The plan's InputSpec when the spec comes from planning; rebuilt for a spec read from a store.
+    input_spec = spec.input_spec or build_input_spec(datasets, spec.modalities, spec.task, spec.label_rule, tokens)
     cls = MODELS.get(spec.model_name)
     model = cls(config_from_flat(cls.config_cls, cfg), input_spec)
     return model, datasets, tokens
@@ -122,11 +133,9 @@ def execute(spec: RunSpec, run_dir, options: RunOptions) -> LoopResult:
         "epochs_run": result.epochs_run, "stopped_early": result.stopped_early,
         "chosen_epochs": result.chosen_epochs, "train_seconds": round(time.perf_counter() - started, 3),
     })
-    # Hook (protocols issue): a feature-analysis run also writes features.npz + analysis.json.
-    if spec.protocol == "feature-analysis":
-        from msabench.evaluation.feature_analysis import analyse_run
-
-        analyse_run(spec, run_dir, model, datasets, eval_sets, result, device)
+    protocol = protocol_of(spec.protocol)
+    if protocol is not None:
+        protocol.after_run(spec, run_dir, model, datasets, eval_sets, result, device)
     return result
 
 

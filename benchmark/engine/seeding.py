@@ -1,4 +1,4 @@
-"""Seeds and determinism (design 9): `seed_everything(seed_hash(...))`.
+"""Seeds and determinism (docs/architecture.md §9): `seed_everything(seed_hash(...))`.
 
 `seed_hash` is stable across processes, platforms and Python versions (sha256 of the canonical JSON
 of its parts; never Python's salted `hash`). torch is imported lazily, so this module stays torch-free.

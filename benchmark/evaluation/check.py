@@ -1,4 +1,4 @@
-"""`msabench check`: a stored baseline against a store or fresh runs (design 3 and 10).
+"""`msabench check`: a stored baseline against a store or fresh runs (docs/architecture.md §3 and §10).
 
 A baseline file (JSON) holds the specs of the runs it was made from, the tolerance parameters and
 one entry per table cell (generic tables: protocol x setting x dataset(s), row = model, column =
@@ -96,7 +96,8 @@ def read_baseline(path: str) -> dict[str, Any]:
         raise UserError(f"--baseline {path}: not a readable JSON baseline ({exc}); restore it (git checkout) or "
                         f"write it again with `msabench check --write-baseline FILE --out DIR`") from None
     if not isinstance(data, dict) or data.get("kind") != BASELINE_KIND:
-        raise UserError(f"--baseline {path}: not an msabench baseline (kind {data.get('kind') if isinstance(data, dict) else None!r})")
+        raise UserError(f"--baseline {path}: not an msabench baseline (kind "
+                        f"{data.get('kind') if isinstance(data, dict) else None!r})")
     if data.get("schema") != BASELINE_SCHEMA:
         raise UserError(f"--baseline {path}: schema {data.get('schema')!r}, this msabench reads {BASELINE_SCHEMA}")
     tol = data.get("tolerance") or {}
@@ -151,16 +152,17 @@ def _fmt(x) -> str:
 
 
 def run_specs(specs: Sequence[dict[str, Any]], out: str, *, threads: int, echo: Callable[[str], None]) -> None:
-    from msabench.execution.base import EXECUTORS
-    from msabench.engine.runner import RunOptions
-    from msabench.store.runs import Store
     from msabench.core.types import RunSpec
+    from msabench.engine.options import RunOptions
+    from msabench.execution.registry import EXECUTORS
+    from msabench.store.runs import Store
 
     runs = [RunSpec.from_dict(s) for s in specs]
     store = Store(out)
     options = RunOptions(device="cpu", precision="fp32", threads=threads)
     outcome = EXECUTORS.get("local")(runs, store, options)
-    echo(f"check: {len(outcome.done)} fresh runs in {out}" + (f", {len(outcome.failed)} failed" if outcome.failed else ""))
+    failed = f", {len(outcome.failed)} failed" if outcome.failed else ""
+    echo(f"check: {len(outcome.done)} fresh runs in {out}{failed}")
 
 
 def check(baseline_path: str, *, out: str | None = None, run: bool = False, keep: bool = False,

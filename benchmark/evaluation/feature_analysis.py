@@ -1,4 +1,4 @@
-"""Feature analysis (protocol `feature-analysis`; S2LIF Figs. 4-8; design 8).
+"""Feature analysis (protocol `feature-analysis`; S2LIF Figs. 4-8; docs/architecture.md §8).
 
 Two halves:
 
@@ -469,7 +469,8 @@ def analyse_stored_run(out: str, run_id: str, *, data_root: str | None = None, d
     spec = rd.read_spec()
     rule = _primary(spec, rd.checkpoint_rules())
     if rule is None:
-        raise UserError(f"--from-run {run_id}: the run has no checkpoint of its rules {', '.join(spec.selection_rules)}")
+        raise UserError(f"--from-run {run_id}: the run has no checkpoint of its rules "
+                        f"{', '.join(spec.selection_rules)}")
     dev = resolve_device(device)
     model, datasets, tokens = build_model(spec, data_root)
     model.load_state_dict(rd.read_checkpoint(rule))

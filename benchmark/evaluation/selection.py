@@ -3,24 +3,69 @@
 The same functions choose checkpoints during training (on the records so far) and the reported
 epoch post hoc in `report`, so what is trained and what is reported can never disagree.
 
-Rules (design 8):
-  val           best validation selection metric (MAE / accuracy / mean F1) over the training domains
-  train-domain  best mean source-valid accuracy (DG; equal to `val` for class heads)
-  oracle        best mean target-valid accuracy (labelled wherever shown)
-  lodo          best mean held-out-source valid accuracy of the run's leave-one-domain-out helpers
-  last          the last epoch
-Ties go to the earliest epoch.
+The rules (docs/architecture.md §8) are registered once, in `SELECTION_RULES` below, each with the
+label the report prints and what it needs; protocols, the loop, the report and the CLI read them
+from there. Ties go to the earliest epoch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from msabench.core.errors import UserError
+from msabench.core.registry import Registry
 from msabench.metrics import selection_metric
 
-RULES = ("val", "train-domain", "oracle", "lodo", "last")
+
+@dataclass(frozen=True)
+class SelectionRule:
+    name: str
+    label: str  # a short human-readable name (listings, help)
+    description: str
+    caption_note: str = ""  # said beside the rule in every table caption that uses it
+    needs_targets: bool = False  # reads the target domains' valid splits (DG only)
+    # Answered from other runs' records (the lodo helpers), so never during training: the loop
+    # keeps no checkpoint for it and it cannot drive early stopping.
+    needs_helper_runs: bool = False
+
+
+SELECTION_RULES: Registry[SelectionRule] = Registry("selection rule", listing=None)
+_IN_ORDER = (
+    SelectionRule("val", "best validation metric",
+                  "best validation selection metric (MAE / accuracy / mean F1) over the training domains"),
+    SelectionRule("train-domain", "best source-domain validation accuracy",
+                  "best mean source-valid accuracy (DG; equal to `val` for class heads)"),
+    SelectionRule("oracle", "oracle (target validation accuracy)",
+                  "best mean target-valid accuracy (labelled wherever shown)", needs_targets=True,
+                  caption_note="oracle: selected on the target valid split"),
+    SelectionRule("lodo", "leave-one-domain-out validation",
+                  "best mean held-out-source valid accuracy of the run's leave-one-domain-out helper runs",
+                  needs_helper_runs=True),
+    SelectionRule("last", "last epoch", "the last epoch"),
+)
+for _rule in _IN_ORDER:
+    SELECTION_RULES.add(_rule.name, _rule)
+RULES = tuple(r.name for r in _IN_ORDER)
+
+
+def check_rule(rule: str, option: str = "--selection") -> SelectionRule:
+    """The registered rule named `rule`, or a UserError listing them."""
+    if rule not in SELECTION_RULES:
+        raise UserError(f"{option} {rule!r}: unknown selection rule; use one of {', '.join(RULES)}")
+    return SELECTION_RULES.get(rule)
+
+
+def caption_text(rule: str) -> str:
+    """How a table caption names the rule: `selection rule 'oracle' (oracle: selected on ...)`."""
+    note = SELECTION_RULES.get(rule).caption_note if rule in SELECTION_RULES else ""
+    return f"selection rule '{rule}'" + (f" ({note})" if note else "")
+
+
+def rules_during_training(rules: Sequence[str]) -> tuple[str, ...]:
+    """The rules the loop can answer from the run's own records as it trains (checkpoints, stopping)."""
+    return tuple(r for r in rules if not SELECTION_RULES.get(r).needs_helper_runs)
 
 
 def _per_epoch_mean(records: Iterable[dict[str, Any]], split: str, domains: Sequence[str], metric: str,
@@ -59,8 +104,7 @@ def select_epoch(
     lodo_records: Sequence[Sequence[dict[str, Any]]] = (),
 ) -> int | None:
     """The epoch `rule` picks, or None when the records cannot answer it (yet)."""
-    if rule not in RULES:
-        raise UserError(f"unknown selection rule {rule!r}; use one of {', '.join(RULES)}")
+    check_rule(rule, "selection rule")
     if rule == "last":
         epochs = [int(r["epoch"]) for r in records]
         return max(epochs) if epochs else None

@@ -1,6 +1,6 @@
-"""Executors: where runs execute. `local` runs them one after another in this process.
+"""Running one run into the store (`run_one`), and the `local` executor: one run after another here.
 
-Every executor calls `run_one`, so results never depend on the executor (design 9).
+Every executor calls `run_one`, so results never depend on the executor (docs/architecture.md §9).
 """
 
 from __future__ import annotations
@@ -10,11 +10,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from msabench.core.errors import UserError
-from msabench.core.registry import Registry
-from msabench.engine.runner import RunOptions, execute, failure_reason
 from msabench.core.types import RunSpec
-
-EXECUTORS: Registry[Callable] = Registry("executor", listing=None)  # no `msabench executors`
+from msabench.engine.options import RunOptions
 
 
 @dataclass
@@ -44,6 +41,7 @@ class SweepOutcome:
 
 def run_one(spec: RunSpec, store, options: RunOptions, retry_failed: bool) -> str:
     """Run `spec` unless the store says not to; returns the resulting status."""
+    from msabench.engine.runner import execute, failure_reason  # torch: only where a run executes
     from msabench.store.runs import should_run
 
     run_dir = store.run_dir(spec.run_id)
@@ -68,7 +66,6 @@ def run_one(spec: RunSpec, store, options: RunOptions, retry_failed: bool) -> st
         return "done"
 
 
-@EXECUTORS.register("local")
 def run_local(specs: Sequence[RunSpec], store, options: RunOptions, retry_failed: bool = False,
               progress: Callable[[RunSpec, str], None] | None = None, **_: object) -> SweepOutcome:
     outcome = SweepOutcome(progress=progress)
@@ -76,10 +73,3 @@ def run_local(specs: Sequence[RunSpec], store, options: RunOptions, retry_failed
         outcome.add(spec, run_one(spec, store, options, retry_failed))
     return outcome
 
-
-# The other executors register themselves (both import nothing heavy at import time).
-from msabench.execution import process as executors_process
-from msabench.execution import ray_executor as executors_ray  # noqa: E402
-
-EXECUTORS.add("process", executors_process.run_process)
-EXECUTORS.add("ray", executors_ray.run_ray)

@@ -1,4 +1,4 @@
-"""The `process` executor: N worker processes on this machine, each running `run_one` (design 9).
+"""The `process` executor: N worker processes on this machine, each running `run_one` (docs/architecture.md §9).
 
 Layout: `--workers N` (default: cores // threads), `--threads T` per worker (default: cores //
 workers, so that workers x threads = cores); with GPUs visible and a CUDA device asked for (auto,
@@ -132,10 +132,10 @@ def _die_with_parent(parent_pid: int) -> None:
 def worker_main(conn, parent_pid: int, out_root: str, options: dict[str, Any], retry_failed: bool) -> None:
     """A worker: receive (index, spec dict), run it, send ('end', index, status); None ends it."""
     _die_with_parent(parent_pid)
-    from msabench.execution.base import run_one
-    from msabench.engine.runner import RunOptions
-    from msabench.store.runs import Store
     from msabench.core.types import RunSpec
+    from msabench.engine.options import RunOptions
+    from msabench.execution.base import run_one
+    from msabench.store.runs import Store
 
     store = Store(out_root)
     run_options = RunOptions(**options)
@@ -211,9 +211,8 @@ def run_process(specs: Sequence, store, options, retry_failed: bool = False,
                 progress: Callable[[Any, str], None] | None = None, workers: int | None = None,
                 runs_per_gpu: int | None = None, layout_note: Callable[[str], None] | None = None,
                 **_: object):
-    from multiprocessing.connection import wait
-
     import multiprocessing as mp
+    from multiprocessing.connection import wait
 
     from msabench.execution.base import SweepOutcome
 

@@ -1,4 +1,4 @@
-"""The `ray` executor: each run a Ray task that calls `run_one` (design 9).
+"""The `ray` executor: each run a Ray task that calls `run_one` (docs/architecture.md §9).
 
 `--address ADDR` joins an existing cluster (its nodes need msabench installed, the same version,
 and the store path reachable: a shared file system); without it a local instance is started with
@@ -28,10 +28,10 @@ OBJECT_STORE_BYTES = 256 * 1024 * 1024  # results travel as run folders, not obj
 def ray_task(spec_dict: dict[str, Any], run_id: str, out_root: str, options: dict[str, Any],
              retry_failed: bool) -> tuple[str, str]:
     """The body of one task: ('end', status) or ('user_error', message)."""
-    from msabench.execution.base import run_one
-    from msabench.engine.runner import RunOptions
-    from msabench.store.runs import Store
     from msabench.core.types import RunSpec
+    from msabench.engine.options import RunOptions
+    from msabench.execution.base import run_one
+    from msabench.store.runs import Store
 
     spec = RunSpec.from_dict(spec_dict)
     if spec.run_id != run_id:

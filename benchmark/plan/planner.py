@@ -1,4 +1,4 @@
-"""From a request (CLI options or a sweep file) to RunSpecs: protocol runs x model specs.
+"""From a `Request` (CLI options, a sweep file or a paper template) to RunSpecs: protocol runs x model specs.
 
 Config resolution, model/modality compatibility and data hashes happen here, at plan time, so a
 sweep fails before it trains anything.
@@ -6,31 +6,17 @@ sweep fails before it trains anything.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from msabench import major_minor
+from msabench.api.types import InputSpec
 from msabench.core.config import ModelSpec, parse_model_spec, resolve_config
 from msabench.core.errors import UserError
 from msabench.core.types import RunSpec
-from msabench.api.types import InputSpec
+from msabench.data.names import family_of, is_synthetic
+from msabench.plan.request import Request
 
 N_OUTPUTS = {"regression": 1, "classification": 3, "multilabel": 4}
-
-
-@dataclass
-class Request:
-    protocol: str
-    models: tuple[str, ...] = ()
-    datasets: tuple[str, ...] = ()
-    setting: str | None = None
-    seeds: tuple[int, ...] | None = None
-    modalities: tuple[str, ...] | None = None
-    rates: tuple[float, ...] | None = None
-    selection: str | None = None
-    user_set: dict[str, Any] = field(default_factory=dict)
-    data_root: str | None = None
-    tiny: bool = False
 
 
 _LOADED: dict[tuple, Any] = {}
@@ -61,7 +47,7 @@ def text_is_tokens(cfg: dict[str, Any]) -> bool:
     if encoder == "tokens":
         return True
     raise UserError(
-        f"text.encoder={encoder!r}: Hugging Face text encoders are not available yet (roadmap item 1);"
+        f"text.encoder={encoder!r}: this version of msabench has no pretrained text encoders;"
         " use text.encoder=features (precomputed features) or text.encoder=tokens (a trainable embedding)"
     )
 
@@ -95,7 +81,7 @@ def build_input_spec(datasets: list[Any], modalities: tuple[str, ...], task: str
         dims.pop("t", None)
     groups = {}
     if first.ground_truth and not tokens:
-        # (protocols issue) the synthetic suite's ground_truth.json names the groups per modality
+        # The synthetic suite's ground_truth.json names the groups per modality
         # under "modalities" (with dims and coefficients beside them); keep the index lists only.
         truth = first.ground_truth.get("features") or first.ground_truth.get("modalities", {})
         groups = {m: {k: [int(i) for i in g.get(k, [])] for k in ("invariant", "spurious", "style")}
@@ -114,19 +100,14 @@ def plan(request: Request) -> list[RunSpec]:
     import msabench.models  # noqa: F401  (registers the plugins)
     from msabench.api.model import MODELS
     from msabench.protocols import PROTOCOLS
-    from msabench.protocols.base import PlanRequest
 
     protocol = PROTOCOLS.get(request.protocol)
-    synthetic_names = _synthetic_names()
     datasets = tuple(request.datasets)
-    real = [d for d in datasets if d not in synthetic_names]
+    real = [d for d in datasets if not is_synthetic(d)]
     if real and len(real) != len(datasets):
         raise UserError(f"mixing real and synthetic datasets ({', '.join(datasets)}) is not allowed: use one kind")
     _check_modalities(request.modalities)
-    planned = protocol.plan(PlanRequest(
-        datasets=datasets, setting=request.setting, seeds=request.seeds, modalities=request.modalities,
-        rates=request.rates, selection=request.selection,
-    ))
+    planned = protocol.plan(request)
     model_texts = request.models or protocol.quick_models
     if model_texts == ("all",):
         model_texts = tuple(MODELS.names())
@@ -144,10 +125,10 @@ def plan(request: Request) -> list[RunSpec]:
 
 
 def _build(run, spec: ModelSpec, cls, protocol, request: Request, sweep_model_keys, skip_incompatible):
-    synthetic = run.datasets[0] in _synthetic_names()
+    synthetic = is_synthetic(run.datasets[0])
     # --tiny is part of the policy layer, so --set and the model spec still win over it.
     policy = {**protocol.policy(synthetic), **(_tiny_policy(synthetic) if request.tiny else {})}
-    cfg = resolve_config(cls, spec, _family(run.datasets[0]), policy=policy, caps=protocol.caps(synthetic),
+    cfg = resolve_config(cls, spec, family_of(run.datasets[0]), policy=policy, caps=protocol.caps(synthetic),
                          user_set=request.user_set, tiny=request.tiny, tolerated_model_keys=sweep_model_keys)
     data = [load_for_config(name, cfg, request.data_root) for name in run.datasets]
     task = task_of(data, run.task)
@@ -165,7 +146,7 @@ def _build(run, spec: ModelSpec, cls, protocol, request: Request, sweep_model_ke
         seed=run.seed, rate=run.rate, modalities=run.modalities, label_rule=run.label_rule, task=task,
         source_domains=run.source_domains, target_domains=run.target_domains,
         selection_rules=run.selection_rules, eval_rates=run.eval_rates, train_domains=run.train_domains,
-        valid_domains=run.valid_domains, msabench_version=major_minor(),
+        valid_domains=run.valid_domains, msabench_version=major_minor(), input_spec=input_spec,
     )
 
 
@@ -188,18 +169,6 @@ def _check_modalities(modalities) -> None:
     bad = [m for m in modalities if m not in ("t", "a", "v")]
     if bad or not modalities or len(set(modalities)) != len(modalities):
         raise UserError(f"--modalities {','.join(modalities)}: use a non-empty subset of t,a,v, e.g. t,v")
-
-
-def _family(name: str) -> str:
-    from msabench.data.datasets import family_of
-
-    return family_of(name)
-
-
-def _synthetic_names() -> set[str]:
-    from msabench.data.synth import synth_names
-
-    return set(synth_names())
 
 
 def _dedupe(specs: list[RunSpec]) -> list[RunSpec]:

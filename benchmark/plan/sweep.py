@@ -27,11 +27,12 @@ from __future__ import annotations
 import time
 import tomllib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from msabench.core.errors import UserError, did_you_mean
+from msabench.plan.request import Request
 
 TOP_KEYS = ("name", "description", "protocol", "models", "datasets", "seeds", "n_seeds", "setting", "settings",
             "rates", "modalities", "selection", "set", "tiny")
@@ -41,27 +42,15 @@ NAMESPACES = ("model", "train", "data", "text")
 
 @dataclass(frozen=True)
 class SweepFile:
+    """A sweep file read: its name and its study as `Request`s (one per setting)."""
+
     path: str
     name: str
-    protocol: str
-    models: tuple[str, ...]
-    datasets: tuple[str, ...]
-    seeds: tuple[int, ...] | None
-    settings: tuple[str | None, ...]
-    rates: tuple[float, ...] | None
-    modalities: tuple[str, ...] | None
-    selection: str | None
-    user_set: dict[str, Any]
-    tiny: bool
+    requests: tuple[Request, ...]
 
-    def requests(self, data_root: str | None = None, tiny: bool = False) -> list:
-        """One planning Request per setting."""
-        from msabench.plan.planner import Request
-
-        return [Request(protocol=self.protocol, models=self.models, datasets=self.datasets, setting=setting,
-                        seeds=self.seeds, modalities=self.modalities, rates=self.rates, selection=self.selection,
-                        user_set=dict(self.user_set), data_root=data_root, tiny=self.tiny or tiny)
-                for setting in self.settings]
+    def for_run(self, data_root: str | None = None, tiny: bool = False) -> list[Request]:
+        """The requests with the command line's execution options (`--data-root`, `--tiny`)."""
+        return [replace(r, data_root=data_root, tiny=r.tiny or tiny) for r in self.requests]
 
 
 def _err(path: str, text: str) -> UserError:
@@ -214,12 +203,13 @@ def load_sweep(path: str | Path) -> SweepFile:
     tiny = data.get("tiny", False)
     if not isinstance(tiny, bool):
         raise _err(where, f"tiny must be true or false, got {tiny!r}")
-    return SweepFile(path=where, name=str(data.get("name", p.stem)), protocol=protocol, models=models,
-                     datasets=datasets, seeds=seeds, settings=settings, rates=rates, modalities=modalities,
-                     selection=data.get("selection"), user_set=user_set, tiny=tiny)
+    requests = tuple(Request(protocol=protocol, models=models, datasets=datasets, setting=setting, seeds=seeds,
+                             modalities=modalities, rates=rates, selection=data.get("selection"),
+                             user_set=dict(user_set), tiny=tiny) for setting in settings)
+    return SweepFile(path=where, name=str(data.get("name", p.stem)), requests=requests)
 
 
-def plan_requests(requests: Sequence) -> list:
+def plan_requests(requests: Sequence[Request]) -> list:
     """Plan each request and concatenate, dropping repeated run ids (order kept)."""
     from msabench.plan.planner import plan
 
@@ -323,8 +313,8 @@ def run_sweep(specs: Sequence, *, out: str, options, executor: str = "local", re
               tracking=None, echo: Callable[[str], None] = print, stream=None):
     """Execute `specs` with the executor, show progress, log done runs to MLflow from the driver,
     print the summary; returns the executor's SweepOutcome."""
-    from msabench.execution.base import EXECUTORS
     from msabench.execution.progress import Progress, summary_lines
+    from msabench.execution.registry import EXECUTORS
     from msabench.store.runs import Store
     from msabench.tracking import TrackingSettings, open_view, view_summary
 

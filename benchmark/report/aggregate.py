@@ -11,13 +11,15 @@ from __future__ import annotations
 import math
 import statistics
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from msabench.report.table import Cell, Column, Row, Table
-from msabench.evaluation.selection import metrics_at, select_epoch
 from msabench.core.types import short_hash
+from msabench.data.names import family_of, is_synthetic
+from msabench.evaluation.selection import caption_text, metrics_at, select_epoch
+from msabench.protocols import kind_of, protocol_of
+from msabench.report.table import Cell, Column, Row, Table
 
 GENERIC_METRICS = {
     "regression": ("acc2_has0", "acc2_non0", "f1_has0", "f1_non0", "acc7", "mae", "corr"),
@@ -26,8 +28,6 @@ GENERIC_METRICS = {
 }
 SIMS_METRICS = ("acc2", "acc3", "acc5", "f1", "mae", "corr")
 RAW_METRICS = {"mae": "min", "corr": "max"}
-DG_PROTOCOLS = ("dg-single", "dg-multisource")
-RATE_PROTOCOLS = ("missing-rate", "missing-rate-eval")
 ROW_IGNORED_KEYS = {"data.missing_rate", "data.rate"}  # a missing-rate sweep's rows span its rates
 CURVE_METRICS = {  # the metrics of the missing-rate tables and plots, per family
     "regression": ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0"),
@@ -86,14 +86,15 @@ def stable_key(obj: Any) -> str:
     return short_hash(obj, 12)
 
 
-def canonical(domain: str) -> str:
-    """The real dataset a domain stands for: synth-mosi, synth-dg/mosi, mosi -> mosi."""
-    name = domain.split("/")[-1]
-    return name[len("synth-"):] if name.startswith("synth-") else name
+def is_rate_run(spec: dict[str, Any]) -> bool:
+    """A run of a missing-rate protocol, or one tested at extra rates (its curve points)."""
+    return kind_of(spec["protocol"]) == "missing-rate" or bool(spec.get("eval_rates"))
 
 
-def is_synthetic(name: str) -> bool:
-    return name.startswith("synth-")
+def tests_every_rate(spec: dict[str, Any]) -> bool:
+    """One trained model tested at every rate (missing-rate-eval), not one model per rate."""
+    protocol = protocol_of(spec["protocol"])
+    return bool(spec.get("eval_rates")) or (protocol is not None and protocol.tests_every_rate)
 
 
 def lodo_helpers(view: RunView, views: Iterable[RunView]) -> list[list[dict[str, Any]]]:
@@ -173,29 +174,27 @@ def mean_std(values: Iterable[float | None]) -> Cell:
 
 def _caption(protocol: str, version: str, seeds: list[int], rule: str, synthetic: bool, extra: str = "") -> str:
     return (f"Protocol {protocol} v{version}; test split; mean ± std (ddof=1) over "
-            f"{'/'.join(map(str, seeds)) or '0'} seeds; selection rule '{rule}'"
-            + (" (oracle: selected on the target valid split)" if rule == "oracle" else "")
+            f"{'/'.join(map(str, seeds)) or '0'} seeds; " + caption_text(rule)
             + ("; synthetic data" if synthetic else "; real data") + "." + extra
             + " Accuracies and F1 in percent.")
 
 
-def generic_tables(views: list[RunView], selection: str | None, family_of: Callable[[str], str],
-                   synthetic_of: Callable[[str], bool], reference: str | None = None) -> list[Table]:
+def generic_tables(views: list[RunView], selection: str | None, reference: str | None = None) -> list[Table]:
     """One table per protocol, setting and dataset(s) (missing-rate: per dataset and metric);
     `reference` marks significant differences in the tables that have that row."""
     from msabench.core.errors import UserError
 
-    rate_views = [v for v in views if v.spec["protocol"] in RATE_PROTOCOLS or v.spec.get("eval_rates")]
+    rate_views = [v for v in views if is_rate_run(v.spec)]
     other = [v for v in views if v not in rate_views]
-    tables = _point_tables(other, views, selection, family_of, synthetic_of, reference)
-    tables += rate_tables(rate_views, selection, family_of, synthetic_of)
+    tables = _point_tables(other, views, selection, reference)
+    tables += rate_tables(rate_views, selection)
     if reference and other and not any("reference" in t.meta for t in tables):
         labels = sorted({r.label for t in tables for r in t.rows if r.kind == "ours"})
         raise UserError(f"--reference {reference!r} names no row of these tables; use one of: {', '.join(labels)}")
     return tables
 
 
-def _point_tables(views: list[RunView], all_views: list[RunView], selection, family_of, synthetic_of,
+def _point_tables(views: list[RunView], all_views: list[RunView], selection,
                   reference: str | None = None) -> list[Table]:
     from msabench.core.errors import UserError
     from msabench.report.significance import mark_significance
@@ -210,7 +209,7 @@ def _point_tables(views: list[RunView], all_views: list[RunView], selection, fam
         spec0 = runs[0].spec
         rule = selection or spec0["selection_rules"][0]
         task = spec0["task"]
-        dg = protocol in DG_PROTOCOLS or bool(spec0.get("target_domains"))
+        dg = kind_of(protocol) == "dg" or bool(spec0.get("target_domains"))
         subgroups = {}
         if dg:
             sources = set(runs[0].sources)
@@ -225,7 +224,8 @@ def _point_tables(views: list[RunView], all_views: list[RunView], selection, fam
         models: dict[str, str] = {}
         for rkey, members in rows_by_key.items():
             key = stable_key(list(rkey))
-            per_run = [(int(m.spec["seed"]), chosen_metrics(m, rule, lodo_helpers(m, all_views) if rule == "lodo" else ()))
+            per_run = [(int(m.spec["seed"]),
+                        chosen_metrics(m, rule, lodo_helpers(m, all_views) if rule == "lodo" else ()))
                        for m in members]
             cells = {}
             for col in columns:
@@ -236,13 +236,14 @@ def _point_tables(views: list[RunView], all_views: list[RunView], selection, fam
             models[key] = members[0].spec["model"]
             rows.append(Row(key=key, label=labels[rkey], cells=cells, n_seeds=len({m.spec["seed"] for m in members})))
         rows.sort(key=lambda r: r.label)
-        synthetic = all(synthetic_of(d) for d in datasets)
+        synthetic = all(is_synthetic(d) for d in datasets)
         seeds = sorted({r.n_seeds for r in rows})
         title = f"{protocol} {setting}".strip() + f" on {' + '.join(datasets)}" + (f" at rate {rate:g}" if rate else "")
         extra = ""
         if dg:
             extra = (f" Sources {', '.join(d for d in datasets if subgroups.get(d) == 'source')}; targets "
-                     f"{', '.join(d for d in datasets if subgroups.get(d) == 'target')}; 3-class accuracy and weighted F1.")
+                     f"{', '.join(d for d in datasets if subgroups.get(d) == 'target')}; 3-class accuracy and weighted "
+                     "F1.")
         table = Table(id=f"{protocol}{('-' + setting) if setting else ''}-{'+'.join(datasets)}"
                       + (f"-rate{rate:g}" if rate else ""),
                       title=title, columns=columns, rows=rows,
@@ -283,7 +284,7 @@ def rate_curves(views: list[RunView], rule: str | None = None,
         for rkey, members in rows_by_key.items():
             per_seed: dict[int, dict[float, dict[str, dict[str, float]]]] = defaultdict(dict)
             for m in members:
-                every_rate = bool(m.spec.get("eval_rates")) or m.spec["protocol"] == "missing-rate-eval"
+                every_rate = tests_every_rate(m.spec)
                 for rate, per_domain in rate_metrics(m, chosen_rule).items():
                     # a missing-rate run counts at its own rate; a -eval run tests one model at every rate
                     if every_rate or rate == float(m.spec["rate"]):
@@ -293,11 +294,12 @@ def rate_curves(views: list[RunView], rule: str | None = None,
             names = metrics or _curve_metric_names(spec0, key[3][0])
             row = {}
             for metric in names:
-                by_rate = {rate: [per_seed[s][rate].get(domain, {}).get(metric) for s in per_seed if rate in per_seed[s]]
+                by_rate = {rate: [per_seed[s][rate].get(domain, {}).get(metric)
+                                  for s in per_seed if rate in per_seed[s]]
                            for rate in grid}
                 cells = [mean_std(by_rate[rate]) for rate in grid]
                 areas, norms = [], []
-                for s, values in per_seed.items():
+                for values in per_seed.values():
                     if len(grid) >= 2 and all(rate in values for rate in grid):
                         curve = [values[rate].get(domain, {}).get(metric) for rate in grid]
                         if all(c is not None and not math.isnan(c) for c in curve):
@@ -314,24 +316,25 @@ def rate_curves(views: list[RunView], rule: str | None = None,
 
 def _curve_metric_names(spec: dict[str, Any], dataset: str) -> tuple[str, ...]:
     task = spec["task"]
-    if task == "regression" and canonical(dataset) == "sims":
+    if task == "regression" and family_of(dataset) == "sims":
         return CURVE_METRICS["sims"]
     return CURVE_METRICS.get(task, ())
 
 
-def rate_tables(views: list[RunView], selection: str | None, family_of, synthetic_of) -> list[Table]:
+def rate_tables(views: list[RunView], selection: str | None) -> list[Table]:
     tables = []
     for key, group in rate_curves(views, selection).items():
         protocol, version, setting, datasets = key
         rule = group["rule"]
-        synthetic = all(synthetic_of(d) for d in datasets)
+        synthetic = all(is_synthetic(d) for d in datasets)
         metrics = sorted({m for row in group["rows"].values() for m in row},
                          key=lambda m: list(_curve_metric_names({"task": group["task"]}, datasets[0])).index(m)
                          if m in _curve_metric_names({"task": group["task"]}, datasets[0]) else 99)
         for metric in metrics:
             grid = sorted({r for row in group["rows"].values() for r in row.get(metric, {}).get("rates", [])})
             columns = [_metric_column(f"rate{r:g}", f"{r:g}", "missing rate", metric) for r in grid]
-            columns += [_metric_column("auilc", "auilc", "", metric), _metric_column("auilc_norm", "auilc_norm", "", metric)]
+            columns += [_metric_column("auilc", "auilc", "", metric),
+                        _metric_column("auilc_norm", "auilc_norm", "", metric)]
             rows = []
             for label, row in sorted(group["rows"].items()):
                 curve = row.get(metric)

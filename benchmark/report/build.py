@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from msabench.core.errors import UserError
+from msabench.evaluation.selection import check_rule
 from msabench.report.aggregate import RunView, generic_tables
 from msabench.report.render import RENDERERS
-from msabench.evaluation.selection import RULES
 
 
 def _status(rd) -> str:
@@ -48,25 +48,10 @@ def load_views(out: str, *, warn=None) -> list[RunView]:
     return views
 
 
-def _family_of(name: str) -> str:
-    try:
-        from msabench.data.datasets import family_of
-
-        return family_of(name)
-    except Exception:  # noqa: BLE001 - fall back on the name (synth-dg/mosi -> mosi)
-        from msabench.report.aggregate import canonical
-
-        return canonical(name)
-
-
-def _synthetic(name: str) -> bool:
-    return name.startswith("synth-")
-
-
 def build_tables(views: list[RunView], *, tables: Sequence[str] = (), selection: str | None = None,
                  compare_paper: bool = False, reference: str | None = None):
-    if selection is not None and selection not in RULES:
-        raise UserError(f"--selection {selection!r}: use one of {', '.join(RULES)}")
+    if selection is not None:
+        check_rule(selection)
     if tables:
         from msabench.protocols.templates import TEMPLATES
         from msabench.report.paper import build_template_table
@@ -77,7 +62,7 @@ def build_tables(views: list[RunView], *, tables: Sequence[str] = (), selection:
         raise UserError("--compare-paper needs a paper layout: add --table T (list them with `msabench tables`)")
     if not views:
         raise UserError("no finished runs in the store: run `msabench run` first, or pass --out DIR")
-    return generic_tables(views, selection, _family_of, _synthetic, reference=reference)
+    return generic_tables(views, selection, reference=reference)
 
 
 def build_report(out: str, *, table: str | Sequence[str] | None = None, fmt: str = "markdown",
@@ -85,8 +70,8 @@ def build_report(out: str, *, table: str | Sequence[str] | None = None, fmt: str
                  plots: str | None = None, warn=None) -> str:
     if fmt not in RENDERERS:
         raise UserError(f"--format {fmt!r}: use one of {', '.join(RENDERERS)}")
-    if selection is not None and selection not in RULES:  # before reading the store (and its warnings)
-        raise UserError(f"--selection {selection!r}: use one of {', '.join(RULES)}")
+    if selection is not None:  # before reading the store (and its warnings)
+        check_rule(selection)
     names = [table] if isinstance(table, str) else list(table or ())
     if names:
         from msabench.protocols.templates import TEMPLATES

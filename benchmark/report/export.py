@@ -1,4 +1,4 @@
-"""`msabench export`: the store as one tidy table (design 3, 9).
+"""`msabench export`: the store as one tidy table (docs/architecture.md §3, §9).
 
 One row per run x epoch x split x domain x (evaluation rate) x metric, losses included (kind
 "loss", metric = the loss name), with the run's identity as columns. Only done runs are exported.
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from msabench.core.errors import UserError
+from msabench.data.names import all_synthetic
 
 COLUMNS = ("run_id", "protocol", "protocol_version", "setting", "model", "variant", "datasets", "data",
            "seed", "rate", "modalities", "label_rule", "task", "epoch", "split", "domain", "eval_rate", "kind",
@@ -33,7 +34,7 @@ def run_rows(run_dir) -> Iterator[dict[str, Any]]:
         "run_id": run_dir.run_id, "protocol": spec.get("protocol", ""),
         "protocol_version": str(spec.get("protocol_version", "")), "setting": spec.get("setting") or "",
         "model": model, "variant": model.split("@", 1)[1] if "@" in model else "",
-        "datasets": "+".join(datasets), "data": "synthetic" if all(d.startswith("synth") for d in datasets) else "real",
+        "datasets": "+".join(datasets), "data": "synthetic" if all_synthetic(datasets) else "real",
         "seed": int(spec.get("seed", 0)), "rate": float(spec.get("rate") or 0.0),
         "modalities": ",".join(spec.get("modalities") or []), "label_rule": spec.get("label_rule", ""),
         "task": spec.get("task", ""),
@@ -79,7 +80,8 @@ def write_parquet(out: str | Path, path: str | Path) -> int:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        raise UserError("--format parquet needs pyarrow: pip install 'msabench[parquet]' (or use --format csv)") from None
+        raise UserError("--format parquet needs pyarrow: pip install 'msabench[parquet]' (or use --format "
+                        "csv)") from None
     columns: dict[str, list[Any]] = {c: [] for c in COLUMNS}
     for row in rows(out):
         for c in COLUMNS:

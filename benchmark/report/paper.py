@@ -14,10 +14,20 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any
 
-from msabench.report.aggregate import (RATE_PROTOCOLS, RunView, canonical, chosen_metrics, is_synthetic, lodo_helpers,
-                                       mean_std, rate_metrics, row_labels, stable_key)
+from msabench.data.names import base_name, is_synthetic
+from msabench.evaluation.selection import caption_text
+from msabench.protocols import kind_of, names_of_kind
+from msabench.report.aggregate import (
+    RunView,
+    chosen_metrics,
+    lodo_helpers,
+    mean_std,
+    rate_metrics,
+    row_labels,
+    stable_key,
+    tests_every_rate,
+)
 from msabench.report.significance import SeedValues, mark_significance
 from msabench.report.table import Cell, Column, Row, Table
 
@@ -27,11 +37,12 @@ PAPER_GROUP = "Paper rows"
 
 # -- which runs feed a template ------------------------------------------------------------------
 def _protocols(template) -> tuple[str, ...]:
-    return RATE_PROTOCOLS if template.protocol in RATE_PROTOCOLS else (template.protocol,)
+    kind = kind_of(template.protocol)
+    return names_of_kind(kind) if kind == "missing-rate" else (template.protocol,)
 
 
 def _sources(view: RunView) -> frozenset[str]:
-    return frozenset(canonical(d) for d in view.sources)
+    return frozenset(base_name(d) for d in view.sources)
 
 
 def relevant_views(template, views: Iterable[RunView]) -> list[RunView]:
@@ -40,7 +51,7 @@ def relevant_views(template, views: Iterable[RunView]) -> list[RunView]:
     for v in views:
         if v.spec["protocol"] not in _protocols(template) or v.is_helper:
             continue
-        domains = {canonical(d) for d in v.spec["datasets"]}
+        domains = {base_name(d) for d in v.spec["datasets"]}
         if template.is_dg:
             if _sources(v) not in settings:
                 continue
@@ -79,7 +90,7 @@ def row_matches(row, view: RunView, default_modalities: tuple[str, ...] | None) 
 # -- values per seed -----------------------------------------------------------------------------
 def _domain_name(view: RunView, domain: str) -> str | None:
     for d in view.spec["datasets"]:
-        if canonical(d) == domain:
+        if base_name(d) == domain:
             return d
     return None
 
@@ -88,7 +99,7 @@ def _column_views(template, col, views: list[RunView], domain: str) -> list[RunV
     if col.setting:
         wanted = frozenset(template.setting(col.setting).sources)
         return [v for v in views if _sources(v) == wanted]
-    return [v for v in views if canonical(v.spec["datasets"][0]) == domain]
+    return [v for v in views if base_name(v.spec["datasets"][0]) == domain]
 
 
 def _params(view: RunView) -> float | None:
@@ -120,7 +131,7 @@ def seed_values(template, col, part: int, views: list[RunView], rule: str,
     if col.value == "auilc":
         per_seed: dict[int, dict[float, float]] = defaultdict(dict)
         for v in chosen:
-            every_rate = bool(v.spec.get("eval_rates")) or v.spec["protocol"] == "missing-rate-eval"
+            every_rate = tests_every_rate(v.spec)
             name = _domain_name(v, domain)
             for rate, per_domain in rate_metrics(v, rule).items():
                 if (every_rate or rate == float(v.spec["rate"])) and name in per_domain:
@@ -296,12 +307,12 @@ def build_template_table(template, views: Sequence[RunView], *, selection: str |
     seeds = sorted({r.n_seeds for r in ours_rows})
     order = list(template.datasets)
     datasets = sorted({d for v in used for d in v.spec["datasets"]},
-                      key=lambda d: (order.index(canonical(d)) if canonical(d) in order else len(order), d))
+                      key=lambda d: (order.index(base_name(d)) if base_name(d) in order else len(order), d))
     version = _version(template, used)
     if not used:
         data_text = "no runs of this protocol in the store yet: every row shows the paper's numbers"
     elif synthetic:
-        stand_ins = sorted({(d.split("/")[0], canonical(d)) for d in datasets},
+        stand_ins = sorted({(d.split("/")[0], base_name(d)) for d in datasets},
                            key=lambda p: order.index(p[1]) if p[1] in order else len(order))
         if template.is_dg:
             data_text = f"synthetic data (synth-dg's domains stand in for {', '.join(c for _, c in stand_ins)})"
@@ -315,8 +326,7 @@ def build_template_table(template, views: Sequence[RunView], *, selection: str |
                   "raw": " and ".join(dict.fromkeys(raw)) + " as raw values"}
     caption = (f"Layout of {template.paper.upper()} Table {template.table} ({info['caption']}). "
                f"Protocol {template.protocol} v{version}; test split; mean ± std (ddof=1) over "
-               f"{'/'.join(map(str, seeds)) or '0'} seeds; selection rule '{rule}'"
-               + (" (oracle: selected on the target valid split)" if rule == "oracle" else "")
+               f"{'/'.join(map(str, seeds)) or '0'} seeds; " + caption_text(rule)
                + f"; {data_text}. "
                + _sentence("; ".join(scale_text[s] for s in scales)) + ", as the paper prints them. "
                + "Best bold, second underlined, among our rows. Rows marked 'published only' show the paper's "
@@ -340,9 +350,3 @@ def build_template_table(template, views: Sequence[RunView], *, selection: str |
 
 def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
-
-
-def template_tables(names: Sequence[str], views: Sequence[RunView], **kwargs: Any) -> list[Table]:
-    from msabench.protocols.templates import TEMPLATES
-
-    return [build_template_table(TEMPLATES.get(n), views, **kwargs) for n in names]

@@ -205,10 +205,12 @@ def plots_from_analysis(analysis: Mapping[str, Any], out_dir: str | Path, prefix
                                            title=f"{model} {domain} {pair}: cross-modal independence (Fig. 6)",
                                            xlabel="selected feature of the first block")
     if any(v is not None for v in retained.values()):
-        written += plot_ratio_bars(retained, out_dir / f"{prefix}-retained", title=f"{model}: retained features (Fig. 5)",
+        written += plot_ratio_bars(retained, out_dir / f"{prefix}-retained", title=f"{model}: retained features (Fig. "
+                                   "5)",
                                    what=("retained", "removed"))
     if any(v is not None for v in intra.values()):
-        written += plot_ratio_bars(intra, out_dir / f"{prefix}-intra", title=f"{model}: intra-modal independence (Fig. 7)")
+        written += plot_ratio_bars(intra, out_dir / f"{prefix}-intra", title=f"{model}: intra-modal independence (Fig. "
+                                   "7)")
     if dependence:
         written += plot_label_dependence(dependence, out_dir / f"{prefix}-label-dependence",
                                          title=f"{model}: feature-label dependence (Fig. 8)")
@@ -217,11 +219,11 @@ def plots_from_analysis(analysis: Mapping[str, Any], out_dir: str | Path, prefix
 
 def plots_from_store(views, out_dir: str | Path, *, selection: str | None = None, out: str | None = None) -> list[Path]:
     """Missing-rate curves of the store's runs and the plots of every analysis.json it holds."""
-    from msabench.report.aggregate import RATE_PROTOCOLS, rate_curves
+    from msabench.report.aggregate import is_rate_run, rate_curves
 
     out_dir = Path(out_dir)
     written: list[Path] = []
-    rate_views = [v for v in views if v.spec["protocol"] in RATE_PROTOCOLS or v.spec.get("eval_rates")]
+    rate_views = [v for v in views if is_rate_run(v.spec)]
     for key, group in rate_curves(rate_views, selection).items():
         protocol, _, setting, datasets = key
         name = "+".join(datasets)

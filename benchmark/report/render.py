@@ -99,8 +99,9 @@ def _md_escape(text: str) -> str:
 _TEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
                 "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"}
 _TEX_UNICODE = {"→": r"$\rightarrow$", "±": r"$\pm$", "†": r"\dag{}", "‡": r"\ddag{}", "◇": r"$\diamond$",
-                "≠": r"$\neq$", "Δ": r"$\Delta$", "×": r"$\times$", "✓": r"$\checkmark$", "—": "---", "–": "--", "−": "$-$",
-                "·": r"$\cdot$", "<": "$<$", ">": "$>$", "↓": r"$\downarrow$", "↑": r"$\uparrow$", "≤": r"$\leq$", "≥": r"$\geq$"}
+                "≠": r"$\neq$", "Δ": r"$\Delta$", "×": r"$\times$", "✓": r"$\checkmark$", "—": "---", "–": "--",
+                "−": "$-$", "·": r"$\cdot$", "<": "$<$", ">": "$>$", "↓": r"$\downarrow$", "↑": r"$\uparrow$",
+                "≤": r"$\leq$", "≥": r"$\geq$"}
 
 
 def tex_escape(text: str) -> str:

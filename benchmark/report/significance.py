@@ -1,4 +1,4 @@
-"""Significance marks against a reference row (design 10): paired over seeds, Holm across a table."""
+"""Significance marks against a reference row (docs/architecture.md §10): paired over seeds, Holm across a table."""
 
 from __future__ import annotations
 

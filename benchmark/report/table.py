@@ -126,12 +126,3 @@ def format_part(cell: Cell | None, column: Column, with_std: bool = True, signed
     if with_std and cell.std is not None and cell.n > 1:
         text += f"{pm}{format_number(cell.std, column)}"
     return text
-
-
-def format_cell(cell: Cell | None, column: Column, with_std: bool = True, signed: bool = False) -> str:
-    """Plain text of a cell: "m ± s", compound cells "m±s/m±s" (no rank or mark decoration)."""
-    if cell is None or cell.empty:
-        return "-"
-    if cell.parts:
-        return "/".join(format_part(p, column, with_std, signed, pm="±") for p in cell.parts)
-    return format_part(cell, column, with_std, signed)

@@ -1,9 +1,10 @@
-"""The run environment recorded in env.json (design 9).
+"""The run environment recorded in env.json (docs/architecture.md §9).
 
 `collect_env(device, threads, extra)` = static facts (cached per process: `git_sha`, `git_dirty`
-(None when unknown) and `git_root` of the msabench source tree, versions, platform, installed distributions as `pip freeze` lines read
-through importlib.metadata) + per-run facts (device, threads, determinism flags) + `extra` (data and
-mask hashes). Nothing here raises on a missing git, a non-checkout install or a missing torch.
+(None when unknown) and `git_root` of the msabench source tree, versions, platform, installed
+distributions as `pip freeze` lines read through importlib.metadata) + per-run facts (device, threads,
+determinism flags) + `extra` (data and mask hashes). Nothing here raises on a missing git, a
+non-checkout install or a missing torch.
 """
 
 from __future__ import annotations

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from msabench import __version__
-from msabench.store.io import StoreError
 from msabench.core.types import _json_default
+from msabench.store.io import StoreError
 
 RECORD_SCHEMA = 1
 ENV_SCHEMA = 1
@@ -87,12 +87,6 @@ class Predictions(dict):
 
     def epochs(self) -> list[int]:
         return sorted({k.epoch for k in map(parse_key, self) if k is not None and k.kind == "pred"})
-
-    def entries(self) -> Iterator[tuple[PredKey, np.ndarray]]:
-        for key, value in self.items():
-            parsed = parse_key(key)
-            if parsed is not None:
-                yield parsed, value
 
 
 # -- schema checks ---------------------------------------------------------------------------------

@@ -124,10 +124,6 @@ def atomic_write_text(path: Path | str, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def atomic_write_json(path: Path | str, obj: Any) -> None:
-    atomic_write_bytes(path, (dumps_json(obj) + "\n").encode())
-
-
 def read_json_file(path: Path | str) -> Any:
     path = Path(path)
     try:

@@ -1,4 +1,4 @@
-"""The run lock (design 9): one live worker per run folder, stale locks taken over safely.
+"""The run lock (docs/architecture.md §9): one live worker per run folder, stale locks taken over safely.
 
 Protocol
 - Acquire: create `lock` with O_CREAT|O_EXCL and write {"host","pid","time","token",

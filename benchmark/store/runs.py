@@ -1,4 +1,4 @@
-"""The results store (design 9): `<out>/runs/<run_id>/`, one folder per run. Torch-free at import.
+"""The results store (docs/architecture.md §9): `<out>/runs/<run_id>/`, one folder per run. Torch-free at import.
 
 Files of a run folder (schemas: spec 1, env 1, records 1, failed 1, done 1):
     spec.json        RunSpec.to_dict() (with "schema", msabench_version filled in) + "run_id", "written_by"
@@ -53,14 +53,39 @@ from typing import Any
 import numpy as np
 
 from msabench import __version__, major_minor
-from msabench.store.format import (DONE_SCHEMA, ENV_SCHEMA, FAILED_SCHEMA, RECORD_SCHEMA, PredKey, Predictions,
-                                   check_schema, ids_key, normalise_record, parse_key, parse_records,
-                                   pred_key, record_line)
-from msabench.store.io import (LockLost, RunBusy, StoreError, StoreFileMissing, StoreWriteError,
-                               atomic_write_bytes, atomic_write_text, dumps_json, fsync_dir, mkdirs, npz_bytes, read_json_file,
-                               read_npz_file, write_error)
-from msabench.store.lock import DEFAULT_HEARTBEAT, RunLock, hostname, lock_state, read_lock
 from msabench.core.types import RUNSPEC_SCHEMA, RunSpec
+from msabench.store.format import (
+    DONE_SCHEMA,
+    ENV_SCHEMA,
+    FAILED_SCHEMA,
+    RECORD_SCHEMA,
+    Predictions,
+    PredKey,
+    check_schema,
+    ids_key,
+    normalise_record,
+    parse_key,
+    parse_records,
+    pred_key,
+    record_line,
+)
+from msabench.store.io import (
+    LockLost,
+    RunBusy,
+    StoreError,
+    StoreFileMissing,
+    StoreWriteError,
+    atomic_write_bytes,
+    atomic_write_text,
+    dumps_json,
+    fsync_dir,
+    mkdirs,
+    npz_bytes,
+    read_json_file,
+    read_npz_file,
+    write_error,
+)
+from msabench.store.lock import DEFAULT_HEARTBEAT, RunLock, hostname, lock_state, read_lock
 
 __all__ = ["Store", "RunDir", "RunLock", "Predictions", "PredKey", "should_run", "STATUSES", "ids_key",
            "pred_key", "parse_key", "RECORD_SCHEMA", "StoreError", "StoreWriteError", "StoreFileMissing",

@@ -1,0 +1,14 @@
+"""How runs execute (device, precision, threads, data root): torch-free, so executors and the CLI
+can carry it without importing the engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class RunOptions:
+    device: str = "auto"
+    precision: str = "fp32"
+    threads: int = 0  # 0: leave torch's default
+    data_root: str | None = None
