@@ -20,9 +20,8 @@ from typing import Any
 
 import torch
 
-from msabench.core.types import TASKS
-
 from msabench.api.types import Batch, InputSpec
+from msabench.core.types import TASKS
 
 DEFAULT_DIMS = {"t": 12, "a": 6, "v": 9}
 DEFAULT_MAX_LENS = {"t": 7, "a": 10, "v": 8}

@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from msabench.core.registry import Registry
 from msabench.api.types import Batch, InputSpec, ModelOutput
+from msabench.core.registry import Registry
 
 ENTRY_POINT_GROUP = "msabench.models"
 
@@ -86,7 +86,8 @@ class MSAModel(nn.Module):
         """None when the model can take `spec`, else a sentence saying why not."""
         unsupported = [m for m in spec.modalities if m not in cls.SUPPORTED_MODALITIES]
         if unsupported:
-            return f"model {cls.name!r} cannot take modalities {','.join(unsupported)} (it supports {','.join(cls.SUPPORTED_MODALITIES)})"
+            return (f"model {cls.name!r} cannot take modalities {','.join(unsupported)} "
+                    f"(it supports {','.join(cls.SUPPORTED_MODALITIES)})")
         missing = [m for m in cls.REQUIRED_MODALITIES if m not in spec.modalities]
         if missing:
             return f"model {cls.name!r} needs modalities {','.join(missing)}"

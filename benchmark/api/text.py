@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from msabench.core.errors import UserError
 from msabench.api.types import Batch, InputSpec
+from msabench.core.errors import UserError
 
 # Embedding width used for token input when a model does not ask for one.
 DEFAULT_TOKEN_DIM = 128

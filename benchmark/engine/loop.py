@@ -8,6 +8,7 @@ checkpoint choice both use `msabench.evaluation.selection`, so they agree with t
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 import warnings
@@ -18,12 +19,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from msabench.engine.batching import TensorSplit
-from msabench.metrics import UndefinedMetricWarning, task_metrics
-from msabench.evaluation.selection import select_epoch
 from msabench.api.context import TrainContext, build_optimizers, build_schedulers, task_loss_fn
-from msabench.core.types import RunSpec
 from msabench.api.types import Batch
+from msabench.core.types import RunSpec
+from msabench.engine.batching import TensorSplit
+from msabench.evaluation.selection import SELECTION_RULES, select_epoch
+from msabench.metrics import UndefinedMetricWarning, task_metrics
 
 
 class NonFiniteLoss(RuntimeError):
@@ -124,7 +125,8 @@ def run_loop(
                        train_cfg=cfg, n_train=len(train), steps_per_epoch=steps_per_epoch, epochs=epochs,
                        device_type=device.type, autocast_dtype=autocast_dtype(device, precision))
     generator = torch.Generator().manual_seed(shuffle_seed)
-    rules = tuple(r for r in spec.selection_rules if r != "lodo")
+    # rules answered from other runs' records (lodo) get no checkpoint and never drive early stopping
+    rules = tuple(r for r in spec.selection_rules if not SELECTION_RULES.get(r).needs_helper_runs)
     primary = spec.selection_rules[0]
     sources = spec.train_domains or spec.source_domains or spec.datasets[:1]
     valid_domains = spec.valid_domains or sources
@@ -172,7 +174,7 @@ def run_loop(
             result.predictions[f"pred/{epoch}/{_key(es)}"] = pred
         result.records.extend(epoch_records)
         result.epochs_run = epoch + 1
-        ctx.validation_end(lambda metric: _validation_value(epoch_records, metric, valid_domains, spec.rate))
+        ctx.validation_end(functools.partial(_validation_value, epoch_records, domains=valid_domains, rate=spec.rate))
         model.on_validation_end(ctx, epoch_records)
 
         for rule in rules:
@@ -185,7 +187,7 @@ def run_loop(
         if on_epoch is not None:
             on_epoch(epoch, epoch_records)
         best = select_epoch(result.records, primary, task=task, sources=valid_domains,
-                            targets=spec.target_domains, train_rate=spec.rate) if primary != "lodo" else None
+                            targets=spec.target_domains, train_rate=spec.rate) if primary in rules else None
         exhausted = best is not None and epoch - best >= int(cfg["train.patience"]) and epoch + 1 >= min_epochs
         if model.should_stop(ctx, exhausted):
             result.stopped_early = True
@@ -193,7 +195,7 @@ def run_loop(
     return result
 
 
-def _validation_value(records: list[dict[str, Any]], metric: str, domains: Sequence[str],
+def _validation_value(records: list[dict[str, Any]], metric: str, *, domains: Sequence[str],
                       rate: float) -> float | None:
     """Mean over the validation domains of the valid task loss (`metric="loss"`) or a valid metric."""
     values = []
