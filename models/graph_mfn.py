@@ -47,11 +47,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from msabench.model_api import MODELS, MSAModel
+from msabench.api import MODELS, Batch, InputSpec, ModelOutput, MSAModel
 from msabench.models.layers.mfn_memory import (GatedMemory, ModalityLSTMs, OutputHead, SequenceInputs,
                                                mmsa_memory_preset, step_mask)
 from msabench.models.tfn import output_width
-from msabench.types import Batch, InputSpec, ModelOutput
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from msabench.models import MODELS
+from msabench.api import MODELS, TrainContext, task_loss_fn
+from msabench.api.conformance import make_input_spec, random_batch
+from msabench.api.context import build_optimizers
 from msabench.models.layers.mfn_memory import ModalityLSTMs
-from msabench.testing import make_input_spec, random_batch
-from msabench.train_context import TrainContext, build_optimizers, task_loss_fn
 
 ALIGNED = {"t": 6, "a": 6, "v": 6}
 MOSI_DIMS = {"t": 768, "a": 5, "v": 20}

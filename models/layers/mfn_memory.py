@@ -31,9 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from msabench.model_api import masked_mean
-from msabench.text_input import TextInput
-from msabench.types import Batch, InputSpec
+from msabench.api import Batch, InputSpec, TextInput, masked_mean
 
 # MMSA's order of the three views: language, audio, vision.
 MODALITY_ORDER = ("t", "a", "v")
