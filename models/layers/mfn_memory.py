@@ -106,8 +106,9 @@ class ModalityLSTMs(nn.Module):
         b = x.shape[0]
         x = torch.where(mask.unsqueeze(-1), x.float(), 0.0)  # padding never reaches a gate
         projected = F.linear(x, cell.weight_ih, cell.bias_ih + cell.bias_hh)  # (B, T_m, 4H)
-        h = projected.new_zeros(b, cell.hidden_size)
-        c = projected.new_zeros(b, cell.hidden_size)
+        # float32 states (x is float32) even when autocast makes the products bf16
+        h = x.new_zeros(b, cell.hidden_size)
+        c = x.new_zeros(b, cell.hidden_size)
         hs, cs = [], []
         for t in range(x.shape[1]):
             # PyTorch's gate order: input, forget, cell, output
