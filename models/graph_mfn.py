@@ -12,7 +12,7 @@ Architecture (as in MMSA), over word-aligned sequences (`NEEDS_ALIGNED`):
   l/a/v_transform; hidden states, where MFN's attention reads cell states);
 - Dynamic Fusion Graph in place of the delta-memory attention: one vertex per non-empty subset of
   the modalities; a multimodal vertex's network (Linear to `dfg_hidden`, Linear to
-  `inner_node_dim`, no activation in between, as in MMSA and the SDK) reads every proper sub-vertex
+  `inner_node_dim`, no activation in between, as MMSA builds it) reads every proper sub-vertex
   scaled by its efficacy; the top vertex tau reads all vertices the same way; the efficacies (19
   for three modalities) come from the singletons through Linear(`dfg_hidden`), Linear(`inner_node_dim`),
   Linear(#efficacies), unbounded (MMSA and the SDK apply no output activation);
@@ -27,7 +27,7 @@ early_stop 8 -> patience. `dfg_hidden` 100: MMSA's Graph_MFN.py builds the patte
 cores as nn.Linear(100, inner_node_dim). Trainer: Adam with weight decay, L1 / cross-entropy.
 
 Deviations:
-- MMSA (and the SDK's DFG) keep the multimodal vertex networks in a plain dict, so they are not
+- MMSA keeps the multimodal vertex networks in a plain dict (`self.networks = {}`), so they are not
   registered: never trained, not in `parameters()` or the state dict; MMSA trains a DFG whose
   bimodal and trimodal vertices are fixed random projections. We register and train them, as the
   paper describes; `freeze_vertex_nets=True` reproduces MMSA (they stay at their initial values).
@@ -48,8 +48,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from msabench.api import MODELS, Batch, InputSpec, ModelOutput, MSAModel
-from msabench.models.layers.mfn_memory import (GatedMemory, ModalityLSTMs, OutputHead, SequenceInputs,
-                                               mmsa_memory_preset, step_mask)
+from msabench.models.layers.mfn_memory import (
+    GatedMemory,
+    ModalityLSTMs,
+    OutputHead,
+    SequenceInputs,
+    mmsa_memory_preset,
+    step_mask,
+)
 from msabench.models.tfn import output_width
 
 

@@ -64,8 +64,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from msabench.api import MODELS, Batch, InputSpec, ModelOutput, MSAModel
-from msabench.models.layers.mfn_memory import (GatedMemory, ModalityLSTMs, OutputHead, SequenceInputs,
-                                               mmsa_memory_preset, step_mask)
+from msabench.models.layers.mfn_memory import (
+    GatedMemory,
+    ModalityLSTMs,
+    OutputHead,
+    SequenceInputs,
+    mmsa_memory_preset,
+    step_mask,
+)
 from msabench.models.tfn import output_width
 
 
