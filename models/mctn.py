@@ -75,9 +75,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from msabench.api.model import MODELS, MSAModel, masked_mean
-from msabench.api.text import TextInput
-from msabench.core.types import Batch, InputSpec, ModelOutput
+from msabench.api import MODELS, Batch, InputSpec, ModelOutput, MSAModel, TextInput, masked_mean
 
 # MMSA's hierarchy: text -> vision (with cycle) at level 1, then -> audio at level 2.
 TARGET_ORDER = ("v", "a")

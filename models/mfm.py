@@ -50,8 +50,8 @@ Deviations:
 - The paper's surrogate inference for missing modalities is not implemented (MMSA returns a
   missing loss of 0 too).
 - The paper trains on word-aligned input; so does MMSA (need_data_aligned) and so do we
-  (NEEDS_ALIGNED). Given unaligned input anyway (as the conformance suite does), every part still
-  runs: each modality at its own length.
+  (NEEDS_ALIGNED: the planner refuses unaligned data, naming data.aligned=true). Built directly on
+  unaligned input, every part still runs, each modality at its own length.
 - Any non-empty subset of modalities: MFN, the encoders and the decoders run over the present
   ones (MMSA always takes all three).
 - Reconstruction targets are detached: with token-id text the target is the trainable embedding,
@@ -73,9 +73,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from msabench.api.model import MODELS, MSAModel
-from msabench.api.text import TextInput
-from msabench.core.types import Batch, InputSpec, ModelOutput
+from msabench.api import MODELS, Batch, InputSpec, ModelOutput, MSAModel, TextInput
 from msabench.models.layers.memory_fusion import MemoryFusionCore
 
 # MMSA's MFN concatenation order: text, audio, vision.

@@ -9,12 +9,16 @@ import pytest
 import torch
 
 from msabench.api.conformance import make_input_spec, random_batch
-from msabench.core.types import InputSpec
+from msabench.api import InputSpec
 from msabench.models.mctn import MCTN, MCTNConfig
 from msabench.models.mfm import MFM, MFMConfig
 
 MOSI = InputSpec(modalities=("t", "a", "v"), dims={"t": 768, "a": 5, "v": 20},
                  max_lens={"t": 50, "a": 375, "v": 500})
+
+
+def make_aligned_spec(modalities=("t", "a", "v")):
+    return make_input_spec(modalities, aligned=True)
 
 
 def _count(cls, cfg) -> int:
@@ -45,7 +49,7 @@ def _build(cls, cfg, spec, seed=0):
 # -- mfm ----------------------------------------------------------------------------------------
 
 def test_mfm_losses_and_their_weights():
-    spec = make_input_spec()
+    spec = make_aligned_spec()
     batch = random_batch(spec, batch_size=6, seed=1)
     cfg = MFM.tiny()
     aux = _aux(_build(MFM, cfg, spec), batch)
@@ -58,7 +62,7 @@ def test_mfm_losses_and_their_weights():
 
 
 def test_mfm_zero_weights_remove_losses_and_decoders():
-    spec = make_input_spec()
+    spec = make_aligned_spec()
     batch = random_batch(spec, batch_size=6, seed=1)
     cfg = dataclasses.replace(MFM.tiny(), recon_weight_audio=0.0, mmd_weight=0.0)
     model = _build(MFM, cfg, spec)
@@ -69,8 +73,10 @@ def test_mfm_zero_weights_remove_losses_and_decoders():
 
 
 def test_mfm_reconstruction_ignores_padding_and_needs_aligned():
-    assert MFM.NEEDS_ALIGNED and MCTN.NEEDS_ALIGNED
-    spec = make_input_spec()
+    for cls in (MFM, MCTN):
+        assert cls.NEEDS_ALIGNED
+        assert "data.aligned=true" in cls.check_inputs(make_input_spec())
+    spec = make_aligned_spec()
     batch = random_batch(spec, batch_size=6, seed=2)
     noisy = dataclasses.replace(batch, audio=torch.where(batch.audio_mask[..., None], batch.audio,
                                                         100 * torch.randn_like(batch.audio)))
@@ -81,7 +87,7 @@ def test_mfm_reconstruction_ignores_padding_and_needs_aligned():
 # -- mctn ---------------------------------------------------------------------------------------
 
 def test_mctn_infers_from_text_only():
-    spec = make_input_spec()
+    spec = make_aligned_spec()
     batch = random_batch(spec, batch_size=5, seed=3)
     model = _build(MCTN, MCTN.tiny(), spec).eval()
     other = dataclasses.replace(batch, audio=torch.randn_like(batch.audio), vision=torch.randn_like(batch.vision))
@@ -91,7 +97,7 @@ def test_mctn_infers_from_text_only():
 
 
 def test_mctn_hierarchy_and_loss_switches():
-    spec = make_input_spec()
+    spec = make_aligned_spec()
     batch = random_batch(spec, batch_size=5, seed=4)
     cfg = MCTN.tiny()
     assert set(_aux(_build(MCTN, cfg, spec), batch)) == {"translate_v", "cycle_t", "translate_a"}
@@ -111,16 +117,16 @@ def test_mctn_hierarchy_and_loss_switches():
 
 @pytest.mark.parametrize("modalities,keys", [(("t", "a"), {"translate_a", "cycle_t"}), (("t",), set())])
 def test_mctn_subsets(modalities, keys):
-    spec = make_input_spec(modalities)
+    spec = make_aligned_spec(modalities)
     model = _build(MCTN, MCTN.tiny(), spec)
     assert model.level2 is None
     assert set(_aux(model, random_batch(spec, batch_size=4, seed=5))) == keys
-    assert MCTN.check_inputs(make_input_spec(("a", "v"))) is not None  # text is the source
+    assert "needs modalities t" in MCTN.check_inputs(make_aligned_spec(("a", "v")))  # text is the source
 
 
 def test_mctn_decoder_is_causal_under_teacher_forcing():
     """Frame k of the translation depends on target frames before k only."""
-    spec = make_input_spec()
+    spec = make_aligned_spec()
     model = _build(MCTN, MCTN.tiny(), spec).eval()
     decoder = model.level1.decoder
     g = torch.Generator().manual_seed(0)
