@@ -76,15 +76,11 @@ from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from msabench.api import MODELS, Batch, InputSpec, ModelOutput, MSAModel, TextInput, masked_mean
+from msabench.models.layers.sequence_losses import masked_mse
 
 # MMSA's hierarchy: text -> vision (with cycle) at level 1, then -> audio at level 2.
 TARGET_ORDER = ("v", "a")
 
-
-def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """MSE of (B, T, D) tensors over the real steps of a (B, T) mask (every feature counted)."""
-    m = mask.unsqueeze(-1).to(pred.dtype)
-    return ((pred - target) ** 2 * m).sum() / (m.sum() * pred.shape[-1]).clamp_min(1.0)
 
 
 def masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,8 @@ default `training_step`):
   batch of factors and as many N(0, I) samples (MMSA lda_mmd: 100 on MOSI), the Wasserstein
   auto-encoder prior matching of the paper's Section 2.2.
 A weight of 0 removes that loss; a reconstruction weight of 0 also removes that modality's decoder
-and factor network F_m (nothing would train them).
+and factor network F_m (nothing would train them). With both that weight and `mmd_weight` at 0 the
+modality's encoder trains on nothing either: its Z_m then only serves as an (untrained) feature.
 
 Inference: the prediction needs only the discriminative path (MFN -> Z_y -> F_y -> head); in eval
 mode the encoders' Z_m are still computed as features but no decoder runs and no loss is returned.
@@ -75,6 +76,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from msabench.api import MODELS, Batch, InputSpec, ModelOutput, MSAModel, TextInput
 from msabench.models.layers.memory_fusion import MemoryFusionCore
+from msabench.models.layers.sequence_losses import masked_mse
 
 # MMSA's MFN concatenation order: text, audio, vision.
 MODALITY_ORDER = ("t", "a", "v")
@@ -156,11 +158,6 @@ def gaussian_mmd(z: torch.Tensor) -> torch.Tensor:
 
     return kernel(prior, prior).mean() + kernel(z, z).mean() - 2.0 * kernel(prior, z).mean()
 
-
-def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """MSE of (B, T, D) tensors over the real positions of a (B, T) mask."""
-    m = mask.unsqueeze(-1).to(pred.dtype)
-    return ((pred - target) ** 2 * m).sum() / (m.sum() * pred.shape[-1]).clamp_min(1.0)
 
 
 class SequenceEncoder(nn.Module):

@@ -8,8 +8,8 @@ import dataclasses
 import pytest
 import torch
 
-from msabench.api.conformance import make_input_spec, random_batch
 from msabench.api import InputSpec
+from msabench.api.conformance import make_input_spec, random_batch
 from msabench.models.mctn import MCTN, MCTNConfig
 from msabench.models.mfm import MFM, MFMConfig
 
