@@ -8,6 +8,8 @@ from msabench.models import constant  # noqa: F401
 from msabench.models import graph_mfn  # noqa: F401
 from msabench.models import lf_dnn  # noqa: F401
 from msabench.models import linear_probe  # noqa: F401
+from msabench.models import mctn  # noqa: F401
+from msabench.models import mfm  # noqa: F401
 from msabench.models import mfn  # noqa: F401
 from msabench.models import mult  # noqa: F401
 from msabench.models import tfn  # noqa: F401
