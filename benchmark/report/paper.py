@@ -27,6 +27,7 @@ from msabench.report.aggregate import (
     row_labels,
     stable_key,
     tests_every_rate,
+    text_masking_note,
 )
 from msabench.report.significance import SeedValues, mark_significance
 from msabench.report.table import Cell, Column, Row, Table
@@ -331,6 +332,7 @@ def build_template_table(template, views: Sequence[RunView], *, selection: str |
                + _sentence("; ".join(scale_text[s] for s in scales)) + ", as the paper prints them. "
                + "Best bold, second underlined, among our rows. Rows marked 'published only' show the paper's "
                  "numbers (not run here).")
+    caption += text_masking_note(relevant)
     if compare_paper:
         caption += (" '(paper)' rows show the published numbers"
                     + ("; on synthetic data no differences are shown: they measure other data." if synthetic
