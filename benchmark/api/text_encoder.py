@@ -270,6 +270,10 @@ class TextEncoder(nn.Module):
         super().__init__()
         self.settings = settings
         pretrained = load_pretrained(settings.name)
+        n_layers = int(pretrained.config.num_hidden_layers)
+        if not -(n_layers + 1) <= settings.layer <= n_layers:
+            raise UserError(f"text.layer={settings.layer}: {settings.name} has hidden states 0 (embeddings) to "
+                            f"{n_layers}; use one of those, or -1 for the last")
         self.special_ids = dict(pretrained.special_ids)
         self.out_dim = pretrained.hidden_size
         self.transformer = pretrained.build_module().to(DTYPES[settings.dtype])

@@ -37,19 +37,27 @@ def key_parts(settings: EncoderSettings, data_hash: str, split: str, mask: str) 
 
 @torch.no_grad()
 def encode_ids(settings: EncoderSettings, ids: np.ndarray, mask: np.ndarray, device: str = "cpu") -> np.ndarray:
-    """(N, T) ids and (N, T) bool mask -> (N, T', D) outputs (float32; float16 when text.dtype is)."""
+    """(N, T) ids and (N, T) bool mask -> (N, T', D) outputs (float32; float16 when text.dtype is).
+
+    Samples are encoded in order of length, each batch cut to its longest sample: with the attention
+    mask, padding changes no real position's output, so this only saves the work on padding. Padding
+    positions of a `sequence` output are zero.
+    """
     encoder = _frozen_encoder(settings, device)
     out_dtype = np.float16 if settings.dtype == "float16" else np.float32
-    parts = []
-    for start in range(0, ids.shape[0], ENCODE_BATCH):
-        b_ids = torch.from_numpy(np.array(ids[start:start + ENCODE_BATCH], dtype=np.int64)).to(device)
-        b_mask = torch.from_numpy(np.array(mask[start:start + ENCODE_BATCH], dtype=bool)).to(device)
-        x, _ = encoder(b_ids, b_mask)  # (B, T', D)
-        parts.append(x.float().cpu().numpy().astype(out_dtype, copy=False))
-    if not parts:
-        t = ids.shape[1] if settings.pooling == "sequence" else 1
-        return np.zeros((0, t, encoder.out_dim), dtype=out_dtype)
-    return np.concatenate(parts)
+    n, t = ids.shape
+    lengths = np.asarray(mask, dtype=bool).sum(axis=1)
+    out = np.zeros((n, t if settings.pooling == "sequence" else 1, encoder.out_dim), dtype=out_dtype)
+    order = np.argsort(lengths, kind="stable")
+    for start in range(0, n, ENCODE_BATCH):
+        rows = order[start:start + ENCODE_BATCH]
+        width = max(int(lengths[rows].max()), 1)
+        b_ids = torch.from_numpy(np.array(ids[rows, :width], dtype=np.int64)).to(device)
+        b_mask = torch.from_numpy(np.array(mask[rows, :width], dtype=bool)).to(device)
+        x, x_mask = encoder(b_ids, b_mask)  # (B, width or 1, D)
+        x = x.float().masked_fill(~x_mask.unsqueeze(-1), 0.0)
+        out[rows, : x.shape[1]] = x.cpu().numpy().astype(out_dtype, copy=False)
+    return out
 
 
 def encode_frozen(ts: TensorSplit, settings: EncoderSettings, data_hash: str, device: str = "cpu") -> TensorSplit:
