@@ -64,9 +64,11 @@ def test_frozen_sweep_encodes_each_split_once_and_a_second_sweep_none(tmp_path, 
     assert len(list(cache_dir.glob("*.npy"))) == 3
     before = ENCODER_PASSES["samples"]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0  # same store: every run is done already
-    assert main([*args, "--out", str(tmp_path / "b")]) == 0  # a new store on the same cache: all hits
+    assert "done 0, failed 0, skipped 6" in capsys.readouterr().out
+    # a new store on the same cache (a new seed, both models): all hits
+    assert main([*args[:-1], "4", "--out", str(tmp_path / "b")]) == 0
     assert ENCODER_PASSES["samples"] == before
-    assert "text encoder cache: 18 hits, 0 misses" in capsys.readouterr().out
+    assert "text encoder cache: 6 hits, 0 misses" in capsys.readouterr().out
 
 
 def test_frozen_missing_rate_encodes_masked_and_complete_ids(cache_dir):
@@ -278,7 +280,9 @@ def test_models_params_counts_every_model_on_the_meta_device(capsys):
                  "--set", "text.frozen=false"]) == 0
     bert = json.loads(capsys.readouterr().out)
     bert_base = 108_891_648  # BertModel(BertConfig()) without its pooler
-    assert bert["linear_probe"]["trainable"] == bert_base + 768 + 1
+    # one Linear over the pooled text (768, bert-base's width), audio (5) and vision (20, MMSA's MOSI dims)
+    assert bert["linear_probe"]["trainable"] == bert_base + (768 + 5 + 20) + 1
+    assert bert["linear_probe"]["trainable"] - plain["linear_probe"]["trainable"] == bert_base
     assert all(c["seconds"] < 60 for c in bert.values())
     assert main(["models", "--params", "nosuch"]) == 2
 
