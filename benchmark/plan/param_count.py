@@ -2,10 +2,11 @@
 
 No data and no weights: each model is built inside ``torch.device("meta")`` from its resolved
 config on the family's input shapes (those of the synthetic preset `synth-<family>`, which copies
-the MMSA feature dimensions). A model whose config names a Hugging Face encoder (`text.encoder`)
-is counted with bert-base-uncased's shapes (`transformers.BertConfig()` defaults: 12 layers, 768
-wide, 30522 tokens) whatever the encoder's name, since the weights are not read; tiny-bert keeps
-its own small config.
+the MMSA feature dimensions). A model whose config names a Hugging Face encoder (`text.encoder`),
+or that declares `USES_TEXT_ENCODER`, is counted with bert-base-uncased's shapes
+(`transformers.BertConfig()` defaults: 12 layers, 768 wide, 30522 tokens) whatever the encoder's
+name, since the weights are not read; tiny-bert keeps its own small config. A frozen encoder is
+run by the engine, not the model: its parameters are counted under "frozen".
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def count_params(preset: str, user_set: dict[str, Any] | None = None) -> dict[st
     from msabench.api.model import MODELS, config_from_flat
     from msabench.api.text_encoder import TINY_BERT, EncoderSettings, config_only, load_pretrained
     from msabench.core.config import ModelSpec, resolve_config
-    from msabench.core.types import InputSpec
+    from msabench.api.types import InputSpec
     from msabench.data.synth import LABEL_KINDS
     from msabench.plan.planner import N_OUTPUTS
 
@@ -48,6 +49,9 @@ def count_params(preset: str, user_set: dict[str, Any] | None = None) -> dict[st
             started = time.perf_counter()
             cfg = resolve_config(cls, ModelSpec(name), family, user_set=dict(user_set or {}))
             encoder = EncoderSettings.from_config(cfg)
+            if encoder is None and cls.USES_TEXT_ENCODER:  # a BERT model configured without its encoder name
+                encoder = EncoderSettings(name="bert-base-uncased", frozen=bool(cfg["text.frozen"]),
+                                          max_length=int(cfg["text.max_length"]))
             modalities = tuple(m for m in ("t", "a", "v") if m in cls.SUPPORTED_MODALITIES)
             task = LABEL_KINDS[family] if LABEL_KINDS[family] in cls.TASKS else cls.TASKS[0]
             spec_dims, spec_lens, kind, extra = dict(dims), dict(max_lens), "features", {}
