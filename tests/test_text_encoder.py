@@ -316,3 +316,18 @@ def test_tiny_on_the_synthetic_suite_swaps_a_default_encoder_for_tiny_bert():
     assert _tiny_text_encoder(cfg, chosen=False)["text.encoder"] == TINY_BERT
     assert _tiny_text_encoder(cfg, chosen=True)["text.encoder"] == "bert-base-uncased"  # --set wins
     assert _tiny_text_encoder({"text.encoder": "features"}, chosen=False)["text.encoder"] == "features"
+
+
+@pytest.mark.parametrize("name", ["linear_probe", "lf_dnn", "tfn"])
+def test_existing_plugins_read_text_through_a_fine_tuned_encoder(name):
+    from msabench.api.conformance import make_input_spec, random_batch
+    from msabench.api.model import MODELS
+
+    spec = make_input_spec(("t", "a"), text_kind="encoded")
+    cls = MODELS.get(name)
+    model = cls(cls.tiny(), spec)
+    (encoder,) = [m for m in model.modules() if isinstance(m, TextEncoder)]
+    out = model(random_batch(spec, batch_size=6, seed=1))
+    assert out.pred.shape == (6,)
+    out.pred.sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder.parameters())
