@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from msabench.api.text_encoder import EncoderSettings, load_pretrained
+from msabench.api.text_encoder import EncoderSettings, load_pretrained, token_ids
 from msabench.api.types import Batch, MissingView
 from msabench.core.errors import UserError
 from msabench.data.container import DatasetData, SplitData
@@ -115,8 +115,6 @@ def labels_for_task(split: SplitData, data: DatasetData, task: str, label_rule: 
 def text_array(split: SplitData, data: DatasetData, text_tokens: bool,
                encoder: EncoderSettings | None = None) -> tuple[np.ndarray, np.ndarray]:
     if encoder is not None:
-        from msabench.api.text_encoder import token_ids
-
         return token_ids(split, data, encoder)
     if text_tokens:
         if split.text_ids is None:
