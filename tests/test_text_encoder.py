@@ -300,7 +300,7 @@ def test_minilm_frozen_on_mosi_label_csv(tmp_path, cache_dir):
     args = ["run", "--protocol", "standard", "--dataset", "mosi", "--data-root", str(MOSI_LABELS.parents[1]),
             "--modalities", "t", "--seeds", "1", "--no-mlflow", "--threads", "1", "--model", "linear_probe",
             "--set", f"text.encoder={folder}", "--set", "data.source=label-csv", "--set", "text.pooling=mean",
-            "--set", "train.epochs=2", "--out", str(out)]
+            "--set", "text.max_length=16", "--set", "train.epochs=2", "--out", str(out)]  # short: a smoke test
     assert main(args) == 0
     (env,) = [json.loads(p.read_text()) for p in out.glob("runs/*/env.json")]
     assert env["text"]["cache"]["misses"] == 3 and env["text"]["encoded_samples"] == 2199
