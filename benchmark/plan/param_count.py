@@ -32,13 +32,13 @@ def _family_shapes(preset: str) -> tuple[str, dict[str, int], dict[str, int]]:
 
 
 def count_params(preset: str, user_set: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
-    import msabench.models  # noqa: F401
     from transformers import BertConfig
 
+    import msabench.models  # noqa: F401
     from msabench.api.model import MODELS, config_from_flat
     from msabench.api.text_encoder import TINY_BERT, EncoderSettings, config_only, load_pretrained
-    from msabench.core.config import ModelSpec, resolve_config
     from msabench.api.types import InputSpec
+    from msabench.core.config import ModelSpec, resolve_config
     from msabench.data.synth import LABEL_KINDS
     from msabench.plan.planner import N_OUTPUTS
 
