@@ -325,9 +325,10 @@ def test_existing_plugins_read_text_through_a_fine_tuned_encoder(name):
 
     spec = make_input_spec(("t", "a"), text_kind="encoded")
     cls = MODELS.get(name)
+    torch.manual_seed(0)  # a fixed init: tiny ReLU heads can start dead on a few samples, passing no gradient
     model = cls(cls.tiny(), spec)
     (encoder,) = [m for m in model.modules() if isinstance(m, TextEncoder)]
-    out = model(random_batch(spec, batch_size=6, seed=1))
-    assert out.pred.shape == (6,)
+    out = model(random_batch(spec, batch_size=16, seed=1))
+    assert out.pred.shape == (16,)
     out.pred.sum().backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in encoder.parameters())
