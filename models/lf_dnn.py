@@ -28,8 +28,8 @@ Deviations:
   sequence; MMSA runs it over the padding too and takes the state after it). Masks are taken as
   prefixes (real positions first).
 - Text enters through `TextInput`: features pass through (MMSA: the pickle's 768-d BERT
-  features); token ids go through a trainable embedding of width `token_embed_dim` until the
-  Hugging Face TextEncoder lands.
+  features); token ids go through a trainable embedding of width `token_embed_dim`, or through a
+  Hugging Face encoder (`text.encoder`, frozen or fine-tuned) whose outputs feed the LSTM.
 - Any non-empty subset of modalities: the concatenation runs over the present ones (MMSA always
   takes all three).
 - `text_dropout` is forced to 0 for a one-layer LSTM, as in MMSA's TextSubNet (its configured

@@ -10,8 +10,9 @@ measured between `constant` and `linear_probe:model.features=invariant`.
 invariant causes of the label only) or ``spurious`` (the domain-dependent ones only). The last two
 need a synthetic dataset with ground truth. A modality the ground truth lists no features of in the
 chosen group contributes nothing. Text as token ids enters as the mean of its `TextInput`
-embeddings (trainable); the ground truth names text *feature* indices, so ``invariant`` /
-``spurious`` with text tokens is an error.
+embeddings (trainable); with a Hugging Face encoder (``text.encoder``) as the mean of the encoder's
+outputs (frozen: from the text cache; fine-tuned: at ``train.text_lr``). The ground truth names text
+*feature* indices, so ``invariant`` / ``spurious`` with token or encoder text is an error.
 
 The pooled, selected inputs are returned as ``features["input"]`` for analyses.
 
@@ -60,9 +61,10 @@ def selected_indices(spec: InputSpec, features: str) -> dict[str, list[int]]:
                         f"{did_you_mean(features, FEATURE_CHOICES)}")
     if features == "all":
         return {m: list(range(int(spec.dims.get(m, 0)))) for m in spec.modalities}
-    if "t" in spec.modalities and spec.text_kind == "tokens":
+    if "t" in spec.modalities and spec.text_kind != "features":
         raise UserError(f"linear_probe:model.features={features} selects input *features* from the ground "
-                        f"truth, but text comes as token ids here; use text.encoder=features, or leave text "
+                        f"truth, but text comes as token ids here (text.encoder={spec.text_kind}); use "
+                        f"text.encoder=features, or leave text "
                         f"out (--modalities a,v)")
     if not spec.feature_groups:
         raise UserError(f"linear_probe:model.features={features} needs a synthetic dataset with ground "

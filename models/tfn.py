@@ -30,7 +30,8 @@ Deviations:
   Masks are taken as prefixes (real positions first), as every reader writes them.
 - Text enters through `TextInput`: precomputed features (MMSA: the 768-d BERT features of the
   pickle) pass through unchanged; token ids go through a trainable embedding of width
-  `token_embed_dim` (no pre-trained vectors) until the Hugging Face TextEncoder lands.
+  `token_embed_dim` (no pre-trained vectors), or through a Hugging Face encoder (`text.encoder`,
+  frozen or fine-tuned) whose outputs feed the LSTM.
 - Any non-empty subset of modalities: the outer product runs over the present modalities only
   (prod over present m of (d_m + 1)); with fewer than three this is not the paper's trimodal TFN
   but its uni/bimodal restriction (the paper's Table 3 ablations "TFN_bimodal" etc. keep only

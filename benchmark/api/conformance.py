@@ -61,13 +61,24 @@ def make_input_spec(
 ) -> InputSpec:
     """A small InputSpec. ``ground_truth=True`` fills ``feature_groups`` as a synthetic dataset
     would (see `ground_truth_groups`); ``feature_groups`` gives them explicitly. ``aligned=True``
-    puts every modality at the text's length (and `random_batch` gives each sample one length)."""
+    puts every modality at the text's length (and `random_batch` gives each sample one length).
+    ``text_kind="encoded"``: text as ids through a fine-tuned tiny-bert (`msabench.api.text_encoder`)."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
-    if text_kind not in ("features", "tokens"):
-        raise ValueError(f"unknown text kind {text_kind!r}; use 'features' or 'tokens'")
+    if text_kind not in ("features", "tokens", "encoded"):
+        raise ValueError(f"unknown text kind {text_kind!r}; use 'features', 'tokens' or 'encoded'")
     modalities = tuple(modalities)
     all_dims = {**DEFAULT_DIMS, **(dims or {})}
+    encoder: dict[str, Any] = {}
+    special_ids = dict(SPECIAL_IDS) if text_kind == "tokens" else {}
+    if text_kind == "encoded":  # a fine-tuned tiny-bert over the synthetic vocabulary (no files needed)
+        from msabench.api.text_encoder import TINY_BERT, TINY_BERT_SHAPE, EncoderSettings, load_pretrained
+
+        tiny = load_pretrained(TINY_BERT)
+        encoder = EncoderSettings(name=TINY_BERT, frozen=False,
+                                  max_length=int({**DEFAULT_MAX_LENS, **(max_lens or {})}["t"])).as_dict()
+        all_dims["t"] = TINY_BERT_SHAPE["hidden_size"]
+        vocab_size, special_ids = len(tiny.vocab), dict(tiny.special_ids)
     all_lens = {**DEFAULT_MAX_LENS, **(max_lens or {})}
     if aligned:
         all_lens = {m: all_lens["t"] for m in all_lens}
@@ -79,8 +90,8 @@ def make_input_spec(
         dims=mdims,
         max_lens={m: int(all_lens[m]) for m in modalities},
         text_kind=text_kind,
-        vocab_size=vocab_size if text_kind == "tokens" else 0,
-        special_ids=dict(SPECIAL_IDS) if text_kind == "tokens" else {},
+        vocab_size=vocab_size if text_kind != "features" else 0,
+        special_ids=special_ids,
         task=task,
         n_outputs=n_outputs if n_outputs is not None else N_OUTPUTS[task],
         label_rule=label_rule,
@@ -88,6 +99,7 @@ def make_input_spec(
         domains=tuple(domains),
         feature_groups=feature_groups,
         aligned=aligned or len({all_lens[m] for m in modalities}) <= 1,
+        text_encoder=encoder,
     )
 
 
@@ -118,7 +130,7 @@ def random_batch(spec: InputSpec, batch_size: int = 8, seed: int = 0) -> Batch:
         t_max = int(spec.max_lens[m])
         lens = shared_lens if shared_lens is not None else _lengths(t_max, b, g)
         mask = torch.arange(t_max)[None, :] < lens[:, None]
-        if m == "t" and spec.text_kind == "tokens":
+        if m == "t" and spec.text_kind in ("tokens", "encoded"):
             n_special = max(spec.special_ids.values(), default=-1) + 1
             lo = max(n_special, 0)
             ids = torch.randint(lo, spec.vocab_size, (b, t_max), generator=g)

@@ -104,8 +104,17 @@ class MSAModel(nn.Module):
         raise NotImplementedError
 
     def param_groups(self, train_cfg: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-        params = [p for p in self.parameters() if p.requires_grad]
-        return {"main": [{"params": params}]} if params else {}
+        """One optimiser "main"; a fine-tuned `TextEncoder`'s parameters form its own group at train.text_lr."""
+        from msabench.api.text_encoder import TextEncoder
+
+        text = {id(p): p for m in self.modules() if isinstance(m, TextEncoder) for p in m.parameters()
+                if p.requires_grad}
+        params = [p for p in self.parameters() if p.requires_grad and id(p) not in text]
+        groups = [{"params": params}] if params else []
+        if text:
+            groups.append({"params": list(text.values()), "lr": float(train_cfg.get("train.text_lr", 5e-5)),
+                           "name": "text_encoder"})
+        return {"main": groups} if groups else {}
 
     def training_step(self, batch: Batch, ctx: Any) -> dict[str, float]:
         """One training step: forward under `ctx.autocast()`, task loss + sum of aux losses, one update.

@@ -18,7 +18,7 @@ class InputSpec:
     modalities: tuple[str, ...]
     dims: dict[str, int]  # per modality feature dim (text: embedding dim when kind=features)
     max_lens: dict[str, int]
-    text_kind: str = "features"  # "tokens" | "features"
+    text_kind: str = "features"  # "tokens" | "features" | "encoded" (a Hugging Face encoder's outputs)
     vocab_size: int = 0
     special_ids: dict[str, int] = field(default_factory=dict)  # pad, unk, cls, sep
     task: str = "regression"
@@ -30,6 +30,8 @@ class InputSpec:
     # {"invariant": [...], "spurious": [...], "style": [...]}; empty on real data.
     feature_groups: dict[str, dict[str, list[int]]] = field(default_factory=dict)
     aligned: bool = False  # every modality at one sequence length, position t = word t
+    # text_kind "encoded": the `msabench.api.text_encoder.EncoderSettings` as a dict, else empty.
+    text_encoder: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

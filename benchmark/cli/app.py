@@ -49,12 +49,28 @@ def model_summary(cls) -> str:
 
 @cli.command()
 @json_option
-def models(as_json: bool) -> None:
+@click.option("--params", "params_preset", default=None, metavar="FAMILY",
+              help="Count every model's parameters for a dataset family (mosi, mosei, sims, meld, iemocap) "
+                   "on the meta device: no data, no weights.")
+@click.option("--set", "sets", multiple=True, help="With --params: KEY=VALUE, e.g. text.encoder=bert-base-uncased.")
+def models(as_json: bool, params_preset: str | None, sets: tuple[str, ...]) -> None:
     """List the registered model plugins."""
     import dataclasses
 
     import msabench.models  # noqa: F401
     from msabench.api.model import MODELS
+
+    if sets and params_preset is None:
+        raise UserError("--set goes with --params")
+    if params_preset is not None:
+        from msabench.core.config import parse_assignment
+        from msabench.plan.param_count import count_params
+
+        counts = count_params(params_preset, dict(parse_assignment(p, "--set") for p in sets))
+        _emit(counts, as_json, [f"{n:16s} {c['trainable']:>12,d} trainable {c['frozen']:>12,d} frozen  "
+                                f"{c['seconds']:.2f}s" + (f"  ({c['text_encoder']})" if c["text_encoder"] else "")
+                                for n, c in counts.items()])
+        return
 
     info = {}
     for name, cls in MODELS.items():
@@ -95,6 +111,35 @@ def tables(as_json: bool) -> None:
 
     info = {name: t.describe() for name, t in TEMPLATES.items()}
     _emit(info, as_json, [f"{n:16s} {t['title']}" for n, t in info.items()] or ["(no templates yet)"])
+
+
+@cli.group()
+def cache() -> None:
+    """The frozen text-encoder cache ($MSABENCH_CACHE/text)."""
+
+
+@cache.command("list")
+@json_option
+def cache_list(as_json: bool) -> None:
+    """List the cached encoder outputs."""
+    from msabench.store.text_cache import list_entries, text_cache_dir
+
+    entries = list_entries()
+    lines = [f"{e['key'][:16]}  {e['bytes'] / 2**20:8.1f} MiB  " + (
+        "incomplete (rebuilt on next use)" if e.get("incomplete") else
+        f"{e['parts'].get('encoder')} {e['parts'].get('pooling')} layer {e['parts'].get('layer')} "
+        f"{e['parts'].get('dtype')} max_length {e['parts'].get('max_length')} split {e['parts'].get('split')} "
+        f"mask {e['parts'].get('mask')}") for e in entries]
+    total = sum(e["bytes"] for e in entries)
+    _emit(entries, as_json, lines + [f"{len(entries)} entries, {total / 2**20:.1f} MiB in {text_cache_dir()}"])
+
+
+@cache.command("clear")
+def cache_clear() -> None:
+    """Delete every cached encoder output (they are recomputed when needed)."""
+    from msabench.store.text_cache import clear, text_cache_dir
+
+    click.echo(f"deleted {clear()} entries from {text_cache_dir()}")
 
 
 @cli.group()

@@ -42,6 +42,9 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "text.encoder": "features",  # precomputed features, or a Hugging Face name / local path
     "text.frozen": True,
     "text.max_length": 50,
+    "text.pooling": "sequence",  # sequence | cls | mean (a Hugging Face encoder's output)
+    "text.layer": -1,  # the encoder's hidden state to read; -1 = the last layer
+    "text.dtype": "float32",  # float32 | bfloat16 | float16: the encoder's dtype
 }
 
 DATA_SOURCES = ("auto", "pkl", "aligned", "label-csv")
@@ -55,6 +58,9 @@ ID_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "train.scheduler_factor": 0.1,
     "train.warmup_ratio": 0.1,
     "train.min_epochs": 0,
+    "text.pooling": "sequence",
+    "text.layer": -1,
+    "text.dtype": "float32",
 }
 
 

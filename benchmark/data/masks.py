@@ -1,7 +1,7 @@
 """Missing-modality drop masks with EMT-DLFR semantics (docs/architecture.md §5).
 
 Each non-padding position of a modality is dropped independently with probability `rate`; text
-keeps [CLS] (position 0) and [SEP] (position length-1); padding is never touched. The masks come
+given as token ids keeps [CLS] (position 0) and [SEP] (position length-1); padding is never touched. The masks come
 from a local `np.random.Generator` seeded by a stable hash (sha256, not Python's `hash()`) of
 (dataset, split, modality, rate, mask seed), so they are static across epochs, model seeds,
 processes and machines. True in a mask means "dropped".
@@ -17,6 +17,17 @@ import numpy as np
 from msabench.core.errors import UserError
 
 DEFAULT_MASK_SEEDS = {"t": 111, "a": 1111, "v": 11111}
+
+# Where text is only precomputed vectors, a missing rate zeroes them after encoding (no [CLS]/[SEP] kept):
+# EMT-DLFR and TFR-Net instead replace dropped tokens by [UNK] before BERT. Records and captions say so.
+TEXT_MASKED_AFTER_ENCODING = "text masked after encoding, not EMT-DLFR's protocol"
+
+
+def text_masked_after_encoding(spec: dict[str, Any]) -> bool:
+    """Whether a run (its RunSpec as a dict) drops text from precomputed vectors at a rate above 0."""
+    rates = [float(spec.get("rate") or 0.0), *(float(r) for r in spec.get("eval_rates") or ())]
+    return ("t" in spec.get("modalities", ()) and any(r > 0 for r in rates)
+            and (spec.get("config") or {}).get("text.encoder", "features") == "features")
 
 
 def _rate_key(rate: float) -> str:

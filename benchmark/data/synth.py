@@ -135,9 +135,9 @@ def cache_root(dest=None) -> Path:
     """Where synthetic folders go: `dest`, else `$MSABENCH_CACHE/synth` (~/.cache/msabench)."""
     if dest is not None:
         return Path(dest).expanduser()
-    env = os.environ.get("MSABENCH_CACHE")
-    base = Path(env).expanduser() if env else Path.home() / ".cache" / "msabench"
-    return base / "synth"
+    from msabench.core.cachedir import cache_dir
+
+    return cache_dir() / "synth"
 
 
 def _is_complete(folder: Path, digest: str) -> bool:

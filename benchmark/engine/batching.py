@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from msabench.api.text_encoder import EncoderSettings, load_pretrained, token_ids
 from msabench.api.types import Batch, MissingView
 from msabench.core.errors import UserError
 from msabench.data.container import DatasetData, SplitData
@@ -111,7 +112,10 @@ def labels_for_task(split: SplitData, data: DatasetData, task: str, label_rule: 
     raise ValueError(task)
 
 
-def text_array(split: SplitData, data: DatasetData, text_tokens: bool) -> tuple[np.ndarray, np.ndarray]:
+def text_array(split: SplitData, data: DatasetData, text_tokens: bool,
+               encoder: EncoderSettings | None = None) -> tuple[np.ndarray, np.ndarray]:
+    if encoder is not None:
+        return token_ids(split, data, encoder)
     if text_tokens:
         if split.text_ids is None:
             raise UserError(
@@ -136,7 +140,10 @@ def build_tensor_split(
     label_rule: str,
     text_tokens: bool,
     rate: float = 0.0,
+    encoder: EncoderSettings | None = None,
 ) -> TensorSplit:
+    """One split's tensors. With an `encoder`, text is the encoder's token ids (dropped tokens -> its
+    [UNK]); a frozen encoder's outputs replace them afterwards (`msabench.engine.text_encoding`)."""
     from msabench.data import masks
 
     split = data.splits[split_name]
@@ -146,7 +153,7 @@ def build_tensor_split(
     hashes: dict[str, str] = {}
     for m in modalities:
         if m == "t":
-            values, lengths = text_array(split, data, text_tokens)
+            values, lengths = text_array(split, data, text_tokens, encoder)
         else:
             values, lengths = split.modality(m)
             if values is None:
@@ -154,13 +161,19 @@ def build_tensor_split(
                                 "--modalities")
         value_key, mask_key = _FIELDS[m]
         inputs[mask_key] = length_mask(lengths, values.shape[1])
+        tokens = m == "t" and (text_tokens or encoder is not None)
         if rate > 0:
+            # Token text keeps [CLS]/[SEP] (EMT-DLFR drops words before BERT). Precomputed vectors are
+            # zeroed after encoding instead, and there every position goes, the [CLS] summary included.
             dropped = masks.drop_masks(
                 np.asarray(lengths), values.shape[1], rate, dataset=data.name, split=split_name, modality=m,
-                mask_seed=masks.DEFAULT_MASK_SEEDS[m], keep_ends=(m == "t"),
+                mask_seed=masks.DEFAULT_MASK_SEEDS[m], keep_ends=tokens,
             )
             hashes[m] = masks.mask_hash(dropped)
-            unk = data.special_ids.get("unk") if (m == "t" and text_tokens) else None
+            unk = None
+            if tokens:
+                unk = (load_pretrained(encoder.name).special_ids["unk"] if encoder is not None
+                       else data.special_ids.get("unk"))
             complete[m] = values
             drop[m] = dropped
             values = masks.apply_drop(np.asarray(values), dropped, unk_id=unk)
@@ -171,8 +184,8 @@ def build_tensor_split(
                   if task == "regression" else {})
     return TensorSplit(
         split=split_name, domain=data.name, domain_index=domain_index, ids=np.asarray(split.ids), y=y,
-        inputs=inputs, text_is_tokens=text_tokens, complete=complete, drop=drop, mask_hashes=hashes,
-        y_unimodal=y_unimodal,
+        inputs=inputs, text_is_tokens=text_tokens or encoder is not None, complete=complete, drop=drop,
+        mask_hashes=hashes, y_unimodal=y_unimodal,
     )
 
 

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections import Counter
 from typing import Any
 
 import torch
 
+from msabench.api.text_encoder import ENCODER_PASSES
 from msabench.core.errors import UserError
 from msabench.core.types import RunSpec
+from msabench.data.masks import TEXT_MASKED_AFTER_ENCODING, text_masked_after_encoding
 from msabench.engine.batching import TensorSplit, build_tensor_split, concat_splits
 from msabench.engine.loop import EvalSet, LoopResult, run_loop
 from msabench.engine.options import RunOptions
 from msabench.engine.seeding import seed_everything, seed_hash
-from msabench.plan.planner import build_input_spec, load_for_config, text_is_tokens
+from msabench.plan.planner import build_input_spec, load_for_config, text_encoder_of, text_is_tokens
 from msabench.protocols import protocol_of
+from msabench.store.text_cache import CACHE_STATS
 
 __all__ = ["RunOptions", "build_model", "check_precision", "execute", "failure_reason", "resolve_device"]
 
@@ -69,19 +73,27 @@ def build_model(spec: RunSpec, data_root: str | None):
     check_data_hashes(spec, datasets)
     tokens = text_is_tokens(cfg) if "t" in spec.modalities else False
     # The plan's InputSpec when the spec comes from planning; rebuilt for a spec read from a store.
-    input_spec = spec.input_spec or build_input_spec(datasets, spec.modalities, spec.task, spec.label_rule, tokens)
+    input_spec = spec.input_spec or build_input_spec(datasets, spec.modalities, spec.task, spec.label_rule, tokens,
+                                                     text_encoder_of(cfg, spec.modalities))
     cls = MODELS.get(spec.model_name)
     model = cls(config_from_flat(cls.config_cls, cfg), input_spec)
     return model, datasets, tokens
 
 
-def prepare_tensors(spec: RunSpec, datasets, tokens: bool) -> tuple[TensorSplit, list[EvalSet]]:
+def prepare_tensors(spec: RunSpec, datasets, tokens: bool, device: str = "cpu") -> tuple[TensorSplit, list[EvalSet]]:
+    """Every split's tensors; a frozen text encoder's outputs come from the text cache (run on `device`)."""
+    from msabench.engine.text_encoding import encode_frozen
+
     index = {d.name: i for i, d in enumerate(datasets)}
     by_name = {d.name: d for d in datasets}
+    encoder = text_encoder_of(spec.config, spec.modalities)
 
     def tensors(name: str, split: str, rate: float) -> TensorSplit:
-        return build_tensor_split(by_name[name], split, index[name], modalities=spec.modalities, task=spec.task,
-                                  label_rule=spec.label_rule, text_tokens=tokens, rate=rate)
+        ts = build_tensor_split(by_name[name], split, index[name], modalities=spec.modalities, task=spec.task,
+                                label_rule=spec.label_rule, text_tokens=tokens, rate=rate, encoder=encoder)
+        if encoder is not None and encoder.frozen:
+            encode_frozen(ts, encoder, by_name[name].data_hash, device)
+        return ts
 
     sources = spec.source_domains or spec.datasets[:1]
     train_domains = spec.train_domains or sources
@@ -113,7 +125,8 @@ def execute(spec: RunSpec, run_dir, options: RunOptions) -> LoopResult:
     flags = seed_everything(seed_hash("init", spec.seed))
     model, datasets, tokens = build_model(spec, options.data_root)
     model.to(device)
-    train, eval_sets = prepare_tensors(spec, datasets, tokens)
+    cache_before, passes_before = Counter(CACHE_STATS), Counter(ENCODER_PASSES)
+    train, eval_sets = prepare_tensors(spec, datasets, tokens, str(device))
     mask_hashes = {f"{es.split}/{es.domain}/{m}@{es.rate:g}": h for es in eval_sets
                    for m, h in es.data.mask_hashes.items()}
     run_dir.write_env(collect_env(str(device), torch.get_num_threads(), {
@@ -121,6 +134,7 @@ def execute(spec: RunSpec, run_dir, options: RunOptions) -> LoopResult:
         "neg_inf_counts": {d.name: d.neg_inf_count for d in datasets}, "determinism": flags,
         "precision": options.precision,
         "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "text": text_record(spec, CACHE_STATS - cache_before, ENCODER_PASSES - passes_before),
     }))
     started = time.perf_counter()
     result = run_loop(model, spec, train, eval_sets, family=datasets[0].family, device=device,
@@ -137,6 +151,20 @@ def execute(spec: RunSpec, run_dir, options: RunOptions) -> LoopResult:
     if protocol is not None:
         protocol.after_run(spec, run_dir, model, datasets, eval_sets, result, device)
     return result
+
+
+def text_record(spec: RunSpec, cache: Counter, passes: Counter) -> dict[str, Any]:
+    """env.json's "text": how text became vectors, the frozen cache's hits and misses, the masking protocol."""
+    encoder = text_encoder_of(spec.config, spec.modalities)
+    out: dict[str, Any] = {"encoder": spec.config.get("text.encoder") if "t" in spec.modalities else None}
+    if encoder is not None:
+        out.update(settings=encoder.as_dict(), cache={"hits": cache["hits"], "misses": cache["misses"],
+                                                      "rebuilt": cache["rebuilt"]},
+                   encoded_samples=passes["samples"])
+    if "t" in spec.modalities and any(r > 0 for r in (spec.rate, *spec.eval_rates)):
+        out["missing_protocol"] = (TEXT_MASKED_AFTER_ENCODING if text_masked_after_encoding(spec.to_dict())
+                                   else "dropped tokens replaced by [UNK] before encoding (EMT-DLFR)")
+    return out
 
 
 def failure_reason(exc: BaseException) -> dict[str, Any]:

@@ -125,10 +125,14 @@ class Progress:
                 self.stream.flush()
 
 
-def summary_lines(outcome: Any, total: int, seconds: float, out: str, mlflow_line: str | None = None) -> list[str]:
-    """The end-of-sweep summary: counts, store, MLflow, the report command (and failed runs)."""
+def summary_lines(outcome: Any, total: int, seconds: float, out: str, mlflow_line: str | None = None,
+                  text_cache: dict[str, int] | None = None) -> list[str]:
+    """The end-of-sweep summary: counts, store, frozen text cache, MLflow, the report command (and failed runs)."""
     lines = [f"done {len(outcome.done)}, failed {len(outcome.failed)}, skipped {len(outcome.skipped)} of {total} "
              f"runs in {fmt_duration(seconds)}; store {out}"]
+    if text_cache:
+        lines.append(f"text encoder cache: {text_cache['hits']} hits, {text_cache['misses']} misses"
+                     + (f", {text_cache['rebuilt']} corrupt entries rebuilt" if text_cache.get("rebuilt") else ""))
     if mlflow_line:
         lines.append(mlflow_line)
     if outcome.failed:

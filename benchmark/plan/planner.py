@@ -41,24 +41,30 @@ def task_of(datasets: list[Any], planned_task: str | None) -> str:
 
 
 def text_is_tokens(cfg: dict[str, Any]) -> bool:
-    encoder = cfg["text.encoder"]
-    if encoder == "features":
-        return False
-    if encoder == "tokens":
-        return True
-    raise UserError(
-        f"text.encoder={encoder!r}: this version of msabench has no pretrained text encoders;"
-        " use text.encoder=features (precomputed features) or text.encoder=tokens (a trainable embedding)"
-    )
+    """Whether text enters as token ids: plain ids (text.encoder=tokens) or through a Hugging Face encoder."""
+    from msabench.api.text_encoder import EncoderSettings
+
+    EncoderSettings.from_config(cfg)  # a bad text.* value fails at plan time
+    return cfg["text.encoder"] != "features"
+
+
+def text_encoder_of(cfg: dict[str, Any], modalities: tuple[str, ...]):
+    """The run's `EncoderSettings` when text is among its modalities and goes through an encoder, else None."""
+    from msabench.api.text_encoder import EncoderSettings
+
+    return EncoderSettings.from_config(cfg) if "t" in modalities else None
 
 
 def build_input_spec(datasets: list[Any], modalities: tuple[str, ...], task: str, label_rule: str,
-                     tokens: bool) -> InputSpec:
+                     tokens: bool, encoder: Any = None) -> InputSpec:
+    """`encoder` (an `EncoderSettings`): text enters as that encoder's outputs ("encoded")."""
     dims_per = [d.dims() for d in datasets]
     lens_per = [d.max_lens() for d in datasets]
     for d, dims in zip(datasets, dims_per):  # at plan time, not in the first run (so --dry-run says it too)
         has = {m for m in ("a", "v") if m in dims}
-        if (tokens and d.splits["train"].text_ids is not None) or (not tokens and "t" in dims):
+        train = d.splits["train"]
+        if ((encoder is not None and (train.text_ids is not None or train.raw_text is not None))
+                or (encoder is None and tokens and train.text_ids is not None) or (not tokens and "t" in dims)):
             has.add("t")
         lacking = [m for m in modalities if m not in has]
         if lacking:
@@ -68,6 +74,8 @@ def build_input_spec(datasets: list[Any], modalities: tuple[str, ...], task: str
                             f"choose --modalities among those"
                             + (", or add a features.npz beside its labels" if "t" in lacking and not tokens else ""))
     for m in modalities:
+        if m == "t" and encoder is not None:  # one encoder: one text feature space
+            continue
         values = {d.name: dims.get(m) for d, dims in zip(datasets, dims_per)}
         if len(set(values.values())) > 1:
             fix = ("re-encode every domain's text with one encoder (one features.npz dim)" if m == "t" else
@@ -77,8 +85,16 @@ def build_input_spec(datasets: list[Any], modalities: tuple[str, ...], task: str
     first = datasets[0]
     dims = {m: dims_per[0][m] for m in modalities if m in dims_per[0]}
     max_lens = {m: max(lp.get(m, 0) for lp in lens_per) for m in modalities}
+    vocab, special_ids = list(first.vocab or ()), dict(first.special_ids)
     if tokens:
         dims.pop("t", None)
+    if encoder is not None and "t" in modalities:
+        from msabench.api.text_encoder import load_pretrained
+
+        pretrained = load_pretrained(encoder.name)
+        dims["t"] = pretrained.hidden_size
+        max_lens["t"] = encoder.max_length if encoder.pooling == "sequence" else 1
+        vocab, special_ids = list(pretrained.vocab), dict(pretrained.special_ids)
     groups = {}
     if first.ground_truth and not tokens:
         # The synthetic suite's ground_truth.json names the groups per modality
@@ -88,11 +104,12 @@ def build_input_spec(datasets: list[Any], modalities: tuple[str, ...], task: str
                   for m, g in truth.items() if m in modalities}
     return InputSpec(
         modalities=tuple(modalities), dims=dims, max_lens=max_lens,
-        text_kind="tokens" if tokens else "features", vocab_size=len(first.vocab or ()),
-        special_ids=dict(first.special_ids), task=task, n_outputs=N_OUTPUTS[task], label_rule=label_rule,
+        text_kind="encoded" if encoder is not None else "tokens" if tokens else "features", vocab_size=len(vocab),
+        special_ids=special_ids, task=task, n_outputs=N_OUTPUTS[task], label_rule=label_rule,
         family=first.family, domains=tuple(d.name for d in datasets), feature_groups=groups,
         # word-aligned: every modality at one sequence length (MMSA's aligned_50, data.aligned=true)
         aligned=len({max_lens[m] for m in modalities}) <= 1,
+        text_encoder=encoder.as_dict() if encoder is not None and "t" in modalities else {},
     )
 
 
@@ -130,10 +147,13 @@ def _build(run, spec: ModelSpec, cls, protocol, request: Request, sweep_model_ke
     policy = {**protocol.policy(synthetic), **(_tiny_policy(synthetic) if request.tiny else {})}
     cfg = resolve_config(cls, spec, family_of(run.datasets[0]), policy=policy, caps=protocol.caps(synthetic),
                          user_set=request.user_set, tiny=request.tiny, tolerated_model_keys=sweep_model_keys)
+    if request.tiny and synthetic:
+        cfg = _tiny_text_encoder(cfg, chosen="text.encoder" in request.user_set or "text.encoder" in spec.overrides)
     data = [load_for_config(name, cfg, request.data_root) for name in run.datasets]
     task = task_of(data, run.task)
     tokens = text_is_tokens(cfg) if "t" in run.modalities else False
-    input_spec = build_input_spec(data, run.modalities, task, run.label_rule, tokens)
+    input_spec = build_input_spec(data, run.modalities, task, run.label_rule, tokens,
+                                  text_encoder_of(cfg, run.modalities))
     problem = cls.check_inputs(input_spec)
     if problem:
         if skip_incompatible:
@@ -155,6 +175,16 @@ def _tiny_policy(synthetic: bool) -> dict[str, Any]:
     if synthetic:
         policy["data.scale"] = 0.05
     return policy
+
+
+def _tiny_text_encoder(cfg: dict[str, Any], chosen: bool) -> dict[str, Any]:
+    """--tiny on the synthetic suite: a model's default Hugging Face encoder becomes tiny-bert (no weights to
+    fetch, the suite's own vocabulary); an encoder the user chose with --set or the model spec stays."""
+    from msabench.api.text_encoder import NOT_ENCODERS, TINY_BERT
+
+    if chosen or cfg["text.encoder"] in (*NOT_ENCODERS, TINY_BERT):
+        return cfg
+    return {**cfg, "text.encoder": TINY_BERT}
 
 
 def _model_keys(cls) -> set[str]:

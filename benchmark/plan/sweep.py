@@ -307,6 +307,22 @@ def effective_workers(executor: str, workers: int | None, threads: int, runs_per
     return 1
 
 
+def text_cache_totals(store, run_ids: Sequence[str]) -> dict[str, int] | None:
+    """Frozen text-encoder cache hits/misses summed over the env.json of `run_ids`; None when none used it."""
+    totals = {"hits": 0, "misses": 0, "rebuilt": 0}
+    used = False
+    for run_id in run_ids:
+        try:
+            cache = (store.run_dir(run_id).read_env().get("text") or {}).get("cache")
+        except (OSError, ValueError):
+            continue
+        if cache:
+            used = True
+            for k in totals:
+                totals[k] += int(cache.get(k, 0))
+    return totals if used else None
+
+
 # -- driving a sweep ---------------------------------------------------------------------------------------
 def run_sweep(specs: Sequence, *, out: str, options, executor: str = "local", retry_failed: bool = False,
               workers: int | None = None, runs_per_gpu: int | None = None, address: str | None = None,
@@ -340,6 +356,7 @@ def run_sweep(specs: Sequence, *, out: str, options, executor: str = "local", re
     finally:
         progress.close()
         view.close()
-    for line in summary_lines(outcome, len(specs), time.perf_counter() - started, out, view_summary(view, out)):
+    for line in summary_lines(outcome, len(specs), time.perf_counter() - started, out, view_summary(view, out),
+                              text_cache_totals(store, outcome.done)):
         echo(line)
     return outcome

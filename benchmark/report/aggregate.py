@@ -172,6 +172,16 @@ def mean_std(values: Iterable[float | None]) -> Cell:
     return Cell(mean=statistics.fmean(values), std=std, n=len(values))
 
 
+def text_masking_note(views: list[RunView]) -> str:
+    """A caption sentence when some of the runs dropped text from precomputed vectors (after encoding)."""
+    from msabench.data.masks import TEXT_MASKED_AFTER_ENCODING, text_masked_after_encoding
+
+    labels = sorted({v.spec["model"] for v in views if text_masked_after_encoding(v.spec)})
+    if not labels:
+        return ""
+    return f" Missing text: {TEXT_MASKED_AFTER_ENCODING} (precomputed text vectors zeroed; {', '.join(labels)})."
+
+
 def _caption(protocol: str, version: str, seeds: list[int], rule: str, synthetic: bool, extra: str = "") -> str:
     return (f"Protocol {protocol} v{version}; test split; mean ± std (ddof=1) over "
             f"{'/'.join(map(str, seeds)) or '0'} seeds; " + caption_text(rule)
@@ -347,7 +357,9 @@ def rate_tables(views: list[RunView], selection: str | None) -> list[Table]:
                 rows.append(Row(key=stable_key([label, metric]), label=label, cells=cells,
                                 n_seeds=max(curve["n"]) if curve["n"] else 0))
             extra = (f" {metric} at each missing rate (same rate on every modality in train, valid and test); "
-                     "auilc: trapezoid area over the grid including 0.0, unnormalised; auilc_norm: auilc / grid width.")
+                     "auilc: trapezoid area over the grid including 0.0, unnormalised; auilc_norm: auilc / grid width."
+                     + text_masking_note([v for v in views if v.spec["protocol"] == protocol
+                                          and tuple(v.spec["datasets"]) == tuple(datasets)]))
             table = Table(id=f"{protocol}{('-' + setting) if setting else ''}-{'+'.join(datasets)}-{metric}",
                           title=f"{protocol} on {' + '.join(datasets)}: {metric} vs missing rate",
                           columns=columns, rows=rows,

@@ -27,6 +27,7 @@ from msabench.report.aggregate import (
     row_labels,
     stable_key,
     tests_every_rate,
+    text_masking_note,
 )
 from msabench.report.significance import SeedValues, mark_significance
 from msabench.report.table import Cell, Column, Row, Table
@@ -331,6 +332,8 @@ def build_template_table(template, views: Sequence[RunView], *, selection: str |
                + _sentence("; ".join(scale_text[s] for s in scales)) + ", as the paper prints them. "
                + "Best bold, second underlined, among our rows. Rows marked 'published only' show the paper's "
                  "numbers (not run here).")
+    masking_note = text_masking_note(relevant)
+    caption += masking_note
     if compare_paper:
         caption += (" '(paper)' rows show the published numbers"
                     + ("; on synthetic data no differences are shown: they measure other data." if synthetic
@@ -340,7 +343,8 @@ def build_template_table(template, views: Sequence[RunView], *, selection: str |
                   meta={"template": template.name, "paper": template.paper, "paper_table": template.table,
                         "protocol": template.protocol, "version": version, "selection": rule,
                         "synthetic": synthetic, "datasets": datasets, "compare_paper": compare_paper,
-                        "row_models": models, "real": bool(real)})
+                        "row_models": models, "real": bool(real),
+                        "text_masked_after_encoding": bool(masking_note)})
     if reference:
         mark_significance(table, values, reference)
     table.rank_cells()
