@@ -385,6 +385,9 @@ _add(Template(
 ))
 
 # -- MICA -------------------------------------------------------------------------------------------
+# MICA Table 4 prints Happy, Sad, Angry, Neutral; each column reads its emotion by name, so the
+# label-column order (IEMOCAP_EMOTIONS, MulT's) does not move a cell.
+_MICA_EMOTIONS = ("happy", "sad", "angry", "neutral")
 _MICA_NOTE = "Acc-2 and F1 are MulT's binary metrics: negative vs positive, zeros excluded (non0)."
 _MICA_BASE = [(None, "EF-LSTM", "ef_lstm"), (None, "LF-LSTM", None)]
 _add(Template(
@@ -401,13 +404,12 @@ _add(Template(
                              (None, "MICA (ours)", "mica")]),
     notes=("† needs manually aligned sequences.",), metric_note=_MICA_NOTE,
 ))
-_EMOTIONS = ("happy", "sad", "angry", "neutral")
 _add(Template(
     name="mica-table4", paper="mica", table="4", protocol="standard",
     title="Comparison on IEMOCAP, binary accuracy and F1 per emotion (MICA Table 4)", datasets=("iemocap",),
     columns=tuple(TemplateColumn(f"iemocap:{kind}_{emo}", "Acc" if kind == "acc" else "F1",
                                  (("iemocap", f"{kind}_{emo}"),), group=emo.capitalize(), scale="percent", digits=1)
-                  for emo in _EMOTIONS for kind in ("acc", "f1")),
+                  for emo in _MICA_EMOTIONS for kind in ("acc", "f1")),
     rows=_rows(_MICA_BASE + [(None, "RAVEN", None), (None, "MCTN", None), (None, "MuT", "mult"),
                              (None, "MICA (ours)", "mica")]),
     notes=("F1 per emotion is the weighted F1 of that emotion's binary decision (MulT).",),

@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from msabench.report.aggregate import RunView
+from msabench.types import IEMOCAP_EMOTIONS
 
 REGRESSION = ("mae", "corr", "acc7", "acc5", "acc3", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0")
 SIMS = ("mae", "corr", "acc2", "acc3", "acc5", "f1")
-MULTILABEL = tuple(f"{k}_{e}" for e in ("happy", "sad", "angry", "neutral") for k in ("acc", "f1")) + ("mean_f1",)
+MULTILABEL = tuple(f"{k}_{e}" for e in IEMOCAP_EMOTIONS for k in ("acc", "f1")) + ("mean_f1",)
 CLASSIFICATION = ("acc", "f1_weighted", "f1_macro")
 
 
