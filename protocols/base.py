@@ -70,6 +70,9 @@ class Protocol:
     # own default is lower keeps it; `--set` and model specs can still go above.
     synthetic_caps: dict[str, Any] = field(default_factory=dict)
     settings: tuple[str, ...] = ()
+    # "static": masks at the run's rate, fixed for the run; "random-per-epoch": training masks with a
+    # random rate per sample and modality, redrawn every epoch (missing-random, LNLN).
+    train_masks: str = "static"
 
     def __post_init__(self) -> None:
         from msabench.evaluation.selection import SELECTION_RULES

@@ -43,7 +43,8 @@ class TemplateColumn:
     scale: str = "percent"  # percent (x100) | fraction | raw
     digits: int = 1
     direction: str = "max"
-    value: str = "test"  # test: the test metric at the selected epoch; auilc: area under the rate curve; params
+    value: str = "test"  # test: the test metric at the selected epoch; auilc: area under the rate curve;
+    # mean-over-rates: the mean of the curve over the rate grid (missing-random); params
 
     def describe(self) -> dict[str, Any]:
         return {"key": self.key, "label": self.label, "group": self.group, "subgroup": self.subgroup,
@@ -382,6 +383,23 @@ _add(Template(
                 ("modality + layer", "MPU ×, modality ✓, layer ✓", "emt_dlfr@share-modality-layer"),
                 ("all shared", "MPU ✓, modality ✓, layer ✓", "emt_dlfr@share-all")]),
     notes=(_RATE_NOTE, "#Params counts the model (text encoder included) from the run's recorded parameter count."),
+))
+
+# -- missing-random (LNLN's robustness protocol): the mean over test rates --------------------------
+_add(Template(
+    name="lnln-mean-over-rates", paper="lnln", table="mean-over-rates", protocol="missing-random",
+    title="Robustness to random missingness: each metric's mean over missing rates 0.0..0.9 (LNLN's protocol)",
+    datasets=("mosi", "mosei"), rates=tuple(round(0.1 * i, 1) for i in range(10)),
+    columns=(_std_cols("mosi", _EMT_METRICS, pair=True, value="mean-over-rates")
+             + _std_cols("mosei", _EMT_METRICS, pair=True, value="mean-over-rates")),
+    rows=_rows([(None, "TFN", "tfn"), (None, "LF-DNN", "lf_dnn"), (None, "MulT", "mult"), (None, "Self-MM", "self_mm"),
+                (None, "MMIM", "mmim"), (None, "TFR-Net", "tfr_net"), (None, "EMT-DLFR", "emt_dlfr")]),
+    notes=("One model per seed, trained with a random missing rate per sample and modality (redrawn every epoch), "
+           "selected on valid at rate 0.5, its checkpoint tested at every rate; a cell is the mean over the rates "
+           "per seed, then mean ± std over seeds (LNLN, Haoyu-ha/LNLN core/dataset.py, robust_evaluation.py).",
+           "A layout, not a reproduction: LNLN's paper is not among the project's papers, so no published numbers "
+           "are shown."),
+    metric_note=_EMT_NOTE,
 ))
 
 # -- MICA -------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from msabench.report.aggregate import RunView
-from msabench.types import IEMOCAP_EMOTIONS
+from msabench.core.types import IEMOCAP_EMOTIONS
 
 REGRESSION = ("mae", "corr", "acc7", "acc5", "acc3", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0")
 SIMS = ("mae", "corr", "acc2", "acc3", "acc5", "f1")
@@ -96,9 +96,12 @@ def _view(protocol: str, setting: str, datasets: Sequence[str], sources: Sequenc
 
 
 def fabricate_views(template, models: Sequence[str], *, seeds: Sequence[int] = (1, 2, 3), real: bool = False,
-                    rates: Sequence[float] = (0.0, 0.5, 1.0)) -> list[RunView]:
-    """Runs of `models` (specs; inline keys become config) for every dataset/setting `template` reads."""
+                    rates: Sequence[float] | None = None) -> list[RunView]:
+    """Runs of `models` (specs; inline keys become config) for every dataset/setting `template` reads;
+    missing-rate templates on `rates` (default: the protocol's grid of each dataset)."""
     from msabench.core.config import parse_model_spec
+    from msabench.protocols.missing_random import TEST_GRID, VALID_RATE
+    from msabench.protocols.missing_rate import default_grid
 
     views = []
     for model in models:
@@ -120,11 +123,15 @@ def fabricate_views(template, models: Sequence[str], *, seeds: Sequence[int] = (
         for dataset in template.datasets:
             name = dataset if real else f"synth-{dataset}"
             task = "multilabel" if dataset == "iemocap" else ("classification" if dataset == "meld" else "regression")
-            grid = [r for r in rates if dataset != "sims" or r <= 0.5] if template.protocol == "missing-rate" else [0.0]
+            grid, eval_rates = [0.0], ()
+            if template.protocol == "missing-rate":
+                grid = [r for r in (default_grid(dataset) if rates is None else rates) if dataset != "sims" or r <= 0.5]
+            elif template.protocol == "missing-random":
+                grid, eval_rates = [VALID_RATE], tuple(TEST_GRID if rates is None else rates)
             for seed in seeds:
                 for rate in grid:
                     views.append(_view(template.protocol, "", [name], [name], [], spec.label, spec.overrides, seed,
-                                       rate, modalities, task, ("val", "last"), base,
+                                       rate, modalities, task, ("val", "last"), base, eval_rates=eval_rates,
                                        n_params=110.5e6 + 1e6 * round(6 * unit("params", model), 1)))
     return views
 

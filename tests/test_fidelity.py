@@ -43,3 +43,149 @@ def test_synthetic_iemocap_corners_follow_the_names():
     # neutral: no valence, low arousal; happy: positive valence
     assert tuple(EMOTION_CORNERS[EMOTIONS.index("neutral")]) == pytest.approx((0.0, -0.9))
     assert EMOTION_CORNERS[EMOTIONS.index("happy")][0] > 0
+
+
+# -- fix 2: AUILC cells read their own protocol on a pinned grid ------------------------------------------
+def _rate_store(tmp_path):
+    """missing-rate runs of tfn on the full grid (seeds 1-3, seed 3 without rate 0.7), missing-rate runs
+    of lmf on 0.5..1.0 only, and missing-rate-eval runs of tfn (another experiment) in one store."""
+    from msabench.protocols.templates import TEMPLATES
+    from msabench.report.fabricate import fabricate_views, write_store
+
+    t6 = TEMPLATES.get("emt-table6")
+    full = [v for v in fabricate_views(t6, ["tfn"]) if not (v.spec["seed"] == 3 and v.spec["rate"] == 0.7)]
+    partial = fabricate_views(t6, ["lmf"], rates=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0))
+    other = [v for v in fabricate_views(t6, ["tfn"]) if v.spec["rate"] == 0.0]
+    for v in other:  # the same model trained once on complete data, tested at every rate
+        v.spec["protocol"] = "missing-rate-eval"
+        v.spec["eval_rates"] = [round(0.1 * i, 1) for i in range(11)]
+        v.records = [dict(r, metrics={k: 0.0 for k in r["metrics"]}) for r in v.records]
+        v.records += [dict(r, rate=round(0.1 * i, 1)) for r in v.records if r["split"] == "test" for i in range(1, 11)]
+    out = tmp_path / "store"
+    write_store([v for v in full + partial + other if v.spec["datasets"] == ["synth-mosi"]], str(out))
+    return out, full
+
+
+@pytest.mark.slow
+def test_emt_table6_own_protocol_pinned_grid_marked_cell(tmp_path):
+    from msabench.metrics import auilc
+    from msabench.report.build import build_report, build_tables, load_views
+    from msabench.report.paper import GRID_FLAG
+    from msabench.report.aggregate import rate_metrics
+
+    out, full = _rate_store(tmp_path)
+    (table,) = build_tables(load_views(str(out)), tables=["emt-table6"])
+    rows = {r.label: r for r in table.rows if r.kind == "ours"}
+    tfn, lmf = rows["TFN"], rows["LMF"]
+    # the right cell: tfn's MAE AUILC over 0.0..1.0 from missing-rate runs only; seed 3 lacks 0.7 -> left out, marked
+    grid = [round(0.1 * i, 1) for i in range(11)]
+    per_seed = {}
+    for seed in (1, 2):
+        curve = {float(v.spec["rate"]): rate_metrics(v, "val")[float(v.spec["rate"])]["synth-mosi"]["mae"]
+                 for v in full if v.spec["seed"] == seed and v.spec["datasets"] == ["synth-mosi"]}
+        per_seed[seed] = auilc(grid, [curve[r] for r in grid])
+    cell = tfn.cells["mosi:mae"]
+    assert cell.n == 2 and cell.mean == pytest.approx(sum(per_seed.values()) / 2)  # no missing-rate-eval zeros mixed in
+    assert cell.flag == GRID_FLAG
+    # lmf has only 0.5..1.0: marked, and says on which rates
+    assert lmf.cells["mosi:mae"].flag == GRID_FLAG
+    assert any("LMF" in n and "0.5..1.0" in n and "not the grid 0.0..1.0" in n for n in table.notes)
+    assert any("TFN" in n and "seed 3" in n for n in table.notes)
+    assert "grid (pinned): mosi 0.0..1.0 step 0.1" in table.caption
+    text = build_report(str(out), table="emt-table6", warn=lambda m: None)
+    assert f"{GRID_FLAG}" in text and "0.0..1.0 step 0.1" in text
+
+
+# -- fix 5: data.mask_scheme=emt reproduces EMT-DLFR's official masks --------------------------------------
+def _official_emt_keep(lengths, max_len, rate, seed, text):
+    """sunlicai/EMT-DLFR data/load_data.py generate_m, restated: reseed, one uniform grid, keep if > rate."""
+    real = (np.arange(max_len)[None, :] < np.asarray(lengths)[:, None]).astype(int)
+    np.random.seed(seed)
+    keep = (np.random.uniform(size=real.shape) > rate) * real
+    if text:
+        for i, row in enumerate(keep):
+            row[0] = row[lengths[i] - 1] = 1
+    return keep.astype(bool) | ~real.astype(bool)
+
+
+def test_emt_mask_scheme_is_the_official_draw_nested_and_shared():
+    from msabench.data.masks import drop_masks
+
+    lengths = np.array([5, 9, 12, 3, 12, 7])
+    for m, seed in (("t", 111), ("a", 1111)):
+        for rate in (0.3, 0.7):
+            ours = drop_masks(lengths, 12, rate, dataset="mosi", split="train", modality=m, scheme="emt")
+            assert np.array_equal(ours, ~_official_emt_keep(lengths, 12, rate, seed, m == "t"))
+    kw = dict(dataset="mosi", modality="v")
+    low = drop_masks(lengths, 12, 0.3, split="train", scheme="emt", **kw)
+    high = drop_masks(lengths, 12, 0.6, split="train", scheme="emt", **kw)
+    assert np.all(high[low]) and high.sum() > low.sum()  # nested across rates
+    assert np.array_equal(drop_masks(lengths, 12, 0.3, split="test", scheme="emt", **kw), low)  # shared across splits
+    default_low = drop_masks(lengths, 12, 0.3, split="train", **kw)
+    default_high = drop_masks(lengths, 12, 0.6, split="train", **kw)
+    assert not np.all(default_high[default_low])  # the default scheme is not nested
+
+
+def test_mask_scheme_enters_the_run_id_only_when_not_default():
+    from msabench.config import parse_model_spec, resolve_config
+    from msabench.model_api import MODELS
+    import msabench.models  # noqa: F401
+
+    cls = MODELS.get("linear_probe")
+    default = resolve_config(cls, parse_model_spec("linear_probe"), "mosi")
+    same = resolve_config(cls, parse_model_spec("linear_probe"), "mosi", user_set={"data.mask_scheme": "msabench"})
+    emt = resolve_config(cls, parse_model_spec("linear_probe"), "mosi", user_set={"data.mask_scheme": "emt"})
+    assert "data.mask_scheme" not in default and default == same  # earlier run ids unchanged
+    assert emt["data.mask_scheme"] == "emt"
+    with pytest.raises(UserError, match="data.mask_scheme='x'"):
+        resolve_config(cls, parse_model_spec("linear_probe"), "mosi", user_set={"data.mask_scheme": "x"})
+
+
+# -- missing-random (LNLN) ---------------------------------------------------------------------------------
+def test_missing_random_plan_and_card():
+    from msabench.protocols import PROTOCOLS
+    from msabench.protocols.base import PlanRequest
+
+    p = PROTOCOLS.get("missing-random")
+    runs = p.plan(PlanRequest(datasets=("synth-mosi",), seeds=(1, 2)))
+    assert [r.seed for r in runs] == [1, 2] and {r.rate for r in runs} == {0.5}
+    assert runs[0].eval_rates == tuple(round(0.1 * i, 1) for i in range(10))
+    card = p.describe()
+    assert card["version"] == "1.0" and card["valid_rate"] == 0.5 and "redrawn every epoch" in card["train_masks"]["rate"]
+    with pytest.raises(UserError, match="below 1"):
+        p.plan(PlanRequest(datasets=("synth-mosi",), rates=(0.0, 1.0)))
+
+
+def test_random_rate_masks_follow_lnln():
+    from msabench.data.masks import random_rate_drop_masks
+
+    lengths = np.full(400, 30)
+    kw = dict(dataset="synth-mosi", split="train", modality="a", seed=1)
+    d0, r0 = random_rate_drop_masks(lengths, 30, epoch=0, **kw)
+    d0b, r0b = random_rate_drop_masks(lengths, 30, epoch=0, **kw)
+    d1, r1 = random_rate_drop_masks(lengths, 30, epoch=1, **kw)
+    assert np.array_equal(d0, d0b) and np.array_equal(r0, r0b)  # seeded
+    assert not np.array_equal(r0, r1)  # redrawn every epoch
+    assert (r0 == 0).sum() >= 200 and (r0 == 0).sum() <= 205  # half the samples complete
+    busy = r0 > 0
+    assert abs(d0[busy].mean() - r0[busy].mean()) < 0.03  # each position dropped with the sample's rate
+    assert not d0[~busy].any()
+    dt, _ = random_rate_drop_masks(np.array([10, 4]), 12, epoch=0, dataset="x", split="train", modality="t", seed=1)
+    assert not dt[0, 0] and not dt[0, 9] and not dt[1, 3] and not dt[:, 10:].any()  # [CLS]/[SEP], padding kept
+
+
+def test_missing_random_training_redraws_masks_every_epoch():
+    from msabench.runner import prepare_tensors, build_model
+    from msabench.planning import Request, plan
+
+    (spec,) = plan(Request(protocol="missing-random", models=("linear_probe",), datasets=("synth-mosi",), seeds=(1,),
+                           tiny=True))
+    _, datasets, tokens = build_model(spec, None)
+    train, evals = prepare_tensors(spec, datasets, tokens)
+    assert train.redraw is not None and train.drop
+    first = {m: d.copy() for m, d in train.drop.items()}
+    train.redraw(1)
+    assert any(not np.array_equal(first[m], train.drop[m]) for m in first)
+    assert {e.rate for e in evals if e.split == "test"} == {round(0.1 * i, 1) for i in range(10)}
+    valid = [e for e in evals if e.split == "valid"]
+    assert [e.rate for e in valid] == [0.5] and valid[0].data.redraw is None

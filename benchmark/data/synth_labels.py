@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from msabench.types import IEMOCAP_EMOTIONS
+from msabench.core.types import IEMOCAP_EMOTIONS
 
 # --- value histograms (value -> relative weight) -------------------------------------------------
 # CMU-MOSI, all 2199 labels pooled (aggregate counts per distinct value).

@@ -138,6 +138,8 @@ def run_loop(
     for epoch in range(epochs):
         started = time.perf_counter()
         ctx.epoch = epoch
+        if train.redraw is not None:
+            train.redraw(epoch)
         model.train()
         model.on_epoch_start(ctx)
         losses: dict[str, list[float]] = {}

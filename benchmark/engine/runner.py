@@ -10,7 +10,7 @@ import torch
 
 from msabench.core.errors import UserError
 from msabench.core.types import RunSpec
-from msabench.engine.batching import TensorSplit, build_tensor_split, concat_splits
+from msabench.engine.batching import TensorSplit, build_tensor_split, concat_splits, random_rate_split
 from msabench.engine.loop import EvalSet, LoopResult, run_loop
 from msabench.engine.options import RunOptions
 from msabench.engine.seeding import seed_everything, seed_hash
@@ -75,17 +75,30 @@ def build_model(spec: RunSpec, data_root: str | None):
     return model, datasets, tokens
 
 
+def _random_train_masks(spec: RunSpec) -> bool:
+    """Whether the run's protocol redraws random-rate training masks every epoch (missing-random)."""
+    protocol = protocol_of(spec.protocol)
+    return protocol is not None and protocol.train_masks == "random-per-epoch"
+
+
 def prepare_tensors(spec: RunSpec, datasets, tokens: bool) -> tuple[TensorSplit, list[EvalSet]]:
     index = {d.name: i for i, d in enumerate(datasets)}
     by_name = {d.name: d for d in datasets}
+    scheme = spec.config.get("data.mask_scheme", "msabench")  # runs stored before the key have none
 
     def tensors(name: str, split: str, rate: float) -> TensorSplit:
         return build_tensor_split(by_name[name], split, index[name], modalities=spec.modalities, task=spec.task,
-                                  label_rule=spec.label_rule, text_tokens=tokens, rate=rate)
+                                  label_rule=spec.label_rule, text_tokens=tokens, rate=rate, mask_scheme=scheme)
+
+    def train_tensors(name: str) -> TensorSplit:
+        if _random_train_masks(spec):
+            return random_rate_split(by_name[name], "train", index[name], modalities=spec.modalities, task=spec.task,
+                                     label_rule=spec.label_rule, text_tokens=tokens, seed=spec.seed)
+        return tensors(name, "train", spec.rate)
 
     sources = spec.source_domains or spec.datasets[:1]
     train_domains = spec.train_domains or sources
-    train_parts = {name: tensors(name, "train", spec.rate) for name in train_domains}
+    train_parts = {name: train_tensors(name) for name in train_domains}
     eval_sets: list[EvalSet] = []
     for name in spec.datasets:
         splits = SPLITS_OF_SOURCES if name in sources else SPLITS_OF_TARGETS

@@ -28,6 +28,7 @@ GENERIC_METRICS = {
 }
 SIMS_METRICS = ("acc2", "acc3", "acc5", "f1", "mae", "corr")
 RAW_METRICS = {"mae": "min", "corr": "max"}
+MEAN_OVER_RATES_KIND = "missing-random"  # summarised by the mean over rates (LNLN), not AUILC
 ROW_IGNORED_KEYS = {"data.missing_rate", "data.rate"}  # a missing-rate sweep's rows span its rates
 CURVE_METRICS = {  # the metrics of the missing-rate tables and plots, per family
     "regression": ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0"),
@@ -298,18 +299,20 @@ def rate_curves(views: list[RunView], rule: str | None = None,
                                   for s in per_seed if rate in per_seed[s]]
                            for rate in grid}
                 cells = [mean_std(by_rate[rate]) for rate in grid]
-                areas, norms = [], []
+                areas, norms, means = [], [], []
                 for values in per_seed.values():
-                    if len(grid) >= 2 and all(rate in values for rate in grid):
+                    if grid and all(rate in values for rate in grid):
                         curve = [values[rate].get(domain, {}).get(metric) for rate in grid]
                         if all(c is not None and not math.isnan(c) for c in curve):
-                            areas.append(auilc(grid, curve))
-                            norms.append(auilc_norm(grid, curve))
+                            means.append(statistics.fmean(curve))
+                            if len(grid) >= 2:
+                                areas.append(auilc(grid, curve))
+                                norms.append(auilc_norm(grid, curve))
                 row[metric] = {"rates": grid, "mean": [c.mean for c in cells], "std": [c.std for c in cells],
                                "n": [c.n for c in cells], "auilc": mean_std(areas), "auilc_norm": mean_std(norms),
-                               "per_seed_auilc": areas}
+                               "per_seed_auilc": areas, "mean_over_rates": mean_std(means)}
             rows[labels[rkey]] = row
-        out[key] = {"rows": rows, "rule": chosen_rule, "task": spec0["task"],
+        out[key] = {"rows": rows, "rule": chosen_rule, "task": spec0["task"], "rate": float(spec0["rate"]),
                     "seeds": sorted({len({m.spec["seed"] for m in ms}) for ms in rows_by_key.values()})}
     return out
 
@@ -332,9 +335,13 @@ def rate_tables(views: list[RunView], selection: str | None) -> list[Table]:
                          if m in _curve_metric_names({"task": group["task"]}, datasets[0]) else 99)
         for metric in metrics:
             grid = sorted({r for row in group["rows"].values() for r in row.get(metric, {}).get("rates", [])})
+            mean_over_rates = kind_of(protocol) == MEAN_OVER_RATES_KIND
             columns = [_metric_column(f"rate{r:g}", f"{r:g}", "missing rate", metric) for r in grid]
-            columns += [_metric_column("auilc", "auilc", "", metric),
-                        _metric_column("auilc_norm", "auilc_norm", "", metric)]
+            if mean_over_rates:
+                columns.append(_metric_column("mean", "mean", "", metric))
+            else:
+                columns += [_metric_column("auilc", "auilc", "", metric),
+                            _metric_column("auilc_norm", "auilc_norm", "", metric)]
             rows = []
             for label, row in sorted(group["rows"].items()):
                 curve = row.get(metric)
@@ -342,12 +349,21 @@ def rate_tables(views: list[RunView], selection: str | None) -> list[Table]:
                     continue
                 cells = {f"rate{r:g}": Cell(mean=m, std=s, n=n)
                          for r, m, s, n in zip(curve["rates"], curve["mean"], curve["std"], curve["n"])}
-                cells["auilc"] = curve["auilc"]
-                cells["auilc_norm"] = curve["auilc_norm"]
+                if mean_over_rates:
+                    cells["mean"] = curve["mean_over_rates"]
+                else:
+                    cells["auilc"] = curve["auilc"]
+                    cells["auilc_norm"] = curve["auilc_norm"]
                 rows.append(Row(key=stable_key([label, metric]), label=label, cells=cells,
                                 n_seeds=max(curve["n"]) if curve["n"] else 0))
-            extra = (f" {metric} at each missing rate (same rate on every modality in train, valid and test); "
-                     "auilc: trapezoid area over the grid including 0.0, unnormalised; auilc_norm: auilc / grid width.")
+            if mean_over_rates:
+                extra = (f" {metric} at each test missing rate of one model per seed, trained with a random rate per "
+                         "sample and modality (redrawn every epoch) and selected on valid at rate "
+                         f"{_train_rate(group):g}; mean: per seed the mean over the rates "
+                         f"{', '.join(f'{r:g}' for r in grid)}, then over seeds.")
+            else:
+                extra = (f" {metric} at each missing rate (same rate on every modality in train, valid and test); "
+                         "auilc: trapezoid area over the grid including 0.0, unnormalised; auilc_norm: auilc / grid width.")
             table = Table(id=f"{protocol}{('-' + setting) if setting else ''}-{'+'.join(datasets)}-{metric}",
                           title=f"{protocol} on {' + '.join(datasets)}: {metric} vs missing rate",
                           columns=columns, rows=rows,
@@ -357,6 +373,10 @@ def rate_tables(views: list[RunView], selection: str | None) -> list[Table]:
             table.rank_cells()
             tables.append(table)
     return tables
+
+
+def _train_rate(group: dict[str, Any]) -> float:
+    return float(group.get("rate", 0.0))
 
 
 def row_labels(rows_by_key: dict[tuple, list[RunView]]) -> dict[tuple, str]:
