@@ -382,7 +382,9 @@ _add(Template(
                 ("MPU + layer", "MPU ✓, modality ×, layer ✓", "emt_dlfr@share-mpu-layer"),
                 ("modality + layer", "MPU ×, modality ✓, layer ✓", "emt_dlfr@share-modality-layer"),
                 ("all shared", "MPU ✓, modality ✓, layer ✓", "emt_dlfr@share-all")]),
-    notes=(_RATE_NOTE, "#Params counts the model (text encoder included) from the run's recorded parameter count."),
+    notes=(_RATE_NOTE, "#Params: the inference-time networks only, as the paper counts them (text encoder included, "
+                       "networks used only in training left out; MSAModel.inference_parameter_count, recorded in "
+                       "env.json as inference_params)."),
 ))
 
 # -- missing-random (LNLN's robustness protocol): the mean over test rates --------------------------

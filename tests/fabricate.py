@@ -91,7 +91,7 @@ def _view(protocol: str, setting: str, datasets: Sequence[str], sources: Sequenc
             "selection_rules": list(rules), "eval_rates": list(eval_rates), "train_domains": list(train_domains),
             "valid_domains": [], "msabench_version": "0.1", "schema": 1}
     records = _records(run_id, task, _family, datasets, train_domains or sources, base, key, eval_rates, rate)
-    env = {"n_params": n_params} if n_params is not None else {}
+    env = {"inference_params": n_params} if n_params is not None else {}
     return RunView(run_id=run_id, spec=spec, records=records, git="0" * 40, env=env)
 
 

@@ -189,3 +189,56 @@ def test_missing_random_training_redraws_masks_every_epoch():
     assert {e.rate for e in evals if e.split == "test"} == {round(0.1 * i, 1) for i in range(10)}
     valid = [e for e in evals if e.split == "valid"]
     assert [e.rate for e in valid] == [0.5] and valid[0].data.redraw is None
+
+
+# -- fix 7: #Params counts inference-time networks only --------------------------------------------------
+def _with_decoder():
+    from torch import nn
+
+    import msabench.models  # noqa: F401  (registers the plugins)
+    from msabench.model_api import MODELS
+
+    base = MODELS.get("linear_probe")
+
+    class WithDecoder(base):
+        """linear_probe plus a training-only reconstruction decoder (as EMT-DLFR has) and a frozen block."""
+
+        name = "with_decoder"
+
+        def __init__(self, cfg, spec):
+            super().__init__(cfg, spec)
+            self.decoder = nn.Linear(10, 10)  # 110 parameters used only in training
+            self.frozen = nn.Linear(3, 3)  # 12 frozen parameters used at inference
+            self.frozen.requires_grad_(False)
+
+        def inference_parameter_count(self) -> int:
+            return super().inference_parameter_count() - sum(p.numel() for p in self.decoder.parameters())
+
+    return WithDecoder
+
+
+@pytest.mark.slow
+def test_params_count_inference_networks_only(tmp_path, monkeypatch):
+    import json
+
+    from msabench.cli import main
+    from msabench.model_api import MODELS
+    from msabench.protocols.templates import TEMPLATES
+    from msabench.report.aggregate import RunView
+    from msabench.report.paper import seed_values
+
+    cls = _with_decoder()
+    monkeypatch.setitem(MODELS._items, "with_decoder", cls)
+    out = tmp_path / "store"
+    assert main(["run", "--protocol", "standard", "--dataset", "synth-mosi", "--tiny", "--no-mlflow", "--threads", "1",
+                 "--model", "with_decoder", "--seeds", "1", "--out", str(out)]) == 0
+    (env_path,) = out.glob("runs/*/env.json")
+    env = json.loads(env_path.read_text())
+    trainable = env["n_params"]
+    assert env["inference_params"] == trainable - 110 + 12
+    t9 = TEMPLATES.get("emt-table9")
+    col = next(c for c in t9.columns if c.value == "params")
+    view = RunView("r", {"seed": 1, "datasets": ["synth-mosi"]}, [], env=env)
+    assert seed_values(t9, col, 0, [view], "val", [view]) == {1: env["inference_params"] / 1e6}
+    old = RunView("r", {"seed": 1, "datasets": ["synth-mosi"]}, [], env={"n_params": trainable})
+    assert seed_values(t9, col, 0, [old], "val", [old]) == {}  # a trainable count is not #Params

@@ -103,6 +103,12 @@ class MSAModel(nn.Module):
     def forward(self, batch: Batch) -> ModelOutput:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def inference_parameter_count(self) -> int:
+        """Parameters of the networks used at inference (trainable or frozen, a frozen text encoder
+        included): the `#Params` papers print (EMT-DLFR Table 9). Models with networks used only in
+        training (e.g. EMT-DLFR's feature-reconstruction decoders) override this to leave them out."""
+        return sum(p.numel() for p in self.parameters())
+
     def param_groups(self, train_cfg: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         params = [p for p in self.parameters() if p.requires_grad]
         return {"main": [{"params": params}]} if params else {}

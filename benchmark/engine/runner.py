@@ -133,7 +133,8 @@ def execute(spec: RunSpec, run_dir, options: RunOptions) -> LoopResult:
         "data_hashes": dict(zip(spec.datasets, spec.data_hashes)), "mask_hashes": mask_hashes,
         "neg_inf_counts": {d.name: d.neg_inf_count for d in datasets}, "determinism": flags,
         "precision": options.precision,
-        "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad),  # trainable
+        "inference_params": int(model.inference_parameter_count()),  # emt-table9's #Params
     }))
     started = time.perf_counter()
     result = run_loop(model, spec, train, eval_sets, family=datasets[0].family, device=device,

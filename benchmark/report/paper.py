@@ -103,16 +103,12 @@ def _column_views(template, col, views: list[RunView], domain: str) -> list[RunV
 
 
 def _params(view: RunView) -> float | None:
-    for source in (view.env, view.spec):
-        for key in ("n_params", "params", "num_params", "parameters"):
-            value = source.get(key)
-            if isinstance(value, (int, float)):
-                return float(value) / 1e6
-            if isinstance(value, dict):
-                total = value.get("total") or value.get("all")
-                if isinstance(total, (int, float)):
-                    return float(total) / 1e6
-    return None
+    """The run's inference-time parameter count in millions (env.json `inference_params`, recorded
+    from `MSAModel.inference_parameter_count`); None for runs recorded without it: the trainable
+    count (`n_params`) they have is another number (it leaves out a frozen encoder and keeps
+    training-only networks)."""
+    value = view.env.get("inference_params")
+    return float(value) / 1e6 if isinstance(value, (int, float)) else None
 
 
 def seed_values(template, col, part: int, views: list[RunView], rule: str,
