@@ -147,13 +147,16 @@ def sims_metrics(pred, true) -> dict[str, float]:
     """CH-SIMS metrics of docs/architecture.md §7 (MMSA `__eval_sims_regression`): clipped to [-1, 1]."""
     pred, true = _vectors(pred, true)
     pred, true = np.clip(pred, -1.0, 1.0), np.clip(true, -1.0, 1.0)
-    pred2, true2 = _bins(pred, _SIMS_EDGES_2), _bins(true, _SIMS_EDGES_2)
+    # Bins in float32 whatever the input dtype (MMSA's tensors are float32): a float64 copy of a
+    # float32 label such as 0.1 is 0.10000000149 and would otherwise land in the next bin.
+    pred32, true32 = pred.astype(np.float32), true.astype(np.float32)
+    pred2, true2 = _bins(pred32, _SIMS_EDGES_2), _bins(true32, _SIMS_EDGES_2)
     return {
         "mae": _mae(pred, true),
         "corr": pearson(pred, true),
         "acc2": float(np.mean(pred2 == true2)),
-        "acc3": float(np.mean(_bins(pred, _SIMS_EDGES_3) == _bins(true, _SIMS_EDGES_3))),
-        "acc5": float(np.mean(_bins(pred, _SIMS_EDGES_5) == _bins(true, _SIMS_EDGES_5))),
+        "acc3": float(np.mean(_bins(pred32, _SIMS_EDGES_3) == _bins(true32, _SIMS_EDGES_3))),
+        "acc5": float(np.mean(_bins(pred32, _SIMS_EDGES_5) == _bins(true32, _SIMS_EDGES_5))),
         "f1": _f1(true2, pred2),
     }
 

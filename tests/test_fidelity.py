@@ -242,3 +242,24 @@ def test_params_count_inference_networks_only(tmp_path, monkeypatch):
     assert seed_values(t9, col, 0, [view], "val", [view]) == {1: env["inference_params"] / 1e6}
     old = RunView("r", {"seed": 1, "datasets": ["synth-mosi"]}, [], env={"n_params": trainable})
     assert seed_values(t9, col, 0, [old], "val", [old]) == {}  # a trainable count is not #Params
+
+
+# -- fix 8: SIMS bins in float32 whatever the dtype; ddof=1 stated where numbers are compared ----------------
+def test_sims_metrics_bin_float64_copies_like_float32():
+    from msabench.metrics import sims_metrics
+
+    true = np.array([0.1, -0.1, 0.7, -0.7, 0.0, 0.4], dtype=np.float32)
+    same = sims_metrics(true, true)
+    as64 = sims_metrics(true.astype(np.float64), true)  # a float64 copy of the float32 labels as predictions
+    assert same["acc3"] == as64["acc3"] == 1.0 and as64["acc5"] == 1.0
+
+
+def test_check_failure_states_the_std_definition():
+    from msabench.check import compare
+    from msabench.report.table import Cell, Column, Row, Table
+
+    table = Table("t", "t", [Column("c", "c", metric="acc7")], [Row("r", "r", cells={"c": Cell(mean=0.9, std=0.01, n=3)})])
+    baseline = {"tolerance": {"k": 2.0, "floor": 0.0}, "cells": [{"table": "t", "row": "r", "column": "c",
+                                                                  "metric": "acc7", "mean": 0.5, "std": 0.01}]}
+    (line,) = compare(baseline, [table])
+    assert "ddof=1" in line
