@@ -263,3 +263,23 @@ def test_check_failure_states_the_std_definition():
                                                                   "metric": "acc7", "mean": 0.5, "std": 0.01}]}
     (line,) = compare(baseline, [table])
     assert "ddof=1" in line
+
+
+# -- fix 11: the DG feature-space error names each domain's source and the option that changes it ---------
+def test_dg_feature_space_error_names_sources_and_data_source_option():
+    from types import SimpleNamespace
+
+    from msabench.planning import build_input_spec
+
+    def domain(name, dim, source):
+        split = SimpleNamespace(text_ids=None)
+        return SimpleNamespace(name=name, source=source, splits={"train": split}, dims=lambda: {"t": dim},
+                               max_lens=lambda: {"t": 10})
+
+    mosi = domain("mosi", 768, "MOSI/Processed/unaligned_50.pkl")
+    meld = domain("meld", 384, "MELD/train_sent_emo.csv + features.npz")
+    with pytest.raises(UserError) as err:
+        build_input_spec([mosi, meld], ("t",), "classification", "round", tokens=False)
+    text = str(err.value)
+    assert "mosi: dim 768 read from MOSI/Processed/unaligned_50.pkl" in text and "meld: dim 384" in text
+    assert "--set data.source=label-csv" in text
