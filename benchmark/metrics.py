@@ -218,6 +218,32 @@ def task_metrics(task: str, pred, true, family: str | None = None,
     raise ValueError(f"unknown task {task!r}; expected regression, classification or multilabel")
 
 
+# A regression run is degenerate when its predictions spread less than this share of the labels' std.
+DEGENERATE_SPREAD = 0.01
+
+
+def degenerate_predictions(task: str, pred, true) -> str:
+    """Why predictions are degenerate ('' when they are not): (near) constant scores, a single class,
+    or every emotion decided the same way for all samples. Such a run's means are not results."""
+    pred, true = np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)
+    if pred.shape[0] < 2:
+        return ""
+    if task == "regression":
+        spread, scale = float(np.std(pred)), float(np.std(true))
+        if spread <= DEGENERATE_SPREAD * max(scale, 1e-12):
+            return f"near-constant predictions (std {spread:.3g} vs the labels' {scale:.3g})"
+        return ""
+    if task == "classification":
+        classes = np.unique(np.argmax(pred, axis=1) if pred.ndim == 2 else pred)
+        return f"a single predicted class ({int(classes[0])})" if classes.size == 1 else ""
+    if task == "multilabel":
+        decisions = pred > 0
+        if np.all(decisions == decisions[:1]):
+            return "the same decision for every sample on every emotion"
+        return ""
+    raise ValueError(f"unknown task {task!r}")
+
+
 _SELECTION: dict[str, tuple[str, str]] = {
     "regression": ("mae", "min"),
     "classification": ("acc", "max"),

@@ -283,3 +283,47 @@ def test_dg_feature_space_error_names_sources_and_data_source_option():
     text = str(err.value)
     assert "mosi: dim 768 read from MOSI/Processed/unaligned_50.pkl" in text and "meld: dim 384" in text
     assert "--set data.source=label-csv" in text
+
+
+# -- fix 10: degenerate runs are flagged ---------------------------------------------------------------------
+def test_degenerate_predictions_by_task():
+    from msabench.metrics import degenerate_predictions
+
+    y = np.array([-2.0, 0.5, 1.0, 3.0])
+    assert "near-constant" in degenerate_predictions("regression", np.full(4, 0.3) + 1e-4 * np.arange(4), y)
+    assert degenerate_predictions("regression", y * 0.5, y) == ""
+    logits = np.tile([0.1, 0.9, 0.0], (5, 1))
+    assert "single predicted class (1)" in degenerate_predictions("classification", logits, np.arange(5) % 3)
+    assert degenerate_predictions("classification", np.eye(3)[[0, 1, 1, 2, 0]], np.arange(5) % 3) == ""
+    assert degenerate_predictions("multilabel", np.tile([1.0, -1, -1, -1], (4, 1)), np.eye(4)) != ""
+
+
+@pytest.mark.slow
+def test_degenerate_runs_marked_in_tables_and_status(tmp_path, monkeypatch, capsys):
+    import msabench.models  # noqa: F401
+    from msabench.cli import main
+    from msabench.model_api import MODELS
+    from msabench.report.aggregate import DEGENERATE_FLAG
+
+    class Stuck(MODELS.get("constant")):
+        """A model stuck on one score, as lf_dnn on real MOSI text in 2 of 3 seeds."""
+
+        name = "stuck"
+        CONSTANT_BY_DESIGN = False
+
+    monkeypatch.setitem(MODELS._items, "stuck", Stuck)
+    out = str(tmp_path / "store")
+    assert main(["run", "--protocol", "standard", "--dataset", "synth-mosi", "--tiny", "--no-mlflow", "--threads", "1",
+                 "--model", "stuck", "--model", "constant", "--seeds", "1", "--out", out]) == 0
+    capsys.readouterr()
+    assert main(["status", "--out", out]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line for line in lines if line.startswith("degenerate")] == [
+        line for line in lines if "degenerate" in line and "(stuck synth-mosi seed 1)" in line]
+    assert len([line for line in lines if line.startswith("degenerate")]) == 1  # constant is so by design
+    assert main(["report", "--out", out]) == 0
+    report = capsys.readouterr().out
+    stuck = next(line for line in report.splitlines() if line.startswith("| stuck"))
+    constant = next(line for line in report.splitlines() if line.startswith("| constant"))
+    assert DEGENERATE_FLAG in stuck and DEGENERATE_FLAG not in constant
+    assert f"- {DEGENERATE_FLAG} stuck: degenerate run(s)" in report and "near-constant predictions" in report

@@ -70,6 +70,8 @@ class MSAModel(nn.Module):
     # Epochs of a few steps that the conformance suite runs before it expects every trainable
     # parameter to have moved: more than 1 for models whose parameters train in later stages.
     CONFORMANCE_EPOCHS: ClassVar[int] = 1
+    # A baseline that predicts one value by design (`constant`): its runs are not flagged degenerate.
+    CONSTANT_BY_DESIGN: ClassVar[bool] = False
 
     def __init__(self, cfg: Any, spec: InputSpec):
         super().__init__()

@@ -24,7 +24,7 @@ from msabench.api.types import Batch
 from msabench.core.types import RunSpec
 from msabench.engine.batching import TensorSplit
 from msabench.evaluation.selection import SELECTION_RULES, select_epoch
-from msabench.metrics import UndefinedMetricWarning, task_metrics
+from msabench.metrics import UndefinedMetricWarning, degenerate_predictions, task_metrics
 
 
 class NonFiniteLoss(RuntimeError):
@@ -168,11 +168,16 @@ def run_loop(
             loss = {"task": eval_loss}
             if es.split == "train" and es.domain == eval_sets[0].domain:
                 loss.update({f"train_{k}": v for k, v in train_loss.items()})
-            epoch_records.append({
+            record = {
                 "schema": 1, "run_id": spec.run_id, "epoch": epoch, "split": es.split, "domain": es.domain,
                 "rate": es.rate, "metrics": {k: _clean(v) for k, v in metrics.items()}, "loss": loss,
                 "seconds": round(time.perf_counter() - t0 + (train_seconds if es is eval_sets[0] else 0.0), 4),
-            })
+            }
+            degenerate = ("" if getattr(model, "CONSTANT_BY_DESIGN", False) or not len(pred)
+                          else degenerate_predictions(task, pred, true))
+            if degenerate:  # only then, so the records of ordinary runs keep their form
+                record["degenerate"] = degenerate
+            epoch_records.append(record)
             result.predictions[f"pred/{epoch}/{_key(es)}"] = pred
         result.records.extend(epoch_records)
         result.epochs_run = epoch + 1

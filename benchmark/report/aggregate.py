@@ -131,6 +131,46 @@ def chosen_metrics(view: RunView, rule: str, lodo: Sequence[Sequence[dict[str, A
     return out
 
 
+DEGENERATE_FLAG = "[d]"
+
+
+def degenerate_reason(view: RunView, rule: str, lodo: Sequence[Sequence[dict[str, Any]]] = ()) -> str:
+    """Why the run's test predictions at the epoch `rule` selects are degenerate ('' when they are
+    not, or the run was recorded before the loop checked): the first test record that says so."""
+    epoch = selected_epoch(view, rule, lodo)
+    if epoch is None:
+        return ""
+    for r in view.records:
+        if int(r["epoch"]) == epoch and r["split"] == "test" and r.get("degenerate"):
+            rate = float(r.get("rate", 0.0))
+            return f"{r['domain']}{f' at rate {rate:g}' if rate else ''}: {r['degenerate']}"
+    return ""
+
+
+def add_flag(cell: Cell, flag: str) -> None:
+    for part in cell.parts or [cell]:
+        if not part.empty and flag not in part.flag:
+            part.flag = f"{part.flag} {flag}".strip()
+
+
+def flag_degenerate(row: Row, members: Sequence[RunView], rule: str, all_views: Sequence[RunView],
+                    notes: list[str]) -> None:
+    """Mark the cells of a row with a degenerate member run and say which seeds and why in `notes`."""
+    found = []
+    for m in sorted(members, key=lambda v: int(v.spec["seed"])):
+        lodo = lodo_helpers(m, all_views) if rule == "lodo" else ()
+        reason = degenerate_reason(m, rule, lodo)
+        if reason:
+            found.append(f"seed {m.spec['seed']}" + (f" rate {float(m.spec['rate']):g}" if m.spec.get("rate") and
+                                                     not m.spec.get("eval_rates") else "") + f" ({reason})")
+    if not found:
+        return
+    for cell in row.cells.values():
+        add_flag(cell, DEGENERATE_FLAG)
+    notes.append(f"{DEGENERATE_FLAG} {row.label}: degenerate run(s) at the epoch rule '{rule}' selects: "
+                 f"{'; '.join(found)}. Their values are in these means; they are not results.")
+
+
 def test_rates(view: RunView) -> list[float]:
     return sorted({float(r.get("rate", 0.0)) for r in view.records if r["split"] == "test"})
 
@@ -223,6 +263,7 @@ def _point_tables(views: list[RunView], all_views: list[RunView], selection,
         labels = row_labels(rows_by_key)
         values: dict[tuple[str, str, int], dict[int, float]] = {}
         models: dict[str, str] = {}
+        notes: list[str] = []
         for rkey, members in rows_by_key.items():
             key = stable_key(list(rkey))
             per_run = [(int(m.spec["seed"]),
@@ -236,6 +277,7 @@ def _point_tables(views: list[RunView], all_views: list[RunView], selection,
                 cells[col.key] = mean_std(per_seed.values())
             models[key] = members[0].spec["model"]
             rows.append(Row(key=key, label=labels[rkey], cells=cells, n_seeds=len({m.spec["seed"] for m in members})))
+            flag_degenerate(rows[-1], members, rule, all_views, notes)
         rows.sort(key=lambda r: r.label)
         synthetic = all(is_synthetic(d) for d in datasets)
         seeds = sorted({r.n_seeds for r in rows})
@@ -248,7 +290,7 @@ def _point_tables(views: list[RunView], all_views: list[RunView], selection,
         table = Table(id=f"{protocol}{('-' + setting) if setting else ''}-{'+'.join(datasets)}"
                       + (f"-rate{rate:g}" if rate else ""),
                       title=title, columns=columns, rows=rows,
-                      caption=_caption(protocol, version, seeds, rule, synthetic, extra),
+                      caption=_caption(protocol, version, seeds, rule, synthetic, extra), notes=sorted(notes),
                       meta={"protocol": protocol, "version": version, "setting": setting, "selection": rule,
                             "synthetic": synthetic, "datasets": list(datasets), "rate": rate})
         if reference:
@@ -282,6 +324,7 @@ def rate_curves(views: list[RunView], rule: str | None = None,
             rows_by_key[r.row_key].append(r)
         labels = row_labels(rows_by_key)
         rows = {}
+        members_of: dict[str, list[RunView]] = {}
         for rkey, members in rows_by_key.items():
             per_seed: dict[int, dict[float, dict[str, dict[str, float]]]] = defaultdict(dict)
             for m in members:
@@ -312,7 +355,8 @@ def rate_curves(views: list[RunView], rule: str | None = None,
                                "n": [c.n for c in cells], "auilc": mean_std(areas), "auilc_norm": mean_std(norms),
                                "per_seed_auilc": areas, "mean_over_rates": mean_std(means)}
             rows[labels[rkey]] = row
-        out[key] = {"rows": rows, "rule": chosen_rule, "task": spec0["task"], "rate": float(spec0["rate"]),
+            members_of[labels[rkey]] = members
+        out[key] = {"rows": rows, "members": members_of, "rule": chosen_rule, "task": spec0["task"], "rate": float(spec0["rate"]),
                     "seeds": sorted({len({m.spec["seed"] for m in ms}) for ms in rows_by_key.values()})}
     return out
 
@@ -342,7 +386,7 @@ def rate_tables(views: list[RunView], selection: str | None) -> list[Table]:
             else:
                 columns += [_metric_column("auilc", "auilc", "", metric),
                             _metric_column("auilc_norm", "auilc_norm", "", metric)]
-            rows = []
+            rows, notes = [], []
             for label, row in sorted(group["rows"].items()):
                 curve = row.get(metric)
                 if curve is None:
@@ -356,6 +400,7 @@ def rate_tables(views: list[RunView], selection: str | None) -> list[Table]:
                     cells["auilc_norm"] = curve["auilc_norm"]
                 rows.append(Row(key=stable_key([label, metric]), label=label, cells=cells,
                                 n_seeds=max(curve["n"]) if curve["n"] else 0))
+                flag_degenerate(rows[-1], group["members"][label], rule, views, notes)
             if mean_over_rates:
                 extra = (f" {metric} at each test missing rate of one model per seed, trained with a random rate per "
                          "sample and modality (redrawn every epoch) and selected on valid at rate "
@@ -366,7 +411,7 @@ def rate_tables(views: list[RunView], selection: str | None) -> list[Table]:
                          "auilc: trapezoid area over the grid including 0.0, unnormalised; auilc_norm: auilc / grid width.")
             table = Table(id=f"{protocol}{('-' + setting) if setting else ''}-{'+'.join(datasets)}-{metric}",
                           title=f"{protocol} on {' + '.join(datasets)}: {metric} vs missing rate",
-                          columns=columns, rows=rows,
+                          columns=columns, rows=rows, notes=notes,
                           caption=_caption(protocol, version, group["seeds"], rule, synthetic, extra),
                           meta={"protocol": protocol, "version": version, "setting": setting, "selection": rule,
                                 "synthetic": synthetic, "datasets": list(datasets), "metric": metric})

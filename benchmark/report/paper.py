@@ -20,6 +20,7 @@ from msabench.evaluation.selection import caption_text
 from msabench.report.aggregate import (
     RunView,
     chosen_metrics,
+    flag_degenerate,
     lodo_helpers,
     mean_std,
     rate_metrics,
@@ -339,8 +340,10 @@ def build_template_table(template, views: Sequence[RunView], *, selection: str |
                                    f" ({metric}): {caveat}.")
                 parts.append(cell)
             cells[tcol.key] = Cell(parts=parts) if len(parts) > 1 else parts[0]
-        return Row(key=key, label=label, group=group, cells=cells, kind="ours",
-                   n_seeds=len({int(m.spec["seed"]) for m in members}))
+        row = Row(key=key, label=label, group=group, cells=cells, kind="ours",
+                  n_seeds=len({int(m.spec["seed"]) for m in members}))
+        flag_degenerate(row, members, rule, all_views, caveats)
+        return row
 
     for trow in template.rows:
         group = trow.group or (PAPER_GROUP if use_groups else "")
