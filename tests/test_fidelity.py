@@ -327,3 +327,23 @@ def test_degenerate_runs_marked_in_tables_and_status(tmp_path, monkeypatch, caps
     constant = next(line for line in report.splitlines() if line.startswith("| constant"))
     assert DEGENERATE_FLAG in stuck and DEGENERATE_FLAG not in constant
     assert f"- {DEGENERATE_FLAG} stuck: degenerate run(s)" in report and "near-constant predictions" in report
+
+
+# -- fix 6: the notes the tables must carry about the papers' numbers -----------------------------------------
+def test_templates_carry_the_notes_on_the_papers_numbers():
+    from msabench.protocols.templates import TEMPLATES
+    from msabench.report.paper import build_template_table
+
+    def notes(name, compare=False):
+        table = build_template_table(TEMPLATES.get(name), [], compare_paper=compare)
+        return " ".join(table.notes), table.caption
+
+    s2lif, _ = notes("s2lif-table1")
+    assert "'sign' rule" in s2lif and "imply 'round'" in s2lif and "swaps the MELD and MOSEI label counts" in s2lif
+    assert "MELD 2,608" in s2lif and "MOSEI 4,591" in s2lif
+    assert "Qwen-VL cells of setting B" in notes("s2lif-table2")[0]
+    for name in ("mica-table2", "mica-table3", "mica-table4", "mica-table5"):
+        text = notes(name)[0]
+        assert "arguments swapped" in text and "GloVe (300), COVAREP (74) and Facet (35)" in text
+    assert "16,265/1,869/4,643" in notes("m3sa-table2")[0]
+    assert "notes on the paper's numbers" in notes("m3sa-table2", compare=True)[1]

@@ -406,7 +406,10 @@ def build_template_table(template, views: Sequence[RunView], *, selection: str |
         caption += (" '(paper)' rows show the published numbers"
                     + ("; on synthetic data no differences are shown: they measure other data." if synthetic
                        else "; 'Δ' rows: ours minus the paper's."))
-    notes = list(template.notes) + ([template.metric_note] if template.metric_note else []) + caveats
+    notes = (list(template.notes) + ([template.metric_note] if template.metric_note else [])
+             + [f"About the paper's numbers: {n}" for n in template.paper_notes] + caveats)
+    if compare_paper and template.paper_notes:
+        caption += " Read the '(paper)' rows with the notes on the paper's numbers below."
     table = Table(id=template.name, title=template.title, columns=columns, rows=rows, caption=caption, notes=notes,
                   meta={"template": template.name, "paper": template.paper, "paper_table": template.table,
                         "protocol": template.protocol, "version": version, "selection": rule,
