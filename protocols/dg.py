@@ -18,8 +18,10 @@ Selection, post hoc over the logged epochs (`msabench.evaluation.selection`):
   lodo          multi-source only: one extra run per source ("lodo helper"), trained on the other
                 source(s) and validated on the held-out source's valid split; the epoch with the best
                 mean held-out accuracy is applied to the full-source run (`lodo_records` below).
-Every run carries all of the protocol's rules (the first, `train-domain`, drives early stopping),
-so `--selection` never changes a run id; it only decides what is planned: the lodo helpers (2 per
+Every run carries all of the protocol's rules, and since v1.1 no early stopping: every rule sees
+the same trajectory of `train.epochs` epochs (S2LIF picks the best of its 200 epochs; in v1.0 early
+stopping on source validation truncated the epochs `oracle` and `lodo` then searched). `--selection`
+never changes a run id; it only decides what is planned: the lodo helpers (2 per
 main run) come with the default and with `--selection lodo`, not with `--selection train-domain`
 or `oracle`. A helper is a RunSpec with `train_domains` (what it trains on) and `valid_domains`
 (the held-out source): `is_lodo_helper`; reports skip helpers as rows.
@@ -229,13 +231,14 @@ _DG_COMMON = dict(
     synthetic_policy={"train.patience": 8, "data.scale": 0.05},
     synthetic_caps={"train.epochs": 8},
     real_policy={},
+    early_stopping=False,
 )
 
 DG_SINGLE = PROTOCOLS.add(
     "dg-single",
     DGProtocol(
         name="dg-single",
-        version="1.0",
+        version="1.1",  # 1.1: no early stopping
         summary="S2LIF single-source DG: train on one of MOSI/MOSEI/MELD, test on the other two (3 classes).",
         selection_rules=("train-domain", "oracle"),
         multi_source=False,
@@ -247,7 +250,7 @@ DG_MULTISOURCE = PROTOCOLS.add(
     "dg-multisource",
     DGProtocol(
         name="dg-multisource",
-        version="1.0",
+        version="1.1",  # 1.1: no early stopping
         summary="S2LIF multi-source DG: train on two of MOSI/MOSEI/MELD, test on the third (3 classes).",
         selection_rules=("train-domain", "oracle", "lodo"),
         multi_source=True,

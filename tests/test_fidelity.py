@@ -347,3 +347,54 @@ def test_templates_carry_the_notes_on_the_papers_numbers():
         assert "arguments swapped" in text and "GloVe (300), COVAREP (74) and Facet (35)" in text
     assert "16,265/1,869/4,643" in notes("m3sa-table2")[0]
     assert "notes on the paper's numbers" in notes("m3sa-table2", compare=True)[1]
+
+
+# -- fix 4: DG runs train every epoch; the report says when lodo's epoch was clamped ---------------------------
+def test_dg_protocols_do_not_stop_early():
+    from msabench.protocols import PROTOCOLS
+
+    for name in ("dg-single", "dg-multisource"):
+        p = PROTOCOLS.get(name)
+        assert p.early_stopping is False and p.version == "1.1" and p.describe()["early_stopping"] is False
+    assert PROTOCOLS.get("standard").early_stopping is True
+
+
+@pytest.mark.slow
+def test_dg_run_logs_every_epoch_whatever_the_patience(tmp_path):
+    import json
+
+    from msabench.cli import main
+
+    out = tmp_path / "store"
+    assert main(["run", "--protocol", "dg-single", "--setting", "A", "--tiny", "--no-mlflow", "--threads", "1",
+                 "--model", "constant", "--seeds", "1", "--set", "train.patience=1", "--set", "train.epochs=4",
+                 "--out", str(out)]) == 0
+    (summary,) = out.glob("runs/*/summary.json")
+    data = json.loads(summary.read_text())
+    assert data["epochs_run"] == 4 and data["stopped_early"] is False
+
+
+def _valid(domain, accs, epochs=None):
+    return [{"epoch": e, "split": "valid", "domain": domain, "rate": 0.0, "metrics": {"acc": a}}
+            for e, a in zip(epochs or range(len(accs)), accs)]
+
+
+def test_lodo_clamp_is_reported(monkeypatch):
+    from msabench.report import aggregate
+    from msabench.report.aggregate import RunView, note_lodo_clamps
+    from msabench.report.table import Row
+    from msabench.selection import lodo_clamp, select_epoch
+
+    main_records = _valid("a", [0.1, 0.2, 0.3])  # three epochs
+    helpers = [_valid("a", [0.1, 0.2, 0.3, 0.4, 0.9]), _valid("b", [0.1, 0.2, 0.3, 0.4, 0.8])]  # best at epoch 4
+    kw = dict(sources=("a", "b"), lodo_records=helpers)
+    assert select_epoch(main_records, "lodo", task="classification", **kw) == 2
+    assert lodo_clamp(main_records, **kw) == (4, 2)
+    assert lodo_clamp(_valid("a", [0.1] * 6), **kw) is None
+    view = RunView("r", {"seed": 1, "rate": 0.0, "source_domains": ["a", "b"], "datasets": ["a", "b", "c"]},
+                   main_records)
+    monkeypatch.setattr(aggregate, "lodo_helpers", lambda v, views: helpers)
+    notes: list[str] = []
+    note_lodo_clamps(Row("k", "probe"), [view], "lodo", [view], notes)
+    assert notes == ["probe: the lodo epoch lies past the run's last epoch and was clamped to it: seed 1 "
+                     "(helpers' best epoch 4, the run's last 2)."]

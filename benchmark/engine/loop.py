@@ -110,6 +110,7 @@ def run_loop(
     precision: str = "fp32",
     shuffle_seed: int = 0,
     on_epoch: Callable[[int, list[dict[str, Any]]], None] | None = None,
+    early_stopping: bool = True,
 ) -> LoopResult:
     cfg = spec.config
     task = spec.task
@@ -194,7 +195,8 @@ def run_loop(
         if on_epoch is not None:
             on_epoch(epoch, epoch_records)
         best = select_epoch(result.records, primary, task=task, sources=valid_domains,
-                            targets=spec.target_domains, train_rate=spec.rate) if primary in rules else None
+                            targets=spec.target_domains, train_rate=spec.rate) \
+            if primary in rules and early_stopping else None
         exhausted = best is not None and epoch - best >= int(cfg["train.patience"]) and epoch + 1 >= min_epochs
         if model.should_stop(ctx, exhausted):
             result.stopped_early = True

@@ -81,6 +81,11 @@ def _random_train_masks(spec: RunSpec) -> bool:
     return protocol is not None and protocol.train_masks == "random-per-epoch"
 
 
+def _early_stopping(spec: RunSpec) -> bool:
+    protocol = protocol_of(spec.protocol)
+    return protocol is None or protocol.early_stopping
+
+
 def prepare_tensors(spec: RunSpec, datasets, tokens: bool) -> tuple[TensorSplit, list[EvalSet]]:
     index = {d.name: i for i, d in enumerate(datasets)}
     by_name = {d.name: d for d in datasets}
@@ -139,7 +144,8 @@ def execute(spec: RunSpec, run_dir, options: RunOptions) -> LoopResult:
     started = time.perf_counter()
     result = run_loop(model, spec, train, eval_sets, family=datasets[0].family, device=device,
                       precision=options.precision, shuffle_seed=seed_hash("shuffle", spec.seed),
-                      on_epoch=lambda epoch, records: run_dir.append_records(records))
+                      on_epoch=lambda epoch, records: run_dir.append_records(records),
+                      early_stopping=_early_stopping(spec))
     run_dir.write_predictions(result.predictions)
     for rule, state in result.checkpoints.items():
         run_dir.write_checkpoint(rule, state, epoch=result.chosen_epochs[rule])

@@ -171,6 +171,24 @@ def flag_degenerate(row: Row, members: Sequence[RunView], rule: str, all_views: 
                  f"{'; '.join(found)}. Their values are in these means; they are not results.")
 
 
+def note_lodo_clamps(row: Row, members: Sequence[RunView], rule: str, all_views: Sequence[RunView],
+                     notes: list[str]) -> None:
+    """Say when `lodo` chose an epoch past a run's last one and had to clamp it."""
+    if rule != "lodo":
+        return
+    from msabench.selection import lodo_clamp
+
+    found = []
+    for m in sorted(members, key=lambda v: int(v.spec["seed"])):
+        clamp = lodo_clamp(m.records, sources=m.sources, train_rate=float(m.spec["rate"]),
+                           lodo_records=lodo_helpers(m, all_views))
+        if clamp:
+            found.append(f"seed {m.spec['seed']} (helpers' best epoch {clamp[0]}, the run's last {clamp[1]})")
+    if found:
+        notes.append(f"{row.label}: the lodo epoch lies past the run's last epoch and was clamped to it: "
+                     f"{'; '.join(found)}.")
+
+
 def test_rates(view: RunView) -> list[float]:
     return sorted({float(r.get("rate", 0.0)) for r in view.records if r["split"] == "test"})
 
@@ -278,6 +296,7 @@ def _point_tables(views: list[RunView], all_views: list[RunView], selection,
             models[key] = members[0].spec["model"]
             rows.append(Row(key=key, label=labels[rkey], cells=cells, n_seeds=len({m.spec["seed"] for m in members})))
             flag_degenerate(rows[-1], members, rule, all_views, notes)
+            note_lodo_clamps(rows[-1], members, rule, all_views, notes)
         rows.sort(key=lambda r: r.label)
         synthetic = all(is_synthetic(d) for d in datasets)
         seeds = sorted({r.n_seeds for r in rows})

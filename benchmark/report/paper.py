@@ -23,6 +23,7 @@ from msabench.report.aggregate import (
     flag_degenerate,
     lodo_helpers,
     mean_std,
+    note_lodo_clamps,
     rate_metrics,
     row_labels,
     stable_key,
@@ -343,6 +344,7 @@ def build_template_table(template, views: Sequence[RunView], *, selection: str |
         row = Row(key=key, label=label, group=group, cells=cells, kind="ours",
                   n_seeds=len({int(m.spec["seed"]) for m in members}))
         flag_degenerate(row, members, rule, all_views, caveats)
+        note_lodo_clamps(row, members, rule, all_views, caveats)
         return row
 
     for trow in template.rows:
