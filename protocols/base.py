@@ -44,6 +44,9 @@ class PlannedRun:
     valid_domains: tuple[str, ...] = ()
     eval_rates: tuple[float, ...] = ()
     role: str = "main"  # "main" | "lodo-helper"
+    # The domain whose family picks the model's preset (empty: the first dataset). A multi-domain run
+    # takes its first source's, in the setting's order; a lodo helper its main run's.
+    preset_domain: str = ""
 
 
 @dataclass(frozen=True)

@@ -381,7 +381,7 @@ def _valid(domain, accs, epochs=None):
 
 def test_lodo_clamp_is_reported(monkeypatch):
     from msabench.report import aggregate
-    from msabench.report.aggregate import RunView, note_lodo_clamps
+    from msabench.report.aggregate import RunView, note_lodo
     from msabench.report.table import Row
     from msabench.selection import lodo_clamp, select_epoch
 
@@ -395,6 +395,37 @@ def test_lodo_clamp_is_reported(monkeypatch):
                    main_records)
     monkeypatch.setattr(aggregate, "lodo_helpers", lambda v, views: helpers)
     notes: list[str] = []
-    note_lodo_clamps(Row("k", "probe"), [view], "lodo", [view], notes)
+    note_lodo(Row("k", "probe"), [view], "lodo", [view], notes)
     assert notes == ["probe: the lodo epoch lies past the run's last epoch and was clamped to it: seed 1 "
                      "(helpers' best epoch 4, the run's last 2)."]
+
+
+# -- fix 9: one preset rule for multi-domain runs; helpers train their main run's recipe; '-' says why --------
+def test_lodo_helpers_train_their_main_runs_recipe():
+    from msabench.planning import Request, plan
+    from msabench.protocols import PROTOCOLS
+
+    specs = plan(Request(protocol="dg-multisource", models=("lf_dnn",), setting="A", seeds=(1,), tiny=True,
+                         user_set={"data.scale": 0.05}))
+    main = next(s for s in specs if not s.valid_domains)
+    helpers = [s for s in specs if s.valid_domains]
+    assert len(helpers) == 2
+    assert main.config["train.lr"] == 2e-3 and main.config["train.weight_decay"] == 1e-3  # MOSEI's (first source)
+    for h in helpers:  # the helper holding out MOSEI trains on MELD alone, yet with MOSEI's recipe
+        assert h.config == main.config
+    assert "first source domain" in PROTOCOLS.get("dg-multisource").describe()["preset_rule"]
+
+
+def test_lodo_dash_says_why():
+    from msabench.protocols.templates import TEMPLATES
+    from msabench.report.aggregate import DASH_NOTE
+    from msabench.report.fabricate import fabricate_views
+    from msabench.report.paper import build_template_table
+
+    template = TEMPLATES.get("s2lif-table2")
+    views = fabricate_views(template, ["linear_probe"], seeds=(1, 2))  # main runs, no lodo helpers
+    table = build_template_table(template, views, selection="lodo")
+    row = next(r for r in table.rows if r.kind == "ours")
+    assert all(cell.empty for cell in row.cells.values())
+    assert any(n.startswith("linear_probe: '-' under lodo for seeds 1, 2 (settings A, B, C): a lodo helper run") for n in table.notes)
+    assert DASH_NOTE in table.notes

@@ -171,7 +171,7 @@ def flag_degenerate(row: Row, members: Sequence[RunView], rule: str, all_views: 
                  f"{'; '.join(found)}. Their values are in these means; they are not results.")
 
 
-def note_lodo_clamps(row: Row, members: Sequence[RunView], rule: str, all_views: Sequence[RunView],
+def note_lodo(row: Row, members: Sequence[RunView], rule: str, all_views: Sequence[RunView],
                      notes: list[str]) -> None:
     """Say when `lodo` chose an epoch past a run's last one and had to clamp it."""
     if rule != "lodo":
@@ -187,6 +187,31 @@ def note_lodo_clamps(row: Row, members: Sequence[RunView], rule: str, all_views:
     if found:
         notes.append(f"{row.label}: the lodo epoch lies past the run's last epoch and was clamped to it: "
                      f"{'; '.join(found)}.")
+    gaps = [m for m in members if not m.is_helper and not lodo_helpers(m, all_views)]
+    lacking = sorted({int(m.spec["seed"]) for m in gaps})
+    settings = sorted({str(m.spec.get("setting") or "") for m in gaps} - {""})
+    if lacking:
+        notes.append(f"{row.label}: '-' under lodo for seed{'s' if len(lacking) > 1 else ''} "
+                     f"{', '.join(map(str, lacking))}"
+                     + (f" (setting{'s' if len(settings) > 1 else ''} {', '.join(settings)})" if settings else "")
+                     + ": a lodo helper run (one per source, trained on the other "
+                     "sources with this run's recipe) is missing or unfinished; plan them with the default "
+                     "selection or --selection lodo.")
+
+
+DASH_NOTE = ("'-' in our rows: no finished run of the row for that column, or a metric undefined on the "
+             "predictions (e.g. Corr of constant predictions); the notes above say where a rule could not answer.")
+
+
+def note_dashes(table: Table) -> None:
+    """Say what a '-' in our rows means, when there is one."""
+    for row in table.rows:
+        if row.kind != "ours":
+            continue
+        for cell in row.cells.values():
+            if any(part.empty for part in (cell.parts or [cell])):
+                table.notes.append(DASH_NOTE)
+                return
 
 
 def test_rates(view: RunView) -> list[float]:
@@ -296,7 +321,7 @@ def _point_tables(views: list[RunView], all_views: list[RunView], selection,
             models[key] = members[0].spec["model"]
             rows.append(Row(key=key, label=labels[rkey], cells=cells, n_seeds=len({m.spec["seed"] for m in members})))
             flag_degenerate(rows[-1], members, rule, all_views, notes)
-            note_lodo_clamps(rows[-1], members, rule, all_views, notes)
+            note_lodo(rows[-1], members, rule, all_views, notes)
         rows.sort(key=lambda r: r.label)
         synthetic = all(is_synthetic(d) for d in datasets)
         seeds = sorted({r.n_seeds for r in rows})
@@ -312,6 +337,7 @@ def _point_tables(views: list[RunView], all_views: list[RunView], selection,
                       caption=_caption(protocol, version, seeds, rule, synthetic, extra), notes=sorted(notes),
                       meta={"protocol": protocol, "version": version, "setting": setting, "selection": rule,
                             "synthetic": synthetic, "datasets": list(datasets), "rate": rate})
+        note_dashes(table)
         if reference:
             table.meta["row_models"] = models
             try:

@@ -23,7 +23,8 @@ from msabench.report.aggregate import (
     flag_degenerate,
     lodo_helpers,
     mean_std,
-    note_lodo_clamps,
+    note_dashes,
+    note_lodo,
     rate_metrics,
     row_labels,
     stable_key,
@@ -344,7 +345,7 @@ def build_template_table(template, views: Sequence[RunView], *, selection: str |
         row = Row(key=key, label=label, group=group, cells=cells, kind="ours",
                   n_seeds=len({int(m.spec["seed"]) for m in members}))
         flag_degenerate(row, members, rule, all_views, caveats)
-        note_lodo_clamps(row, members, rule, all_views, caveats)
+        note_lodo(row, members, rule, all_views, caveats)
         return row
 
     for trow in template.rows:
@@ -417,6 +418,7 @@ def build_template_table(template, views: Sequence[RunView], *, selection: str |
                         "protocol": template.protocol, "version": version, "selection": rule,
                         "synthetic": synthetic, "datasets": datasets, "compare_paper": compare_paper,
                         "row_models": models, "real": bool(real)})
+    note_dashes(table)
     if reference:
         mark_significance(table, values, reference)
     table.rank_cells()
