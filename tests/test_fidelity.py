@@ -429,3 +429,54 @@ def test_lodo_dash_says_why():
     assert all(cell.empty for cell in row.cells.values())
     assert any(n.startswith("linear_probe: '-' under lodo for seeds 1, 2 (settings A, B, C): a lodo helper run") for n in table.notes)
     assert DASH_NOTE in table.notes
+
+
+# -- fix 3: feature analysis: selection fitted off the test split, constant columns out, pre-mask features ------
+def test_constant_columns_are_left_out_of_independence():
+    from msabench.analysis import cross_independence, intra_independence
+
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal(300)
+    dependent = np.stack([z + 0.05 * rng.standard_normal(300) for _ in range(4)], axis=1)
+    x = np.concatenate([dependent, np.zeros((300, 4))], axis=1)
+    ratio, per = intra_independence(x)
+    assert ratio == 0.0  # was 22/28 = 0.786 with the all-zero columns counted as independent
+    assert per[4:] == [None] * 4
+    cross, per_x = cross_independence(x, dependent)
+    assert cross == 0.0 and per_x[4:] == [None] * 4
+
+
+def test_l1_selection_is_fitted_on_the_fit_split_not_test():
+    from msabench.analysis import analyse_features
+
+    rng = np.random.default_rng(3)
+
+    def split(n, informative):
+        y = rng.integers(0, 3, n)
+        x = rng.standard_normal((n, 6))
+        x[:, informative] += 2.0 * (y - 1)
+        return x, y
+
+    test_x, test_y = split(300, 0)  # on test, feature 0 carries the label
+    fit_x, fit_y = split(300, 5)  # on the fit split, feature 5 does
+    kw = dict(l1_c=0.02)
+    on_test = analyse_features({"d": {"b": test_x}}, {"d": test_y}, **kw)
+    on_fit = analyse_features({"d": {"b": test_x}}, {"d": test_y}, fit={"d": {"b": fit_x}}, fit_labels={"d": fit_y}, **kw)
+    assert 0 in on_test["per_domain"]["d"]["blocks"]["b"]["selected"] and on_test["selection_fit_split"] == "test"
+    assert on_fit["per_domain"]["d"]["blocks"]["b"]["selected"] == [5] and on_fit["selection_fit_split"] == "valid"
+    assert on_fit["per_domain"]["d"]["blocks"]["b"]["n_constant"] == 0
+
+
+def test_masked_features_are_refused_and_premask_used():
+    from msabench.analysis import _blocks, analyse_features
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((50, 4))
+    mask = np.tile([1.0, 1.0, 0.0, 0.0], (50, 1))
+    masked = x * mask
+    with pytest.raises(ValueError, match="look masked"):
+        analyse_features({"d": {"h": masked}}, {"d": rng.integers(0, 2, 50)}, masks={"d": {"h": mask}})
+    blocks, _, mblocks = _blocks(object(), {"h": masked, "h:mask": mask, "h:premask": x})
+    assert np.array_equal(blocks["h"], x) and np.array_equal(mblocks["h"], mask)
+    out = analyse_features({"d": blocks}, {"d": rng.integers(0, 2, 50)}, masks={"d": mblocks})
+    assert out["per_domain"]["d"]["blocks"]["h"]["selected"] == [0, 1]
