@@ -7,14 +7,14 @@ import pickle
 import numpy as np
 import pytest
 
-from msabench.errors import UserError
+from msabench.core.errors import UserError
 
 
 # -- fix 1: IEMOCAP label columns follow MulT's eval_iemocap (Neutral, Happy, Sad, Angry) ----------------
 def test_iemocap_columns_are_mults_order(tmp_path):
     from msabench.data.readers import read_mult_pickle
     from msabench.metrics import multilabel_metrics
-    from msabench.types import IEMOCAP_EMOTIONS
+    from msabench.core.types import IEMOCAP_EMOTIONS
 
     assert IEMOCAP_EMOTIONS == ("neutral", "happy", "sad", "angry")
     rng = np.random.default_rng(0)
@@ -37,7 +37,7 @@ def test_iemocap_columns_are_mults_order(tmp_path):
 
 def test_synthetic_iemocap_corners_follow_the_names():
     from msabench.data.synth_labels import EMOTION_CORNERS, EMOTIONS
-    from msabench.types import IEMOCAP_EMOTIONS
+    from msabench.core.types import IEMOCAP_EMOTIONS
 
     assert EMOTIONS == IEMOCAP_EMOTIONS
     # neutral: no valence, low arousal; happy: positive valence
@@ -50,7 +50,7 @@ def _rate_store(tmp_path):
     """missing-rate runs of tfn on the full grid (seeds 1-3, seed 3 without rate 0.7), missing-rate runs
     of lmf on 0.5..1.0 only, and missing-rate-eval runs of tfn (another experiment) in one store."""
     from msabench.protocols.templates import TEMPLATES
-    from msabench.report.fabricate import fabricate_views, write_store
+    from fabricate import fabricate_views, write_store
 
     t6 = TEMPLATES.get("emt-table6")
     full = [v for v in fabricate_views(t6, ["tfn"]) if not (v.spec["seed"] == 3 and v.spec["rate"] == 0.7)]
@@ -127,16 +127,20 @@ def test_emt_mask_scheme_is_the_official_draw_nested_and_shared():
 
 
 def test_mask_scheme_enters_the_run_id_only_when_not_default():
-    from msabench.config import parse_model_spec, resolve_config
-    from msabench.model_api import MODELS
+    from msabench.api.model import MODELS
+    from msabench.core.config import identity_config, parse_model_spec, resolve_config
     import msabench.models  # noqa: F401
 
     cls = MODELS.get("linear_probe")
     default = resolve_config(cls, parse_model_spec("linear_probe"), "mosi")
     same = resolve_config(cls, parse_model_spec("linear_probe"), "mosi", user_set={"data.mask_scheme": "msabench"})
     emt = resolve_config(cls, parse_model_spec("linear_probe"), "mosi", user_set={"data.mask_scheme": "emt"})
-    assert "data.mask_scheme" not in default and default == same  # earlier run ids unchanged
-    assert emt["data.mask_scheme"] == "emt"
+    assert default == same and default["data.mask_scheme"] == "msabench"
+    # at the default the key stays out of the run id: the id of a config without it (a run stored
+    # before the key existed) is unchanged
+    assert "data.mask_scheme" not in identity_config(default)
+    assert identity_config(default) == identity_config({k: v for k, v in default.items() if k != "data.mask_scheme"})
+    assert identity_config(emt)["data.mask_scheme"] == "emt"
     with pytest.raises(UserError, match="data.mask_scheme='x'"):
         resolve_config(cls, parse_model_spec("linear_probe"), "mosi", user_set={"data.mask_scheme": "x"})
 
@@ -175,8 +179,8 @@ def test_random_rate_masks_follow_lnln():
 
 
 def test_missing_random_training_redraws_masks_every_epoch():
-    from msabench.runner import prepare_tensors, build_model
-    from msabench.planning import Request, plan
+    from msabench.engine.runner import prepare_tensors, build_model
+    from msabench.plan.planner import Request, plan
 
     (spec,) = plan(Request(protocol="missing-random", models=("linear_probe",), datasets=("synth-mosi",), seeds=(1,),
                            tiny=True))
@@ -196,7 +200,7 @@ def _with_decoder():
     from torch import nn
 
     import msabench.models  # noqa: F401  (registers the plugins)
-    from msabench.model_api import MODELS
+    from msabench.api.model import MODELS
 
     base = MODELS.get("linear_probe")
 
@@ -222,7 +226,7 @@ def test_params_count_inference_networks_only(tmp_path, monkeypatch):
     import json
 
     from msabench.cli import main
-    from msabench.model_api import MODELS
+    from msabench.api.model import MODELS
     from msabench.protocols.templates import TEMPLATES
     from msabench.report.aggregate import RunView
     from msabench.report.paper import seed_values
@@ -255,7 +259,7 @@ def test_sims_metrics_bin_float64_copies_like_float32():
 
 
 def test_check_failure_states_the_std_definition():
-    from msabench.check import compare
+    from msabench.evaluation.check import compare
     from msabench.report.table import Cell, Column, Row, Table
 
     table = Table("t", "t", [Column("c", "c", metric="acc7")], [Row("r", "r", cells={"c": Cell(mean=0.9, std=0.01, n=3)})])
@@ -269,7 +273,7 @@ def test_check_failure_states_the_std_definition():
 def test_dg_feature_space_error_names_sources_and_data_source_option():
     from types import SimpleNamespace
 
-    from msabench.planning import build_input_spec
+    from msabench.plan.planner import build_input_spec
 
     def domain(name, dim, source):
         split = SimpleNamespace(text_ids=None)
@@ -302,7 +306,7 @@ def test_degenerate_predictions_by_task():
 def test_degenerate_runs_marked_in_tables_and_status(tmp_path, monkeypatch, capsys):
     import msabench.models  # noqa: F401
     from msabench.cli import main
-    from msabench.model_api import MODELS
+    from msabench.api.model import MODELS
     from msabench.report.aggregate import DEGENERATE_FLAG
 
     class Stuck(MODELS.get("constant")):
@@ -383,7 +387,7 @@ def test_lodo_clamp_is_reported(monkeypatch):
     from msabench.report import aggregate
     from msabench.report.aggregate import RunView, note_lodo
     from msabench.report.table import Row
-    from msabench.selection import lodo_clamp, select_epoch
+    from msabench.evaluation.selection import lodo_clamp, select_epoch
 
     main_records = _valid("a", [0.1, 0.2, 0.3])  # three epochs
     helpers = [_valid("a", [0.1, 0.2, 0.3, 0.4, 0.9]), _valid("b", [0.1, 0.2, 0.3, 0.4, 0.8])]  # best at epoch 4
@@ -402,7 +406,7 @@ def test_lodo_clamp_is_reported(monkeypatch):
 
 # -- fix 9: one preset rule for multi-domain runs; helpers train their main run's recipe; '-' says why --------
 def test_lodo_helpers_train_their_main_runs_recipe():
-    from msabench.planning import Request, plan
+    from msabench.plan.planner import Request, plan
     from msabench.protocols import PROTOCOLS
 
     specs = plan(Request(protocol="dg-multisource", models=("lf_dnn",), setting="A", seeds=(1,), tiny=True,
@@ -419,7 +423,7 @@ def test_lodo_helpers_train_their_main_runs_recipe():
 def test_lodo_dash_says_why():
     from msabench.protocols.templates import TEMPLATES
     from msabench.report.aggregate import DASH_NOTE
-    from msabench.report.fabricate import fabricate_views
+    from fabricate import fabricate_views
     from msabench.report.paper import build_template_table
 
     template = TEMPLATES.get("s2lif-table2")
@@ -433,7 +437,7 @@ def test_lodo_dash_says_why():
 
 # -- fix 3: feature analysis: selection fitted off the test split, constant columns out, pre-mask features ------
 def test_constant_columns_are_left_out_of_independence():
-    from msabench.analysis import cross_independence, intra_independence
+    from msabench.evaluation.feature_analysis import cross_independence, intra_independence
 
     rng = np.random.default_rng(0)
     z = rng.standard_normal(300)
@@ -447,7 +451,7 @@ def test_constant_columns_are_left_out_of_independence():
 
 
 def test_l1_selection_is_fitted_on_the_fit_split_not_test():
-    from msabench.analysis import analyse_features
+    from msabench.evaluation.feature_analysis import analyse_features
 
     rng = np.random.default_rng(3)
 
@@ -468,7 +472,7 @@ def test_l1_selection_is_fitted_on_the_fit_split_not_test():
 
 
 def test_masked_features_are_refused_and_premask_used():
-    from msabench.analysis import _blocks, analyse_features
+    from msabench.evaluation.feature_analysis import _blocks, analyse_features
 
     rng = np.random.default_rng(1)
     x = rng.standard_normal((50, 4))

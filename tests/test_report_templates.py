@@ -106,6 +106,9 @@ def test_published_data_is_well_formed():
     for paper, tables in TABLES.items():
         for t in tables:
             rows = published(paper, t)
+            if paper not in PAPERS:  # a layout without a paper among ours (lnln): no numbers transcribed
+                assert rows == ()
+                continue
             assert rows and all(p.paper == paper and p.table == t for p in rows)
 
 

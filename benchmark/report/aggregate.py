@@ -176,7 +176,7 @@ def note_lodo(row: Row, members: Sequence[RunView], rule: str, all_views: Sequen
     """Say when `lodo` chose an epoch past a run's last one and had to clamp it."""
     if rule != "lodo":
         return
-    from msabench.selection import lodo_clamp
+    from msabench.evaluation.selection import lodo_clamp
 
     found = []
     for m in sorted(members, key=lambda v: int(v.spec["seed"])):
