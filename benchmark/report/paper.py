@@ -322,6 +322,7 @@ def build_template_table(template, views: Sequence[RunView], *, selection: str |
     use_groups = any(r.group for r in template.rows) or bool(extra_groups)
 
     caveats: list[str] = []
+    grid_notes: dict[tuple[str, str], list[tuple[str, str]]] = {}  # (row, caveat) -> its (domain, metric)s
 
     def measured(key: str, label: str, group: str, members: list[RunView]) -> Row:
         cells = {}
@@ -337,9 +338,7 @@ def build_template_table(template, views: Sequence[RunView], *, selection: str |
                 cell = mean_std(per_seed.values())
                 if caveat:
                     cell.flag = GRID_FLAG
-                    metric = tcol.parts[i][1]
-                    caveats.append(f"{GRID_FLAG} {label}, {tcol.group + ' ' if tcol.group else ''}{tcol.label}"
-                                   f" ({metric}): {caveat}.")
+                    grid_notes.setdefault((label, caveat), []).append(tcol.parts[i])
                 parts.append(cell)
             cells[tcol.key] = Cell(parts=parts) if len(parts) > 1 else parts[0]
         row = Row(key=key, label=label, group=group, cells=cells, kind="ours",
@@ -410,7 +409,9 @@ def build_template_table(template, views: Sequence[RunView], *, selection: str |
                     + ("; on synthetic data no differences are shown: they measure other data." if synthetic
                        else "; 'Δ' rows: ours minus the paper's."))
     notes = (list(template.notes) + ([template.metric_note] if template.metric_note else [])
-             + [f"About the paper's numbers: {n}" for n in template.paper_notes] + caveats)
+             + [f"About the paper's numbers: {n}" for n in template.paper_notes]
+             + [f"{GRID_FLAG} {label} ({_metrics_text(cols)}): {caveat}." for (label, caveat), cols in grid_notes.items()]
+             + caveats)
     if compare_paper and template.paper_notes:
         caption += " Read the '(paper)' rows with the notes on the paper's numbers below."
     table = Table(id=template.name, title=template.title, columns=columns, rows=rows, caption=caption, notes=notes,
@@ -424,6 +425,14 @@ def build_template_table(template, views: Sequence[RunView], *, selection: str |
     table.rank_cells()
     table.meta.pop("row_models", None)
     return table
+
+
+def _metrics_text(parts: list[tuple[str, str]]) -> str:
+    """[("mosi", "mae"), ("mosi", "corr")] -> "mosi mae, corr"."""
+    by_domain: dict[str, list[str]] = {}
+    for domain, metric in parts:
+        by_domain.setdefault(domain, []).append(metric)
+    return "; ".join(f"{d} {', '.join(ms)}" for d, ms in by_domain.items())
 
 
 def _sentence(text: str) -> str:
