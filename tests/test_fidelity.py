@@ -148,16 +148,16 @@ def test_mask_scheme_enters_the_run_id_only_when_not_default():
 # -- missing-random (LNLN) ---------------------------------------------------------------------------------
 def test_missing_random_plan_and_card():
     from msabench.protocols import PROTOCOLS
-    from msabench.protocols.base import PlanRequest
+    from msabench.plan.request import Request
 
     p = PROTOCOLS.get("missing-random")
-    runs = p.plan(PlanRequest(datasets=("synth-mosi",), seeds=(1, 2)))
+    runs = p.plan(Request(datasets=("synth-mosi",), seeds=(1, 2)))
     assert [r.seed for r in runs] == [1, 2] and {r.rate for r in runs} == {0.5}
     assert runs[0].eval_rates == tuple(round(0.1 * i, 1) for i in range(10))
     card = p.describe()
     assert card["version"] == "1.0" and card["valid_rate"] == 0.5 and "redrawn every epoch" in card["train_masks"]["rate"]
     with pytest.raises(UserError, match="below 1"):
-        p.plan(PlanRequest(datasets=("synth-mosi",), rates=(0.0, 1.0)))
+        p.plan(Request(datasets=("synth-mosi",), rates=(0.0, 1.0)))
 
 
 def test_random_rate_masks_follow_lnln():
