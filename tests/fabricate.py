@@ -12,8 +12,8 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from msabench.report.aggregate import RunView
 from msabench.core.types import IEMOCAP_EMOTIONS
+from msabench.report.aggregate import RunView
 
 REGRESSION = ("mae", "corr", "acc7", "acc5", "acc3", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0")
 SIMS = ("mae", "corr", "acc2", "acc3", "acc5", "f1")

@@ -12,9 +12,9 @@ from msabench.core.errors import UserError
 
 # -- fix 1: IEMOCAP label columns follow MulT's eval_iemocap (Neutral, Happy, Sad, Angry) ----------------
 def test_iemocap_columns_are_mults_order(tmp_path):
+    from msabench.core.types import IEMOCAP_EMOTIONS
     from msabench.data.readers import read_mult_pickle
     from msabench.metrics import multilabel_metrics
-    from msabench.core.types import IEMOCAP_EMOTIONS
 
     assert IEMOCAP_EMOTIONS == ("neutral", "happy", "sad", "angry")
     rng = np.random.default_rng(0)
@@ -36,8 +36,8 @@ def test_iemocap_columns_are_mults_order(tmp_path):
 
 
 def test_synthetic_iemocap_corners_follow_the_names():
-    from msabench.data.synth_labels import EMOTION_CORNERS, EMOTIONS
     from msabench.core.types import IEMOCAP_EMOTIONS
+    from msabench.data.synth_labels import EMOTION_CORNERS, EMOTIONS
 
     assert EMOTIONS == IEMOCAP_EMOTIONS
     # neutral: no valence, low arousal; happy: positive valence
@@ -49,8 +49,9 @@ def test_synthetic_iemocap_corners_follow_the_names():
 def _rate_store(tmp_path):
     """missing-rate runs of tfn on the full grid (seeds 1-3, seed 3 without rate 0.7), missing-rate runs
     of lmf on 0.5..1.0 only, and missing-rate-eval runs of tfn (another experiment) in one store."""
-    from msabench.protocols.templates import TEMPLATES
     from fabricate import fabricate_views, write_store
+
+    from msabench.protocols.templates import TEMPLATES
 
     t6 = TEMPLATES.get("emt-table6")
     full = [v for v in fabricate_views(t6, ["tfn"]) if not (v.spec["seed"] == 3 and v.spec["rate"] == 0.7)]
@@ -69,9 +70,9 @@ def _rate_store(tmp_path):
 @pytest.mark.slow
 def test_emt_table6_own_protocol_pinned_grid_marked_cell(tmp_path):
     from msabench.metrics import auilc
+    from msabench.report.aggregate import rate_metrics
     from msabench.report.build import build_report, build_tables, load_views
     from msabench.report.paper import GRID_FLAG
-    from msabench.report.aggregate import rate_metrics
 
     out, full = _rate_store(tmp_path)
     (table,) = build_tables(load_views(str(out)), tables=["emt-table6"])
@@ -127,9 +128,9 @@ def test_emt_mask_scheme_is_the_official_draw_nested_and_shared():
 
 
 def test_mask_scheme_enters_the_run_id_only_when_not_default():
+    import msabench.models  # noqa: F401
     from msabench.api.model import MODELS
     from msabench.core.config import identity_config, parse_model_spec, resolve_config
-    import msabench.models  # noqa: F401
 
     cls = MODELS.get("linear_probe")
     default = resolve_config(cls, parse_model_spec("linear_probe"), "mosi")
@@ -147,15 +148,16 @@ def test_mask_scheme_enters_the_run_id_only_when_not_default():
 
 # -- missing-random (LNLN) ---------------------------------------------------------------------------------
 def test_missing_random_plan_and_card():
-    from msabench.protocols import PROTOCOLS
     from msabench.plan.request import Request
+    from msabench.protocols import PROTOCOLS
 
     p = PROTOCOLS.get("missing-random")
     runs = p.plan(Request(datasets=("synth-mosi",), seeds=(1, 2)))
     assert [r.seed for r in runs] == [1, 2] and {r.rate for r in runs} == {0.5}
     assert runs[0].eval_rates == tuple(round(0.1 * i, 1) for i in range(10))
     card = p.describe()
-    assert card["version"] == "1.0" and card["valid_rate"] == 0.5 and "redrawn every epoch" in card["train_masks"]["rate"]
+    assert card["version"] == "1.0" and card["valid_rate"] == 0.5
+    assert "redrawn every epoch" in card["train_masks"]["rate"]
     with pytest.raises(UserError, match="below 1"):
         p.plan(Request(datasets=("synth-mosi",), rates=(0.0, 1.0)))
 
@@ -179,7 +181,7 @@ def test_random_rate_masks_follow_lnln():
 
 
 def test_missing_random_training_redraws_masks_every_epoch():
-    from msabench.engine.runner import prepare_tensors, build_model
+    from msabench.engine.runner import build_model, prepare_tensors
     from msabench.plan.planner import Request, plan
 
     (spec,) = plan(Request(protocol="missing-random", models=("linear_probe",), datasets=("synth-mosi",), seeds=(1,),
@@ -225,8 +227,8 @@ def _with_decoder():
 def test_params_count_inference_networks_only(tmp_path, monkeypatch):
     import json
 
-    from msabench.cli import main
     from msabench.api.model import MODELS
+    from msabench.cli import main
     from msabench.protocols.templates import TEMPLATES
     from msabench.report.aggregate import RunView
     from msabench.report.paper import seed_values
@@ -262,7 +264,8 @@ def test_check_failure_states_the_std_definition():
     from msabench.evaluation.check import compare
     from msabench.report.table import Cell, Column, Row, Table
 
-    table = Table("t", "t", [Column("c", "c", metric="acc7")], [Row("r", "r", cells={"c": Cell(mean=0.9, std=0.01, n=3)})])
+    row = Row("r", "r", cells={"c": Cell(mean=0.9, std=0.01, n=3)})
+    table = Table("t", "t", [Column("c", "c", metric="acc7")], [row])
     baseline = {"tolerance": {"k": 2.0, "floor": 0.0}, "cells": [{"table": "t", "row": "r", "column": "c",
                                                                   "metric": "acc7", "mean": 0.5, "std": 0.01}]}
     (line,) = compare(baseline, [table])
@@ -305,8 +308,8 @@ def test_degenerate_predictions_by_task():
 @pytest.mark.slow
 def test_degenerate_runs_marked_in_tables_and_status(tmp_path, monkeypatch, capsys):
     import msabench.models  # noqa: F401
-    from msabench.cli import main
     from msabench.api.model import MODELS
+    from msabench.cli import main
     from msabench.report.aggregate import DEGENERATE_FLAG
 
     class Stuck(MODELS.get("constant")):
@@ -384,10 +387,10 @@ def _valid(domain, accs, epochs=None):
 
 
 def test_lodo_clamp_is_reported(monkeypatch):
+    from msabench.evaluation.selection import lodo_clamp, select_epoch
     from msabench.report import aggregate
     from msabench.report.aggregate import RunView, note_lodo
     from msabench.report.table import Row
-    from msabench.evaluation.selection import lodo_clamp, select_epoch
 
     main_records = _valid("a", [0.1, 0.2, 0.3])  # three epochs
     helpers = [_valid("a", [0.1, 0.2, 0.3, 0.4, 0.9]), _valid("b", [0.1, 0.2, 0.3, 0.4, 0.8])]  # best at epoch 4
@@ -421,9 +424,10 @@ def test_lodo_helpers_train_their_main_runs_recipe():
 
 
 def test_lodo_dash_says_why():
+    from fabricate import fabricate_views
+
     from msabench.protocols.templates import TEMPLATES
     from msabench.report.aggregate import DASH_NOTE
-    from fabricate import fabricate_views
     from msabench.report.paper import build_template_table
 
     template = TEMPLATES.get("s2lif-table2")
@@ -431,7 +435,8 @@ def test_lodo_dash_says_why():
     table = build_template_table(template, views, selection="lodo")
     row = next(r for r in table.rows if r.kind == "ours")
     assert all(cell.empty for cell in row.cells.values())
-    assert any(n.startswith("linear_probe: '-' under lodo for seeds 1, 2 (settings A, B, C): a lodo helper run") for n in table.notes)
+    expected = "linear_probe: '-' under lodo for seeds 1, 2 (settings A, B, C): a lodo helper run"
+    assert any(n.startswith(expected) for n in table.notes)
     assert DASH_NOTE in table.notes
 
 
@@ -465,7 +470,8 @@ def test_l1_selection_is_fitted_on_the_fit_split_not_test():
     fit_x, fit_y = split(300, 5)  # on the fit split, feature 5 does
     kw = dict(l1_c=0.02)
     on_test = analyse_features({"d": {"b": test_x}}, {"d": test_y}, **kw)
-    on_fit = analyse_features({"d": {"b": test_x}}, {"d": test_y}, fit={"d": {"b": fit_x}}, fit_labels={"d": fit_y}, **kw)
+    on_fit = analyse_features({"d": {"b": test_x}}, {"d": test_y}, fit={"d": {"b": fit_x}}, fit_labels={"d": fit_y},
+                              **kw)
     assert 0 in on_test["per_domain"]["d"]["blocks"]["b"]["selected"] and on_test["selection_fit_split"] == "test"
     assert on_fit["per_domain"]["d"]["blocks"]["b"]["selected"] == [5] and on_fit["selection_fit_split"] == "valid"
     assert on_fit["per_domain"]["d"]["blocks"]["b"]["n_constant"] == 0

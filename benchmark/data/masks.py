@@ -136,7 +136,8 @@ def random_rate_drop_masks(
     rate_rng = np.random.default_rng(mask_rng_seed(dataset, split, modality, 0.0, mask_seed) ^ _key_int(rate_key))
     rates = rate_rng.random(n)
     rates[rate_rng.choice(n, n // 2, replace=False)] = 0.0
-    grid_rng = np.random.default_rng(mask_rng_seed(dataset, split, modality, 0.0, mask_seed) ^ _key_int(f"random-grid|seed={int(seed)}"))
+    grid_key = _key_int(f"random-grid|seed={int(seed)}")
+    grid_rng = np.random.default_rng(mask_rng_seed(dataset, split, modality, 0.0, mask_seed) ^ grid_key)
     drop = grid_rng.random((n, max_len), dtype=np.float64) < rates[:, None]
     return _restrict(drop, lengths, max_len, modality == "t" if keep_ends is None else keep_ends), rates
 

@@ -137,7 +137,8 @@ def _build(run, spec: ModelSpec, cls, protocol, request: Request, sweep_model_ke
     synthetic = is_synthetic(run.datasets[0])
     # --tiny is part of the policy layer, so --set and the model spec still win over it.
     policy = {**protocol.policy(synthetic), **(_tiny_policy(synthetic) if request.tiny else {})}
-    cfg = resolve_config(cls, spec, family_of(run.preset_domain or run.datasets[0]), policy=policy, caps=protocol.caps(synthetic),
+    family = family_of(run.preset_domain or run.datasets[0])
+    cfg = resolve_config(cls, spec, family, policy=policy, caps=protocol.caps(synthetic),
                          user_set=request.user_set, tiny=request.tiny, tolerated_model_keys=sweep_model_keys)
     data = [load_for_config(name, cfg, request.data_root) for name in run.datasets]
     task = task_of(data, run.task)

@@ -401,7 +401,8 @@ def rate_curves(views: list[RunView], rule: str | None = None,
                                "per_seed_auilc": areas, "mean_over_rates": mean_std(means)}
             rows[labels[rkey]] = row
             members_of[labels[rkey]] = members
-        out[key] = {"rows": rows, "members": members_of, "rule": chosen_rule, "task": spec0["task"], "rate": float(spec0["rate"]),
+        out[key] = {"rows": rows, "members": members_of, "rule": chosen_rule, "task": spec0["task"],
+                    "rate": float(spec0["rate"]),
                     "seeds": sorted({len({m.spec["seed"] for m in ms}) for ms in rows_by_key.values()})}
     return out
 
@@ -453,7 +454,8 @@ def rate_tables(views: list[RunView], selection: str | None) -> list[Table]:
                          f"{', '.join(f'{r:g}' for r in grid)}, then over seeds.")
             else:
                 extra = (f" {metric} at each missing rate (same rate on every modality in train, valid and test); "
-                         "auilc: trapezoid area over the grid including 0.0, unnormalised; auilc_norm: auilc / grid width.")
+                         "auilc: trapezoid area over the grid including 0.0, unnormalised; "
+                         "auilc_norm: auilc / grid width.")
             table = Table(id=f"{protocol}{('-' + setting) if setting else ''}-{'+'.join(datasets)}-{metric}",
                           title=f"{protocol} on {' + '.join(datasets)}: {metric} vs missing rate",
                           columns=columns, rows=rows, notes=notes,

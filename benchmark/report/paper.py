@@ -28,7 +28,6 @@ from msabench.report.aggregate import (
     rate_metrics,
     row_labels,
     stable_key,
-    tests_every_rate,
 )
 from msabench.report.significance import SeedValues, mark_significance
 from msabench.report.table import Cell, Column, Row, Table
@@ -410,7 +409,8 @@ def build_template_table(template, views: Sequence[RunView], *, selection: str |
                        else "; 'Δ' rows: ours minus the paper's."))
     notes = (list(template.notes) + ([template.metric_note] if template.metric_note else [])
              + [f"About the paper's numbers: {n}" for n in template.paper_notes]
-             + [f"{GRID_FLAG} {label} ({_metrics_text(cols)}): {caveat}." for (label, caveat), cols in grid_notes.items()]
+             + [f"{GRID_FLAG} {label} ({_metrics_text(cols)}): {caveat}."
+                for (label, caveat), cols in grid_notes.items()]
              + caveats)
     if compare_paper and template.paper_notes:
         caption += " Read the '(paper)' rows with the notes on the paper's numbers below."
