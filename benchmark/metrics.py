@@ -147,13 +147,16 @@ def sims_metrics(pred, true) -> dict[str, float]:
     """CH-SIMS metrics of docs/architecture.md §7 (MMSA `__eval_sims_regression`): clipped to [-1, 1]."""
     pred, true = _vectors(pred, true)
     pred, true = np.clip(pred, -1.0, 1.0), np.clip(true, -1.0, 1.0)
-    pred2, true2 = _bins(pred, _SIMS_EDGES_2), _bins(true, _SIMS_EDGES_2)
+    # Bins in float32 whatever the input dtype (MMSA's tensors are float32): a float64 copy of a
+    # float32 label such as 0.1 is 0.10000000149 and would otherwise land in the next bin.
+    pred32, true32 = pred.astype(np.float32), true.astype(np.float32)
+    pred2, true2 = _bins(pred32, _SIMS_EDGES_2), _bins(true32, _SIMS_EDGES_2)
     return {
         "mae": _mae(pred, true),
         "corr": pearson(pred, true),
         "acc2": float(np.mean(pred2 == true2)),
-        "acc3": float(np.mean(_bins(pred, _SIMS_EDGES_3) == _bins(true, _SIMS_EDGES_3))),
-        "acc5": float(np.mean(_bins(pred, _SIMS_EDGES_5) == _bins(true, _SIMS_EDGES_5))),
+        "acc3": float(np.mean(_bins(pred32, _SIMS_EDGES_3) == _bins(true32, _SIMS_EDGES_3))),
+        "acc5": float(np.mean(_bins(pred32, _SIMS_EDGES_5) == _bins(true32, _SIMS_EDGES_5))),
         "f1": _f1(true2, pred2),
     }
 
@@ -213,6 +216,32 @@ def task_metrics(task: str, pred, true, family: str | None = None,
     if task == "multilabel":
         return multilabel_metrics(pred, true, IEMOCAP_EMOTIONS if names is None else names)
     raise ValueError(f"unknown task {task!r}; expected regression, classification or multilabel")
+
+
+# A regression run is degenerate when its predictions spread less than this share of the labels' std.
+DEGENERATE_SPREAD = 0.01
+
+
+def degenerate_predictions(task: str, pred, true) -> str:
+    """Why predictions are degenerate ('' when they are not): (near) constant scores, a single class,
+    or every emotion decided the same way for all samples. Such a run's means are not results."""
+    pred, true = np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)
+    if pred.shape[0] < 2:
+        return ""
+    if task == "regression":
+        spread, scale = float(np.std(pred)), float(np.std(true))
+        if spread <= DEGENERATE_SPREAD * max(scale, 1e-12):
+            return f"near-constant predictions (std {spread:.3g} vs the labels' {scale:.3g})"
+        return ""
+    if task == "classification":
+        classes = np.unique(np.argmax(pred, axis=1) if pred.ndim == 2 else pred)
+        return f"a single predicted class ({int(classes[0])})" if classes.size == 1 else ""
+    if task == "multilabel":
+        decisions = pred > 0
+        if np.all(decisions == decisions[:1]):
+            return "the same decision for every sample on every emotion"
+        return ""
+    raise ValueError(f"unknown task {task!r}")
 
 
 _SELECTION: dict[str, tuple[str, str]] = {

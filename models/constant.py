@@ -39,6 +39,7 @@ class ConstantConfig:
 class Constant(MSAModel):
     name: ClassVar[str] = "constant"
     config_cls: ClassVar[type] = ConstantConfig
+    CONSTANT_BY_DESIGN: ClassVar[bool] = True
     impl_version: ClassVar[int] = 1
     HAS_TRAINABLE_PARAMS: ClassVar[bool] = False
     # One pass over the training set is all it needs. There is no optimiser, so train.lr is never

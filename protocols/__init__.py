@@ -3,6 +3,7 @@
 from msabench.protocols import (
     dg,  # noqa: F401,E402
     feature_analysis,  # noqa: F401,E402
+    missing_random,  # noqa: F401,E402
     missing_rate,  # noqa: F401,E402
     standard,  # noqa: F401,E402
 )

@@ -44,6 +44,9 @@ class PlannedRun:
     valid_domains: tuple[str, ...] = ()
     eval_rates: tuple[float, ...] = ()
     role: str = "main"  # "main" | "lodo-helper"
+    # The domain whose family picks the model's preset (empty: the first dataset). A multi-domain run
+    # takes its first source's, in the setting's order; a lodo helper its main run's.
+    preset_domain: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,12 @@ class Protocol:
     # own default is lower keeps it; `--set` and model specs can still go above.
     synthetic_caps: dict[str, Any] = field(default_factory=dict)
     settings: tuple[str, ...] = ()
+    # "static": masks at the run's rate, fixed for the run; "random-per-epoch": training masks with a
+    # random rate per sample and modality, redrawn every epoch (missing-random, LNLN).
+    train_masks: str = "static"
+    # False: every epoch up to train.epochs is trained and logged (the DG protocols: every selection
+    # rule of a run must see the same trajectory, and S2LIF picks the best of all its epochs).
+    early_stopping: bool = True
 
     def __post_init__(self) -> None:
         from msabench.evaluation.selection import SELECTION_RULES
@@ -108,7 +117,7 @@ class Protocol:
             "label_rule": self.label_rule, "default_dataset": self.default_dataset,
             "quick_models": list(self.quick_models), "modalities": list(self.modalities),
             "synthetic_policy": self.synthetic_policy, "real_policy": self.real_policy,
-            "synthetic_caps": self.synthetic_caps, "kind": self.kind,
+            "synthetic_caps": self.synthetic_caps, "kind": self.kind, "early_stopping": self.early_stopping,
         }
 
     def policy(self, synthetic: bool) -> dict[str, Any]:

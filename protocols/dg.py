@@ -18,11 +18,17 @@ Selection, post hoc over the logged epochs (`msabench.evaluation.selection`):
   lodo          multi-source only: one extra run per source ("lodo helper"), trained on the other
                 source(s) and validated on the held-out source's valid split; the epoch with the best
                 mean held-out accuracy is applied to the full-source run (`lodo_records` below).
-Every run carries all of the protocol's rules (the first, `train-domain`, drives early stopping),
-so `--selection` never changes a run id; it only decides what is planned: the lodo helpers (2 per
+Every run carries all of the protocol's rules, and since v1.1 no early stopping: every rule sees
+the same trajectory of `train.epochs` epochs (S2LIF picks the best of its 200 epochs; in v1.0 early
+stopping on source validation truncated the epochs `oracle` and `lodo` then searched). `--selection`
+never changes a run id; it only decides what is planned: the lodo helpers (2 per
 main run) come with the default and with `--selection lodo`, not with `--selection train-domain`
 or `oracle`. A helper is a RunSpec with `train_domains` (what it trains on) and `valid_domains`
 (the held-out source): `is_lodo_helper`; reports skip helpers as rows.
+
+Presets: a run's model preset is that of its first source domain in the setting's order (multi A:
+MOSEI's); a lodo helper trains its main run's recipe (`PlannedRun.preset_domain`), so the epoch it
+picks is the main run's recipe's. Before, each helper took its own first training domain's preset.
 
 Modalities t+v by default (S2LIF has no audio). All domains must share one feature space
 (`msabench.plan.planner.build_input_spec` exits 2 otherwise); on real public features only text is
@@ -107,6 +113,9 @@ class DGProtocol(Protocol):
             info["lodo"] = ("one helper run per source (planned by default and with --selection lodo): trained on "
                             "the other source, validated on the held-out one")
         info["selection_note"] = "runs log every rule; --selection only decides what is planned (lodo helpers)"
+        info["preset_rule"] = ("a run's model preset (train.lr, weight decay, ...) is that of its first source domain "
+                               "in the setting's order (e.g. multi A: MOSEI); lodo helpers train their main run's "
+                               "recipe, whichever source they hold out")
         return info
 
     def check_selection(self, selection: str | None) -> None:
@@ -141,7 +150,7 @@ class DGProtocol(Protocol):
                 runs.append(PlannedRun(
                     setting=name, datasets=sources + targets, source_domains=sources, target_domains=targets,
                     seed=seed, rate=0.0, modalities=modalities, label_rule=self.label_rule, task="classification",
-                    selection_rules=rules,
+                    selection_rules=rules, preset_domain=sources[0],
                 ))
                 if self.multi_source and request.selection in (None, "lodo"):
                     runs.extend(lodo_helpers(name, sources, seed, modalities, self.label_rule))
@@ -158,6 +167,7 @@ def lodo_helpers(setting: str, sources: Sequence[str], seed: int, modalities: tu
             setting=setting, datasets=train + (held_out,), source_domains=train, target_domains=(held_out,),
             seed=seed, rate=0.0, modalities=modalities, label_rule=label_rule, task="classification",
             selection_rules=HELPER_RULES, train_domains=train, valid_domains=(held_out,), role="lodo-helper",
+            preset_domain=sources[0],  # the main run's recipe, whichever source the helper holds out
         ))
     return out
 
@@ -229,13 +239,14 @@ _DG_COMMON = dict(
     synthetic_policy={"train.patience": 8, "data.scale": 0.05},
     synthetic_caps={"train.epochs": 8},
     real_policy={},
+    early_stopping=False,
 )
 
 DG_SINGLE = PROTOCOLS.add(
     "dg-single",
     DGProtocol(
         name="dg-single",
-        version="1.0",
+        version="1.1",  # 1.1: no early stopping; lodo helpers train their main run's preset
         summary="S2LIF single-source DG: train on one of MOSI/MOSEI/MELD, test on the other two (3 classes).",
         selection_rules=("train-domain", "oracle"),
         multi_source=False,
@@ -247,7 +258,7 @@ DG_MULTISOURCE = PROTOCOLS.add(
     "dg-multisource",
     DGProtocol(
         name="dg-multisource",
-        version="1.0",
+        version="1.1",  # 1.1: no early stopping; lodo helpers train their main run's preset
         summary="S2LIF multi-source DG: train on two of MOSI/MOSEI/MELD, test on the third (3 classes).",
         selection_rules=("train-domain", "oracle", "lodo"),
         multi_source=True,

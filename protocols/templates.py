@@ -43,7 +43,8 @@ class TemplateColumn:
     scale: str = "percent"  # percent (x100) | fraction | raw
     digits: int = 1
     direction: str = "max"
-    value: str = "test"  # test: the test metric at the selected epoch; auilc: area under the rate curve; params
+    value: str = "test"  # test: the test metric at the selected epoch; auilc: area under the rate curve;
+    # mean-over-rates: the mean of the curve over the rate grid (missing-random); params
 
     def describe(self) -> dict[str, Any]:
         return {"key": self.key, "label": self.label, "group": self.group, "subgroup": self.subgroup,
@@ -87,6 +88,9 @@ class Template:
     rates: tuple[float, ...] | None = None  # missing-rate grid (None: the protocol's)
     notes: tuple[str, ...] = field(default_factory=tuple)
     metric_note: str = ""  # e.g. which binary accuracy the paper's Acc-2 is
+    # What a reader comparing with the paper must know about its numbers (inconsistencies found in the
+    # paper, its splits and inputs); printed under the table, and pointed to by --compare-paper.
+    paper_notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def is_dg(self) -> bool:
@@ -119,6 +123,7 @@ class Template:
             "row_groups": _ordered({r.group for r in self.rows if r.group}, [r.group for r in self.rows]),
             "models": sorted({r.model for r in self.rows if r.model}),
             "notes": list(self.notes) + ([self.metric_note] if self.metric_note else []),
+            "paper_notes": list(self.paper_notes),
         }
 
 
@@ -288,18 +293,24 @@ _S2LIF_T2 = {
     "S2LIF T&V (M-Fine tuning)": "S2LIF V&T (M-Finetune)", "S2LIF T→V (M-Fine tuning)": "S2LIF T→V (M-Finetune)",
 }
 _S2LIF_NOTES = ("3-class accuracy (rule 'round'), as fractions as the paper prints them; text and vision (S2LIF has no audio).",)
+_S2LIF_PAPER = (
+    "S2LIF's text states the 'sign' rule for the 3 classes, but the label counts it gives imply 'round' "
+    "(the rule used here).",
+    "S2LIF's appendix swaps the MELD and MOSEI label counts; its test sets have MELD 2,608 and MOSEI 4,591 samples.",
+)
 
 _add(Template(
     name="s2lif-table1", paper="s2lif", table="1", protocol="dg-single",
     title="Single-source domain generalisation (S2LIF Table 1)", datasets=("mosi", "mosei", "meld"),
     settings=_S2LIF_SINGLE, columns=_dg_columns(_S2LIF_SINGLE, "Single-source"), rows=_in_printed_order(_s2lif_rows(_S2LIF_T1), "s2lif", "1"),
-    notes=_S2LIF_NOTES,
+    notes=_S2LIF_NOTES, paper_notes=_S2LIF_PAPER,
 ))
 _add(Template(
     name="s2lif-table2", paper="s2lif", table="2", protocol="dg-multisource",
     title="Multi-source domain generalisation (S2LIF Table 2)", datasets=("mosi", "mosei", "meld"),
     settings=_S2LIF_MULTI, columns=_dg_columns(_S2LIF_MULTI, "Multi-source"), rows=_in_printed_order(_s2lif_rows(_S2LIF_T2), "s2lif", "2"),
     notes=_S2LIF_NOTES + ("Source cells list the two source domains' accuracies.",),
+    paper_notes=_S2LIF_PAPER + ("The Qwen-VL cells of setting B in S2LIF's Table 2 are permuted (shown as printed).",),
 ))
 _add(Template(
     name="s2lif-table3", paper="s2lif", table="3", protocol="dg-multisource",
@@ -309,6 +320,7 @@ _add(Template(
                 (None, "w/o key-frame mask", "s2lif@no-keyframe-mask", "", _TV),
                 ("S2LIF T→V (M-Frozen)", "S2LIF T→V (M-Frozen)", "s2lif@t2v-frozen", "", _TV)]),
     notes=_S2LIF_NOTES + ("The paper prints the w/o key-frame mask target cell as '663'; read as 0.663.",),
+    paper_notes=_S2LIF_PAPER,
 ))
 
 # -- EMT-DLFR ---------------------------------------------------------------------------------------
@@ -381,36 +393,61 @@ _add(Template(
                 ("MPU + layer", "MPU ✓, modality ×, layer ✓", "emt_dlfr@share-mpu-layer"),
                 ("modality + layer", "MPU ×, modality ✓, layer ✓", "emt_dlfr@share-modality-layer"),
                 ("all shared", "MPU ✓, modality ✓, layer ✓", "emt_dlfr@share-all")]),
-    notes=(_RATE_NOTE, "#Params counts the model (text encoder included) from the run's recorded parameter count."),
+    notes=(_RATE_NOTE, "#Params: the inference-time networks only, as the paper counts them (text encoder included, "
+                       "networks used only in training left out; MSAModel.inference_parameter_count, recorded in "
+                       "env.json as inference_params)."),
+))
+
+# -- missing-random (LNLN's robustness protocol): the mean over test rates --------------------------
+_add(Template(
+    name="lnln-mean-over-rates", paper="lnln", table="mean-over-rates", protocol="missing-random",
+    title="Robustness to random missingness: each metric's mean over missing rates 0.0..0.9 (LNLN's protocol)",
+    datasets=("mosi", "mosei"), rates=tuple(round(0.1 * i, 1) for i in range(10)),
+    columns=(_std_cols("mosi", _EMT_METRICS, pair=True, value="mean-over-rates")
+             + _std_cols("mosei", _EMT_METRICS, pair=True, value="mean-over-rates")),
+    rows=_rows([(None, "TFN", "tfn"), (None, "LF-DNN", "lf_dnn"), (None, "MulT", "mult"), (None, "Self-MM", "self_mm"),
+                (None, "MMIM", "mmim"), (None, "TFR-Net", "tfr_net"), (None, "EMT-DLFR", "emt_dlfr")]),
+    notes=("One model per seed, trained with a random missing rate per sample and modality (redrawn every epoch), "
+           "selected on valid at rate 0.5, its checkpoint tested at every rate; a cell is the mean over the rates "
+           "per seed, then mean ± std over seeds (LNLN, Haoyu-ha/LNLN core/dataset.py, robust_evaluation.py).",
+           "A layout, not a reproduction: LNLN's paper is not among the project's papers, so no published numbers "
+           "are shown."),
+    metric_note=_EMT_NOTE,
 ))
 
 # -- MICA -------------------------------------------------------------------------------------------
+# MICA Table 4 prints Happy, Sad, Angry, Neutral; each column reads its emotion by name, so the
+# label-column order (IEMOCAP_EMOTIONS, MulT's) does not move a cell.
+_MICA_EMOTIONS = ("happy", "sad", "angry", "neutral")
 _MICA_NOTE = "Acc-2 and F1 are MulT's binary metrics: negative vs positive, zeros excluded (non0)."
 _MICA_BASE = [(None, "EF-LSTM", "ef_lstm"), (None, "LF-LSTM", None)]
+_MICA_PAPER = ("MICA's F1 is most likely MulT's f1_score called with its arguments swapped (predictions as the "
+               "truth), so its weights follow the predicted classes; ours is the weighted F1 with the true labels.",
+               "MICA's inputs are GloVe (300), COVAREP (74) and Facet (35) features (its section 4.1); compare with "
+               "runs on the same features.")
 _add(Template(
     name="mica-table2", paper="mica", table="2", protocol="standard", title="Comparison on CMU-MOSI (MICA Table 2)",
     datasets=("mosi",), columns=_std_cols("mosi", ("acc7", "acc2", "f1"), group=False),
     rows=_rows(_MICA_BASE + [(None, "MFM†", None), (None, "RAVEN", None), (None, "MCTN", None), (None, "MuT", "mult"),
                              (None, "MICA (ours)", "mica")]),
-    notes=("† needs manually aligned sequences.",), metric_note=_MICA_NOTE,
+    notes=("† needs manually aligned sequences.",), metric_note=_MICA_NOTE, paper_notes=_MICA_PAPER,
 ))
 _add(Template(
     name="mica-table3", paper="mica", table="3", protocol="standard", title="Comparison on CMU-MOSEI (MICA Table 3)",
     datasets=("mosei",), columns=_std_cols("mosei", ("acc7", "acc2", "f1"), group=False),
     rows=_rows(_MICA_BASE + [(None, "GMFN†", None), (None, "RAVEN", None), (None, "MCTN", None), (None, "MuT", "mult"),
                              (None, "MICA (ours)", "mica")]),
-    notes=("† needs manually aligned sequences.",), metric_note=_MICA_NOTE,
+    notes=("† needs manually aligned sequences.",), metric_note=_MICA_NOTE, paper_notes=_MICA_PAPER,
 ))
-_EMOTIONS = ("happy", "sad", "angry", "neutral")
 _add(Template(
     name="mica-table4", paper="mica", table="4", protocol="standard",
     title="Comparison on IEMOCAP, binary accuracy and F1 per emotion (MICA Table 4)", datasets=("iemocap",),
     columns=tuple(TemplateColumn(f"iemocap:{kind}_{emo}", "Acc" if kind == "acc" else "F1",
                                  (("iemocap", f"{kind}_{emo}"),), group=emo.capitalize(), scale="percent", digits=1)
-                  for emo in _EMOTIONS for kind in ("acc", "f1")),
+                  for emo in _MICA_EMOTIONS for kind in ("acc", "f1")),
     rows=_rows(_MICA_BASE + [(None, "RAVEN", None), (None, "MCTN", None), (None, "MuT", "mult"),
                              (None, "MICA (ours)", "mica")]),
-    notes=("F1 per emotion is the weighted F1 of that emotion's binary decision (MulT).",),
+    notes=("F1 per emotion is the weighted F1 of that emotion's binary decision (MulT).",), paper_notes=_MICA_PAPER,
 ))
 _add(Template(
     name="mica-table5", paper="mica", table="5", protocol="standard", title="Ablation study on CMU-MOSEI (MICA Table 5)",
@@ -418,7 +455,7 @@ _add(Template(
     rows=_rows([(None, "Backbone w/o align", "mica@backbone"), (None, "MMD align", "mica@mmd"),
                 (None, "MMD align + PE align (full model)", "mica"),
                 (None, "MMD align + PE align w/o propagation", "mica@no-propagation")]),
-    notes=("The paper prints mean±std over 5 runs.",), metric_note=_MICA_NOTE,
+    notes=("The paper prints mean±std over 5 runs.",), metric_note=_MICA_NOTE, paper_notes=_MICA_PAPER,
 ))
 
 # -- M3SA -------------------------------------------------------------------------------------------
@@ -439,6 +476,8 @@ _add(Template(
     rows=_rows(_M3SA_BASE + [(None, "IMR", None), (None, "QMF", None), (None, "MAG-BERT", "mag_bert"),
                              (None, "M3SA (Hard)", "m3sa@hard"), (None, "M3SA (Soft)", "m3sa@soft")]),
     notes=("IMR cannot regress: no MAE or Corr.",), metric_note=_M3SA_NOTE,
+    paper_notes=("M3SA's CMU-MOSEI split is 16,265/1,869/4,643 (train/valid/test, its appendix C.1), not MMSA's "
+                 "16,326/1,871/4,659.",),
 ))
 _add(Template(
     name="m3sa-table3", paper="m3sa", table="3", protocol="standard", title="Ablation studies on CMU-MOSI (M3SA Table 3)",

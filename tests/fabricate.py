@@ -12,11 +12,12 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
+from msabench.core.types import IEMOCAP_EMOTIONS
 from msabench.report.aggregate import RunView
 
 REGRESSION = ("mae", "corr", "acc7", "acc5", "acc3", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0")
 SIMS = ("mae", "corr", "acc2", "acc3", "acc5", "f1")
-MULTILABEL = tuple(f"{k}_{e}" for e in ("happy", "sad", "angry", "neutral") for k in ("acc", "f1")) + ("mean_f1",)
+MULTILABEL = tuple(f"{k}_{e}" for e in IEMOCAP_EMOTIONS for k in ("acc", "f1")) + ("mean_f1",)
 CLASSIFICATION = ("acc", "f1_weighted", "f1_macro")
 
 
@@ -90,14 +91,17 @@ def _view(protocol: str, setting: str, datasets: Sequence[str], sources: Sequenc
             "selection_rules": list(rules), "eval_rates": list(eval_rates), "train_domains": list(train_domains),
             "valid_domains": [], "msabench_version": "0.1", "schema": 1}
     records = _records(run_id, task, _family, datasets, train_domains or sources, base, key, eval_rates, rate)
-    env = {"n_params": n_params} if n_params is not None else {}
+    env = {"inference_params": n_params} if n_params is not None else {}
     return RunView(run_id=run_id, spec=spec, records=records, git="0" * 40, env=env)
 
 
 def fabricate_views(template, models: Sequence[str], *, seeds: Sequence[int] = (1, 2, 3), real: bool = False,
-                    rates: Sequence[float] = (0.0, 0.5, 1.0)) -> list[RunView]:
-    """Runs of `models` (specs; inline keys become config) for every dataset/setting `template` reads."""
+                    rates: Sequence[float] | None = None) -> list[RunView]:
+    """Runs of `models` (specs; inline keys become config) for every dataset/setting `template` reads;
+    missing-rate templates on `rates` (default: the protocol's grid of each dataset)."""
     from msabench.core.config import parse_model_spec
+    from msabench.protocols.missing_random import TEST_GRID, VALID_RATE
+    from msabench.protocols.missing_rate import default_grid
 
     views = []
     for model in models:
@@ -119,11 +123,15 @@ def fabricate_views(template, models: Sequence[str], *, seeds: Sequence[int] = (
         for dataset in template.datasets:
             name = dataset if real else f"synth-{dataset}"
             task = "multilabel" if dataset == "iemocap" else ("classification" if dataset == "meld" else "regression")
-            grid = [r for r in rates if dataset != "sims" or r <= 0.5] if template.protocol == "missing-rate" else [0.0]
+            grid, eval_rates = [0.0], ()
+            if template.protocol == "missing-rate":
+                grid = [r for r in (default_grid(dataset) if rates is None else rates) if dataset != "sims" or r <= 0.5]
+            elif template.protocol == "missing-random":
+                grid, eval_rates = [VALID_RATE], tuple(TEST_GRID if rates is None else rates)
             for seed in seeds:
                 for rate in grid:
                     views.append(_view(template.protocol, "", [name], [name], [], spec.label, spec.overrides, seed,
-                                       rate, modalities, task, ("val", "last"), base,
+                                       rate, modalities, task, ("val", "last"), base, eval_rates=eval_rates,
                                        n_params=110.5e6 + 1e6 * round(6 * unit("params", model), 1)))
     return views
 

@@ -120,7 +120,8 @@ def test_fabricated_root(tmp_path):
     assert mosi["splits"]["valid"]["lengths"]["v"] == {"min": 1, "mean": 2.0, "max": 3}
     assert by_name["meld"]["splits"]["valid"]["classes"] == {"negative": 0, "neutral": 1, "positive": 1}
     iem = by_name["iemocap"]
-    assert iem["neg_inf_count"] == 1 and iem["splits"]["train"]["positives"]["happy"] == 5
+    # column 0 is MulT's Neutral
+    assert iem["neg_inf_count"] == 1 and iem["splits"]["train"]["positives"]["neutral"] == 5
     assert len(mosi["data_hash"]) == 16
     json.dumps(s)
     text = format_summary(s)

@@ -376,7 +376,7 @@ CASES = [
          r"protocol 'standard' trains on complete data", r"use --protocol missing-rate"),
     # --- feature spaces and modalities -------------------------------------------------------------
     Case("dg-feature-dims", "DG domains with different dims", _dg_roots(16, "t"),
-         r"do not share a feature space for modality t: dims \{.*'meld': 16\}",
+         r"do not share a feature space for modality t \(.*meld: dim 16 read from",
          r"re-encode every domain's text with one encoder"),
     Case("dataset-lacks-modality", "dataset lacks a modality", _dg_roots(8, "t,v"),
          r"dataset meld has no vision features \(it has: t\)", r"choose --modalities among those"),

@@ -70,6 +70,8 @@ class MSAModel(nn.Module):
     # Epochs of a few steps that the conformance suite runs before it expects every trainable
     # parameter to have moved: more than 1 for models whose parameters train in later stages.
     CONFORMANCE_EPOCHS: ClassVar[int] = 1
+    # A baseline that predicts one value by design (`constant`): its runs are not flagged degenerate.
+    CONSTANT_BY_DESIGN: ClassVar[bool] = False
 
     def __init__(self, cfg: Any, spec: InputSpec):
         super().__init__()
@@ -102,6 +104,12 @@ class MSAModel(nn.Module):
 
     def forward(self, batch: Batch) -> ModelOutput:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def inference_parameter_count(self) -> int:
+        """Parameters of the networks used at inference (trainable or frozen, a frozen text encoder
+        included): the `#Params` papers print (EMT-DLFR Table 9). Models with networks used only in
+        training (e.g. EMT-DLFR's feature-reconstruction decoders) override this to leave them out."""
+        return sum(p.numel() for p in self.parameters())
 
     def param_groups(self, train_cfg: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         """One optimiser "main"; a fine-tuned `TextEncoder`'s parameters form its own group at train.text_lr."""

@@ -190,7 +190,7 @@ def status(out) -> None:
 
     store = Store(out, must_exist=True)
     counts: dict[str, int] = {}
-    failed, unreadable = [], []
+    failed, unreadable, degenerate = [], [], []
     for rd in store.runs():
         st = rd.status()
         try:
@@ -201,13 +201,33 @@ def status(out) -> None:
         counts[st] = counts.get(st, 0) + 1
         if st == "failed":
             failed.append((rd.run_id, _run_label(rd), rd.read_failure().get("reason", "")))
+        elif st == "done":
+            why = _degenerate(rd)
+            if why:
+                degenerate.append((rd.run_id, _run_label(rd), why))
     click.echo(", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "empty store")
     for run_id, label, reason in failed:
         click.echo(f"failed {run_id}{label}: {reason}")
+    for run_id, label, why in degenerate:
+        click.echo(f"degenerate {run_id}{label}: {why}")
     for run_id, reason in unreadable:
         click.echo(f"unreadable {run_id}: {reason}")
     if unreadable:
         raise StoreError(f"{len(unreadable)} run(s) of {out} cannot be read; the first: {unreadable[0][1]}")
+
+
+def _degenerate(rd) -> str:
+    """Why a finished run's test predictions are degenerate at the epoch its first selection rule
+    picks ('' when they are not; the lodo rule needs its helpers, so `last` stands in for it)."""
+    from msabench.report.aggregate import RunView, degenerate_reason
+
+    try:
+        spec = rd.read_spec_dict()
+        rule = next((r for r in spec.get("selection_rules") or ("val",) if r != "lodo"), "last")
+        why = degenerate_reason(RunView(rd.run_id, spec, rd.read_records()), rule)
+    except Exception:  # noqa: BLE001 - status still counts a run whose files it cannot judge
+        return ""
+    return f"{why} (selection '{rule}')" if why else ""
 
 
 def _run_label(rd) -> str:

@@ -39,6 +39,7 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "data.seed": 0,  # synthetic suite generation seed
     "data.aligned": False,
     "data.noise_modality": "",  # "", t, a or v
+    "data.mask_scheme": "msabench",  # msabench | emt (msabench.data.masks)
     "text.encoder": "features",  # precomputed features, or a Hugging Face name / local path
     "text.frozen": True,
     "text.max_length": 50,
@@ -49,6 +50,7 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
 
 DATA_SOURCES = ("auto", "pkl", "aligned", "label-csv")
 SCHEDULER_KINDS = ("none", "plateau", "linear")
+MASK_SCHEMES = ("msabench", "emt")
 
 # Keys added after stores existed: at their default they stay out of the run id, so adding them
 # changes no existing run id (docs/architecture.md §4); any other value enters the id as usual.
@@ -61,6 +63,7 @@ ID_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "text.pooling": "sequence",
     "text.layer": -1,
     "text.dtype": "float32",
+    "data.mask_scheme": "msabench",
 }
 
 
@@ -239,6 +242,8 @@ def resolve_config(
 def _check_values(cfg: dict[str, Any]) -> None:
     if cfg["data.source"] not in DATA_SOURCES:
         raise UserError(f"data.source={cfg['data.source']!r}: use one of {', '.join(DATA_SOURCES)}")
+    if cfg["data.mask_scheme"] not in MASK_SCHEMES:
+        raise UserError(f"data.mask_scheme={cfg['data.mask_scheme']!r}: use one of {', '.join(MASK_SCHEMES)}")
     if cfg["data.noise_modality"] not in ("", "t", "a", "v"):
         raise UserError(f"data.noise_modality={cfg['data.noise_modality']!r}: use t, a or v (or leave it empty)")
     for key in ("train.batch_size", "train.epochs", "train.grad_accum", "train.eval_batch_size"):

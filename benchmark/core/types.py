@@ -21,7 +21,9 @@ MODALITIES = ("t", "a", "v")
 MODALITY_NAMES = {"t": "text", "a": "audio", "v": "vision"}
 TASKS = ("regression", "classification", "multilabel")
 CLASS_NAMES = ("negative", "neutral", "positive")  # neg=0 neu=1 pos=2 everywhere
-IEMOCAP_EMOTIONS = ("happy", "sad", "angry", "neutral")
+# The column order of MulT's `iemocap_data_noalign.pkl` labels, as its `eval_iemocap` names them
+# (yaohungt/Multimodal-Transformer, src/eval_metrics.py: emos = [Neutral, Happy, Sad, Angry]).
+IEMOCAP_EMOTIONS = ("neutral", "happy", "sad", "angry")
 
 RUNSPEC_SCHEMA = 1
 

@@ -19,7 +19,7 @@ class SplitData:
     ids: np.ndarray  # (N,) str, unique within the dataset
     regression: np.ndarray | None = None  # (N,) float32 sentiment score
     classification: np.ndarray | None = None  # (N,) int64, neg=0 neu=1 pos=2
-    multilabel: np.ndarray | None = None  # (N, 4) float32 (IEMOCAP: happy, sad, angry, neutral)
+    multilabel: np.ndarray | None = None  # (N, 4) float32 (IEMOCAP: columns in IEMOCAP_EMOTIONS order)
     text_ids: np.ndarray | None = None  # (N, T) int64 WordPiece ids with [CLS] ... [SEP]
     text_feats: np.ndarray | None = None  # (N, T, D) float32 token features
     text_lengths: np.ndarray | None = None  # (N,) int64

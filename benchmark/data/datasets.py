@@ -147,7 +147,7 @@ def _register_real() -> None:
         name="iemocap", family="iemocap", label_kind="multilabel", synthetic=False,
         files={"pkl": ("IEMOCAP/iemocap_data_noalign.pkl",), "aligned": ("IEMOCAP/iemocap_data.pkl",)},
         origin={"pkl": mult_origin, "aligned": mult_origin},
-        description="IEMOCAP: 4 emotions (happy, sad, angry, neutral) as a multi-label",
+        description="IEMOCAP: 4 emotions (neutral, happy, sad, angry: MulT's column order) as a multi-label",
     ))
 
 

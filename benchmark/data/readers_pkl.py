@@ -144,7 +144,8 @@ def read_mult_pickle(
     where: str | None = None,
 ) -> DatasetData:
     """MulT's IEMOCAP pickle (`iemocap_data_noalign.pkl`): dict split (train, valid, test) -> text,
-    audio, vision (N,T,D) and labels (N,4,2), one-hot per emotion (happy, sad, angry, neutral);
+    audio, vision (N,T,D) and labels (N,4,2), one-hot per emotion in the order
+    `IEMOCAP_EMOTIONS` (neutral, happy, sad, angry: MulT's `eval_iemocap`);
     the multi-label is labels[..., 1]. MulT uses no lengths: every position counts as real."""
     where = where or os.fspath(path)
     obj = _load_split_dict(path, where, SPLITS)

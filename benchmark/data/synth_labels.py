@@ -11,7 +11,7 @@ real rows are used or stored):
 * MOSEI: thirds in [-3, 3], positively skewed (an approximation: no MOSEI labels are at hand).
 * SIMS: [-1, 1] in steps of 0.2, negatively skewed; unimodal T/A/V scores near the multimodal one.
 * MELD: three sentiment classes in MELD's train proportions (2945/4710/2334).
-* IEMOCAP: one-hot over (happy, sad, angry, neutral), balanced.
+* IEMOCAP: one-hot over `IEMOCAP_EMOTIONS` (MulT's column order: neutral, happy, sad, angry), balanced.
 
 Bucket (or class) counts are exact (largest remainder) at every scale; values inside a bucket are
 drawn from the histogram.
@@ -25,6 +25,8 @@ little within-class variation.
 from __future__ import annotations
 
 import numpy as np
+
+from msabench.core.types import IEMOCAP_EMOTIONS
 
 # --- value histograms (value -> relative weight) -------------------------------------------------
 # CMU-MOSI, all 2199 labels pooled (aggregate counts per distinct value).
@@ -58,11 +60,12 @@ SIMS_HIST: dict[float, float] = {
     for k, w in enumerate((9, 15, 10, 12, 14, 9, 7, 6, 6, 8, 4))
 }
 MELD_CLASS_COUNTS = (2945, 4710, 2334)  # negative, neutral, positive (MELD train)
-EMOTIONS = ("happy", "sad", "angry", "neutral")
+EMOTIONS = IEMOCAP_EMOTIONS
 
 # Latent corners (valence, intensity/arousal).
 CLASS3_CORNERS = np.array([[-0.7, 1.0], [0.0, 0.0], [0.7, 1.0]], dtype=np.float32)
-EMOTION_CORNERS = np.array([[0.8, 0.6], [-0.8, -0.4], [-0.8, 0.8], [0.0, -0.9]], dtype=np.float32)
+_CORNER_OF = {"happy": (0.8, 0.6), "sad": (-0.8, -0.4), "angry": (-0.8, 0.8), "neutral": (0.0, -0.9)}
+EMOTION_CORNERS = np.array([_CORNER_OF[e] for e in EMOTIONS], dtype=np.float32)  # one row per label column
 
 
 def largest_remainder(weights, n: int) -> np.ndarray:

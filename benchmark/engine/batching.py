@@ -11,7 +11,7 @@ than `np.take` on this 2-core machine (perf/bench_batching.py measures both side
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,6 +55,8 @@ class TensorSplit:
     mask_hashes: dict[str, str] = field(default_factory=dict)
     domain_ids: np.ndarray | None = None  # per sample, when several domains are merged
     y_unimodal: dict[str, np.ndarray] = field(default_factory=dict)  # SIMS: per-modality scores
+    # Training masks redrawn every epoch (missing-random); the loop calls it before each epoch.
+    redraw: Callable[[int], None] | None = None
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -141,6 +143,7 @@ def build_tensor_split(
     text_tokens: bool,
     rate: float = 0.0,
     encoder: EncoderSettings | None = None,
+    mask_scheme: str = "msabench",
 ) -> TensorSplit:
     """One split's tensors. With an `encoder`, text is the encoder's token ids (dropped tokens -> its
     [UNK]); a frozen encoder's outputs replace them afterwards (`msabench.engine.text_encoding`)."""
@@ -167,7 +170,7 @@ def build_tensor_split(
             # zeroed after encoding instead, and there every position goes, the [CLS] summary included.
             dropped = masks.drop_masks(
                 np.asarray(lengths), values.shape[1], rate, dataset=data.name, split=split_name, modality=m,
-                mask_seed=masks.DEFAULT_MASK_SEEDS[m], keep_ends=tokens,
+                mask_seed=masks.DEFAULT_MASK_SEEDS[m], keep_ends=tokens, scheme=mask_scheme,
             )
             hashes[m] = masks.mask_hash(dropped)
             unk = None
@@ -187,6 +190,34 @@ def build_tensor_split(
         inputs=inputs, text_is_tokens=text_tokens or encoder is not None, complete=complete, drop=drop,
         mask_hashes=hashes, y_unimodal=y_unimodal,
     )
+
+
+def random_rate_split(data: DatasetData, split_name: str, domain_index: int, *, modalities: tuple[str, ...],
+                      task: str, label_rule: str, text_tokens: bool, seed: int) -> TensorSplit:
+    """A split whose drop masks are redrawn every epoch with a random rate per sample and modality
+    (`missing-random`, LNLN; `msabench.data.masks.random_rate_drop_masks`). Epoch 0's masks are
+    drawn here; `redraw(epoch)` replaces them (the hashes kept are epoch 0's)."""
+    from msabench.data import masks
+
+    out = build_tensor_split(data, split_name, domain_index, modalities=modalities, task=task,
+                             label_rule=label_rule, text_tokens=text_tokens)
+    complete = {m: out.inputs[_FIELDS[m][0]] for m in modalities}
+    lengths = {m: out.inputs[_FIELDS[m][1]].sum(axis=1) for m in modalities}
+    unk = data.special_ids.get("unk") if text_tokens else None
+
+    def redraw(epoch: int) -> None:
+        for m in modalities:
+            drop, _ = masks.random_rate_drop_masks(lengths[m], complete[m].shape[1], dataset=data.name,
+                                                   split=split_name, modality=m, epoch=epoch, seed=seed)
+            out.drop[m], out.complete[m] = drop, complete[m]
+            out.inputs[_FIELDS[m][0]] = masks.apply_drop(np.asarray(complete[m]), drop,
+                                                         unk_id=unk if m == "t" else None)
+            if epoch == 0:
+                out.mask_hashes[m] = masks.mask_hash(drop)
+
+    redraw(0)
+    out.redraw = redraw
+    return out
 
 
 def concat_splits(parts: list[TensorSplit]) -> TensorSplit:

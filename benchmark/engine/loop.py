@@ -24,7 +24,7 @@ from msabench.api.types import Batch
 from msabench.core.types import RunSpec
 from msabench.engine.batching import TensorSplit
 from msabench.evaluation.selection import SELECTION_RULES, select_epoch
-from msabench.metrics import UndefinedMetricWarning, task_metrics
+from msabench.metrics import UndefinedMetricWarning, degenerate_predictions, task_metrics
 
 
 class NonFiniteLoss(RuntimeError):
@@ -110,6 +110,7 @@ def run_loop(
     precision: str = "fp32",
     shuffle_seed: int = 0,
     on_epoch: Callable[[int, list[dict[str, Any]]], None] | None = None,
+    early_stopping: bool = True,
 ) -> LoopResult:
     cfg = spec.config
     task = spec.task
@@ -138,6 +139,8 @@ def run_loop(
     for epoch in range(epochs):
         started = time.perf_counter()
         ctx.epoch = epoch
+        if train.redraw is not None:
+            train.redraw(epoch)
         model.train()
         model.on_epoch_start(ctx)
         losses: dict[str, list[float]] = {}
@@ -166,11 +169,16 @@ def run_loop(
             loss = {"task": eval_loss}
             if es.split == "train" and es.domain == eval_sets[0].domain:
                 loss.update({f"train_{k}": v for k, v in train_loss.items()})
-            epoch_records.append({
+            record = {
                 "schema": 1, "run_id": spec.run_id, "epoch": epoch, "split": es.split, "domain": es.domain,
                 "rate": es.rate, "metrics": {k: _clean(v) for k, v in metrics.items()}, "loss": loss,
                 "seconds": round(time.perf_counter() - t0 + (train_seconds if es is eval_sets[0] else 0.0), 4),
-            })
+            }
+            degenerate = ("" if getattr(model, "CONSTANT_BY_DESIGN", False) or not len(pred)
+                          else degenerate_predictions(task, pred, true))
+            if degenerate:  # only then, so the records of ordinary runs keep their form
+                record["degenerate"] = degenerate
+            epoch_records.append(record)
             result.predictions[f"pred/{epoch}/{_key(es)}"] = pred
         result.records.extend(epoch_records)
         result.epochs_run = epoch + 1
@@ -187,7 +195,8 @@ def run_loop(
         if on_epoch is not None:
             on_epoch(epoch, epoch_records)
         best = select_epoch(result.records, primary, task=task, sources=valid_domains,
-                            targets=spec.target_domains, train_rate=spec.rate) if primary in rules else None
+                            targets=spec.target_domains, train_rate=spec.rate) \
+            if primary in rules and early_stopping else None
         exhausted = best is not None and epoch - best >= int(cfg["train.patience"]) and epoch + 1 >= min_epochs
         if model.should_stop(ctx, exhausted):
             result.stopped_early = True

@@ -13,7 +13,7 @@ from msabench.api.text_encoder import ENCODER_PASSES
 from msabench.core.errors import UserError
 from msabench.core.types import RunSpec
 from msabench.data.masks import TEXT_MASKED_AFTER_ENCODING, text_masked_after_encoding
-from msabench.engine.batching import TensorSplit, build_tensor_split, concat_splits
+from msabench.engine.batching import TensorSplit, build_tensor_split, concat_splits, random_rate_split
 from msabench.engine.loop import EvalSet, LoopResult, run_loop
 from msabench.engine.options import RunOptions
 from msabench.engine.seeding import seed_everything, seed_hash
@@ -80,6 +80,17 @@ def build_model(spec: RunSpec, data_root: str | None):
     return model, datasets, tokens
 
 
+def _random_train_masks(spec: RunSpec) -> bool:
+    """Whether the run's protocol redraws random-rate training masks every epoch (missing-random)."""
+    protocol = protocol_of(spec.protocol)
+    return protocol is not None and protocol.train_masks == "random-per-epoch"
+
+
+def _early_stopping(spec: RunSpec) -> bool:
+    protocol = protocol_of(spec.protocol)
+    return protocol is None or protocol.early_stopping
+
+
 def prepare_tensors(spec: RunSpec, datasets, tokens: bool, device: str = "cpu") -> tuple[TensorSplit, list[EvalSet]]:
     """Every split's tensors; a frozen text encoder's outputs come from the text cache (run on `device`)."""
     from msabench.engine.text_encoding import encode_frozen
@@ -87,17 +98,30 @@ def prepare_tensors(spec: RunSpec, datasets, tokens: bool, device: str = "cpu") 
     index = {d.name: i for i, d in enumerate(datasets)}
     by_name = {d.name: d for d in datasets}
     encoder = text_encoder_of(spec.config, spec.modalities)
+    scheme = spec.config.get("data.mask_scheme", "msabench")  # runs stored before the key have none
 
     def tensors(name: str, split: str, rate: float) -> TensorSplit:
         ts = build_tensor_split(by_name[name], split, index[name], modalities=spec.modalities, task=spec.task,
-                                label_rule=spec.label_rule, text_tokens=tokens, rate=rate, encoder=encoder)
+                                label_rule=spec.label_rule, text_tokens=tokens, rate=rate, encoder=encoder,
+                                mask_scheme=scheme)
         if encoder is not None and encoder.frozen:
             encode_frozen(ts, encoder, by_name[name].data_hash, device)
         return ts
 
+    def train_tensors(name: str) -> TensorSplit:
+        if _random_train_masks(spec):
+            if encoder is not None:
+                raise UserError(
+                    f"{spec.protocol} redraws the training masks every epoch, so a Hugging Face text encoder would "
+                    "re-encode the training text each epoch, which this version does not do; run it with "
+                    "precomputed text (--set text.encoder=features) or token ids (--set text.encoder=tokens)")
+            return random_rate_split(by_name[name], "train", index[name], modalities=spec.modalities, task=spec.task,
+                                     label_rule=spec.label_rule, text_tokens=tokens, seed=spec.seed)
+        return tensors(name, "train", spec.rate)
+
     sources = spec.source_domains or spec.datasets[:1]
     train_domains = spec.train_domains or sources
-    train_parts = {name: tensors(name, "train", spec.rate) for name in train_domains}
+    train_parts = {name: train_tensors(name) for name in train_domains}
     eval_sets: list[EvalSet] = []
     for name in spec.datasets:
         splits = SPLITS_OF_SOURCES if name in sources else SPLITS_OF_TARGETS
@@ -133,13 +157,15 @@ def execute(spec: RunSpec, run_dir, options: RunOptions) -> LoopResult:
         "data_hashes": dict(zip(spec.datasets, spec.data_hashes)), "mask_hashes": mask_hashes,
         "neg_inf_counts": {d.name: d.neg_inf_count for d in datasets}, "determinism": flags,
         "precision": options.precision,
-        "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad),  # trainable
+        "inference_params": int(model.inference_parameter_count()),  # emt-table9's #Params
         "text": text_record(spec, CACHE_STATS - cache_before, ENCODER_PASSES - passes_before),
     }))
     started = time.perf_counter()
     result = run_loop(model, spec, train, eval_sets, family=datasets[0].family, device=device,
                       precision=options.precision, shuffle_seed=seed_hash("shuffle", spec.seed),
-                      on_epoch=lambda epoch, records: run_dir.append_records(records))
+                      on_epoch=lambda epoch, records: run_dir.append_records(records),
+                      early_stopping=_early_stopping(spec))
     run_dir.write_predictions(result.predictions)
     for rule, state in result.checkpoints.items():
         run_dir.write_checkpoint(rule, state, epoch=result.chosen_epochs[rule])

@@ -143,7 +143,7 @@ def compare(baseline: dict[str, Any], tables) -> list[str]:
         t = tolerance(c, tol)
         if abs(value - base) > t:
             lines.append(f"{where}: {_fmt(value)} vs baseline {_fmt(base)}: moved {value - base:+.4g}, "
-                         f"tolerance {t:.4g}")
+                         f"tolerance {t:.4g} = max(k x the baseline's std over seeds (ddof=1), floor)")
     return lines
 
 

@@ -23,11 +23,16 @@ Selection (which features of a block a model keeps, per domain):
   values in [0, 1], e.g. S2LIF's learnable masks); a feature is selected in a domain when its mean
   mask over the domain's test samples exceeds 0.5;
 * `l1` (default otherwise): an L1-penalised logistic regression (liblinear, one-vs-rest, C =
-  `L1_C`) of the label on the standardised block, fitted on the domain's test samples; a feature
-  is selected when any class gives it a non-zero weight. For `linear_probe` this is the
-  "linear probe plus an L1-sparse selection" over input features.
+  `L1_C`) of the label on the standardised block, fitted on the domain's *valid* samples (the
+  statistics below are then taken on its test samples, so the selection is not scored on the data
+  it was fitted to); a feature is selected when any class gives it a non-zero weight. For
+  `linear_probe` this is the "linear probe plus an L1-sparse selection" over input features.
+* A model with a mask analyses its features *before* the mask (a masked-out feature is trivially
+  label-independent): `features[name + ":premask"]` when it returns one, else `features[name]`,
+  which must then be pre-mask (a block whose masked-out columns are all zero is refused).
 
-Per domain and block: the selected indices and retained proportion (Fig. 5); the intra-modal
+Per domain and block: the selected indices and retained proportion (Fig. 5 at the selected epoch
+only: the trajectory over training that S2LIF's Fig. 5 plots is not computed); the intra-modal
 independence ratio among selected features and each selected feature's ratio against the others
 (Fig. 7); per selected text feature, the ratio of selected vision features independent of it,
 and the overall cross-modal ratio (Fig. 6); the proportion of selected and removed features
@@ -38,7 +43,8 @@ not), the mean pairwise Jaccard index. On synthetic data with input-space blocks
 recall of both sets against the ground truth's invariant features (and how many spurious ones
 were kept).
 Independence: Fisher's z-test, z = atanh(r) * sqrt(n - 3) (no conditioning set), two-sided p,
-alpha 0.05: "independent" = not rejected (a constant feature rejects nothing).
+alpha 0.05: "independent" = not rejected. Constant columns are left out of every independence
+ratio (they reject nothing, so they would count as independent) and counted (`n_constant`).
 """
 
 from __future__ import annotations
@@ -91,24 +97,35 @@ def independent_matrix(a: np.ndarray, b: np.ndarray | None = None, alpha: float 
     return ~(p <= alpha)
 
 
-def intra_independence(x: np.ndarray, alpha: float = ALPHA) -> tuple[float | None, list[float]]:
-    """(ratio of independent distinct pairs, per feature the ratio of the others independent of it)."""
-    d = x.shape[1]
+def varying(x: np.ndarray) -> np.ndarray:
+    """(d,) bool: the columns that are not constant (a constant column can show no dependence)."""
+    x = np.asarray(x, dtype=np.float64)
+    return x.std(axis=0) > 0 if x.shape[0] else np.zeros(x.shape[1], dtype=bool)
+
+
+def intra_independence(x: np.ndarray, alpha: float = ALPHA) -> tuple[float | None, list[float | None]]:
+    """(ratio of independent distinct pairs, per feature the ratio of the others independent of it),
+    over the non-constant columns only (a constant column's entry is None)."""
+    keep = varying(x)
+    d = int(keep.sum())
     if d < 2 or x.shape[0] < 4:
         return None, []
-    ind = independent_matrix(x, alpha=alpha)
+    ind = independent_matrix(x[:, keep], alpha=alpha)
     off = ~np.eye(d, dtype=bool)
     pairs = ind[np.triu_indices(d, k=1)]
-    per = (ind & off).sum(axis=1) / (d - 1)
-    return float(pairs.mean()), [float(v) for v in per]
+    per_kept = iter((ind & off).sum(axis=1) / (d - 1))
+    return float(pairs.mean()), [float(next(per_kept)) if k else None for k in keep]
 
 
-def cross_independence(x: np.ndarray, y: np.ndarray, alpha: float = ALPHA) -> tuple[float | None, list[float]]:
-    """(ratio of independent cross pairs, per column of x the ratio of y's columns independent of it)."""
-    if x.shape[1] == 0 or y.shape[1] == 0 or x.shape[0] < 4:
+def cross_independence(x: np.ndarray, y: np.ndarray, alpha: float = ALPHA) -> tuple[float | None, list[float | None]]:
+    """(ratio of independent cross pairs, per column of x the ratio of y's columns independent of it),
+    over the non-constant columns of both (a constant column of x gets None)."""
+    kx, ky = varying(x), varying(y)
+    if kx.sum() == 0 or ky.sum() == 0 or x.shape[0] < 4:
         return None, []
-    ind = independent_matrix(x, y, alpha=alpha)
-    return float(ind.mean()), [float(v) for v in ind.mean(axis=1)]
+    ind = independent_matrix(x[:, kx], y[:, ky], alpha=alpha)
+    per_kept = iter(ind.mean(axis=1))
+    return float(ind.mean()), [float(next(per_kept)) if k else None for k in kx]
 
 
 def label_dependent(x: np.ndarray, labels: np.ndarray, alpha: float = ALPHA) -> np.ndarray:
@@ -182,13 +199,19 @@ def analyse_features(
     ground_truth: Mapping[str, Mapping[str, Sequence[int]]] | None = None,
     alpha: float = ALPHA,
     l1_c: float = L1_C,
+    fit: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+    fit_labels: Mapping[str, np.ndarray] | None = None,
+    fit_split: str = "valid",
 ) -> dict[str, Any]:
     """The analysis of named features (pure numpy).
 
     per_domain: domain -> block -> (n_domain, d) features; labels: domain -> (n_domain,) labels;
     columns: block -> the input feature index of each column (input-space blocks only);
     masks: domain -> block -> (n_domain, d) model masks (selection `model-mask`), else L1;
-    ground_truth: modality -> {"invariant": [...], "spurious": [...]} (synthetic data).
+    ground_truth: modality -> {"invariant": [...], "spurious": [...]} (synthetic data);
+    fit, fit_labels: the same blocks and labels on another split (`fit_split`) of each domain, on
+    which the L1 selection is fitted; without them it is fitted on `per_domain` itself (and the
+    analysis says so: `selection_fit_split` "test").
     """
     columns = dict(columns or {})
     masks = masks or {}
@@ -201,7 +224,8 @@ def analyse_features(
                        "input_space": b in columns,
                        "selection": "model-mask" if any(b in masks.get(d, {}) for d in domains) else "l1"}
                    for b in blocks},
-        "l1_c": l1_c, "per_domain": {}, "consistency": {}, "ground_truth": {},
+        "l1_c": l1_c, "selection_fit_split": fit_split if fit else "test",
+        "per_domain": {}, "consistency": {}, "ground_truth": {},
     }
     selections: dict[str, dict[str, np.ndarray]] = {}
     signs: dict[str, dict[str, np.ndarray]] = {}  # domain -> block -> sign of each feature's label correlation
@@ -214,6 +238,12 @@ def analyse_features(
             signs[d][b] = np.sign(np.nan_to_num(correlation_matrix(x, y.reshape(-1, 1).astype(np.float64))[:, 0]))
             if b in masks.get(d, {}):
                 sel = mask_selection(masks[d][b])
+                if (~sel).any() and x.shape[0] and not varying(x)[~sel].any() and not np.any(x[:, ~sel]):
+                    raise ValueError(f"block {b!r} of {d}: every masked-out feature is 0 on every sample, so the "
+                                     f"features look masked; return them before the mask, or as "
+                                     f"features[{(b.split('/')[0] + ':premask')!r}]")
+            elif fit:
+                sel = l1_selection(np.asarray(fit[d][b], dtype=np.float64), np.asarray(fit_labels[d]), l1_c)
             else:
                 sel = l1_selection(x, y, l1_c)
             selections[d][b] = sel
@@ -222,6 +252,8 @@ def analyse_features(
             info["blocks"][b] = {
                 "selected": _indices(b, np.flatnonzero(sel), columns),
                 "retained": float(sel.mean()) if sel.size else None,
+                "n_constant": int((~varying(x)).sum()),
+                "n_constant_selected": int((~varying(x[:, sel])).sum()) if sel.any() else 0,
                 "intra_independence": intra,
                 "intra_independence_per_feature": intra_per,
                 "label_dependence": {
@@ -387,9 +419,23 @@ def collect(model: Any, data: Any, batch_size: int, device: Any) -> tuple[dict[s
     return feats, pred
 
 
+def _blocks(model: Any, feats: dict[str, np.ndarray]):
+    """(blocks, columns, mask blocks) of one split's named features; a block's `:premask` values
+    replace it (the analysis reads features before their mask)."""
+    mask_feats = {k[: -len(":mask")]: v for k, v in feats.items() if k.endswith(":mask")}
+    premask = {k[: -len(":premask")]: v for k, v in feats.items() if k.endswith(":premask")}
+    plain = {k: premask.get(k, v) for k, v in feats.items() if not k.endswith((":mask", ":premask"))}
+    layout = _layout(model, list(plain))
+    blocks, columns = _split_blocks(plain, layout)
+    mblocks, _ = _split_blocks(mask_feats, layout)
+    return blocks, columns, mblocks
+
+
 def run_analysis(model: Any, spec: Any, test_sets: Sequence[Any], *, ground_truth: Mapping[str, Any] | None,
-                 epoch: int | None, rule: str, device: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """(features.npz arrays, analysis.json dict) of `model` over the test sets (one per domain)."""
+                 epoch: int | None, rule: str, device: Any,
+                 fit_sets: Sequence[Any] = ()) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """(features.npz arrays, analysis.json dict) of `model` over the test sets (one per domain); the
+    L1 selection is fitted on `fit_sets` (the valid split of each domain) when given."""
     batch_size = int(spec.config.get("train.eval_batch_size", 256))
     per_domain, labels, ids, preds, masks = {}, {}, {}, {}, {}
     columns: dict[str, list[int]] = {}
@@ -400,17 +446,19 @@ def run_analysis(model: Any, spec: Any, test_sets: Sequence[Any], *, ground_trut
 
             raise UserError(f"model {spec.model!r} returns no named features (ModelOutput.features); "
                             f"feature-analysis needs them")
-        mask_feats = {k[: -len(":mask")]: v for k, v in feats.items() if k.endswith(":mask")}
-        plain = {k: v for k, v in feats.items() if not k.endswith(":mask")}
-        layout = _layout(model, list(plain))
-        blocks, columns = _split_blocks(plain, layout)
-        mblocks, _ = _split_blocks(mask_feats, layout)
-        per_domain[es.domain] = blocks
-        masks[es.domain] = mblocks
+        per_domain[es.domain], columns, masks[es.domain] = _blocks(model, feats)
         labels[es.domain] = np.asarray(es.data.y)
         ids[es.domain] = es.data.ids
         preds[es.domain] = pred
-    analysis = analyse_features(per_domain, labels, columns=columns, masks=masks, ground_truth=ground_truth)
+    fit, fit_labels = {}, {}
+    for es in fit_sets:
+        if es.domain in per_domain:
+            fit[es.domain] = _blocks(model, collect(model, es.data, batch_size, device)[0])[0]
+            fit_labels[es.domain] = np.asarray(es.data.y)
+    if set(fit) != set(per_domain):
+        fit, fit_labels = {}, {}
+    analysis = analyse_features(per_domain, labels, columns=columns, masks=masks, ground_truth=ground_truth,
+                                fit=fit or None, fit_labels=fit_labels or None)
     analysis.update({"run_id": spec.run_id, "model": spec.model, "protocol": spec.protocol, "setting": spec.setting,
                      "rule": rule, "epoch": epoch, "split": "test",
                      "sources": list(spec.source_domains), "targets": list(spec.target_domains)})
@@ -445,8 +493,9 @@ def analyse_run(spec: Any, run_dir: Any, model: Any, datasets: Sequence[Any], ev
         rule = "last"
     epoch = result.chosen_epochs.get(rule, result.epochs_run - 1)
     test_sets = [es for es in eval_sets if es.split == "test" and float(es.rate) == float(spec.rate)]
+    fit_sets = [es for es in eval_sets if es.split == "valid" and float(es.rate) == float(spec.rate)]
     arrays, analysis = run_analysis(model, spec, test_sets, ground_truth=_ground_truth(datasets), epoch=epoch,
-                                    rule=rule, device=device)
+                                    rule=rule, device=device, fit_sets=fit_sets)
     run_dir.write_npz("features.npz", arrays)
     run_dir.write_json("analysis.json", analysis)
     return analysis
@@ -481,8 +530,9 @@ def analyse_stored_run(out: str, run_id: str, *, data_root: str | None = None, d
     epoch = select_epoch(records, rule, task=spec.task, sources=spec.valid_domains or sources,
                          targets=spec.target_domains, train_rate=spec.rate)
     test_sets = [es for es in eval_sets if es.split == "test" and float(es.rate) == float(spec.rate)]
+    fit_sets = [es for es in eval_sets if es.split == "valid" and float(es.rate) == float(spec.rate)]
     arrays, analysis = run_analysis(model, spec, test_sets, ground_truth=_ground_truth(datasets), epoch=epoch,
-                                    rule=rule, device=dev)
+                                    rule=rule, device=dev, fit_sets=fit_sets)
     analysis["from_run"] = True
     rd.write_npz("features.npz", arrays)
     rd.write_json("analysis.json", analysis)

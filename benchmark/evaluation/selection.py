@@ -117,6 +117,23 @@ def select_epoch(
         if not targets:
             raise UserError("selection 'oracle' needs target domains: it applies to the DG protocols only")
         return _best(_per_epoch_mean(records, "valid", targets, "acc", train_rate), "max")
+    best = _lodo_best(lodo_records, sources, train_rate)
+    epochs = {int(r["epoch"]) for r in records}
+    return min(best, max(epochs)) if best is not None and epochs else best
+
+
+def lodo_clamp(records: Sequence[dict[str, Any]], *, sources: Sequence[str], train_rate: float = 0.0,
+               lodo_records: Sequence[Sequence[dict[str, Any]]] = ()) -> tuple[int, int] | None:
+    """(the helpers' best epoch, the run's last epoch) when `lodo` had to clamp its choice to the
+    run's epochs (the helpers ran longer), else None."""
+    best = _lodo_best(lodo_records, sources, train_rate)
+    epochs = {int(r["epoch"]) for r in records}
+    if best is None or not epochs or best <= max(epochs):
+        return None
+    return best, max(epochs)
+
+
+def _lodo_best(lodo_records, sources, train_rate) -> int | None:
     # lodo: each helper run was validated on its held-out source; average those per epoch.
     if not lodo_records:
         return None
@@ -126,9 +143,7 @@ def select_epoch(
         per_helper.append(_per_epoch_mean(helper, "valid", held_out, "acc", train_rate))
     common = set.intersection(*(set(s) for s in per_helper)) if per_helper else set()
     mean = {e: sum(s[e] for s in per_helper) / len(per_helper) for e in common}
-    best = _best(mean, "max")
-    epochs = {int(r["epoch"]) for r in records}
-    return min(best, max(epochs)) if best is not None and epochs else best
+    return _best(mean, "max")
 
 
 def metrics_at(records: Sequence[dict[str, Any]], epoch: int, split: str, domain: str,

@@ -78,9 +78,18 @@ def build_input_spec(datasets: list[Any], modalities: tuple[str, ...], task: str
             continue
         values = {d.name: dims.get(m) for d, dims in zip(datasets, dims_per)}
         if len(set(values.values())) > 1:
-            fix = ("re-encode every domain's text with one encoder (one features.npz dim)" if m == "t" else
-                   f"leave {m} out (--modalities t on real public features) or give every domain the same {m} features")
-            raise UserError(f"the domains do not share a feature space for modality {m}: dims {values}. DG needs one"
+            read = "; ".join(f"{d.name}: dim {dims.get(m)} read from {d.source or 'its default source'}"
+                             for d, dims in zip(datasets, dims_per))
+            if m == "t":
+                pickles = [d.name for d in datasets if str(d.source).endswith(".pkl")]
+                fix = (f"{', '.join(pickles)} took its text from an MMSA pickle (data.source=auto prefers it); "
+                       "`--set data.source=label-csv` reads every domain's label.csv and features.npz instead. "
+                       "Otherwise re-encode every domain's text with one encoder (one features.npz dim)"
+                       if pickles else "re-encode every domain's text with one encoder (one features.npz dim)")
+            else:
+                fix = (f"leave {m} out (--modalities t on real public features) or give every domain the same {m} "
+                       "features (data.source chooses the file each domain is read from)")
+            raise UserError(f"the domains do not share a feature space for modality {m} ({read}). DG needs one"
                             f" feature space: {fix}")
     first = datasets[0]
     dims = {m: dims_per[0][m] for m in modalities if m in dims_per[0]}
@@ -145,7 +154,8 @@ def _build(run, spec: ModelSpec, cls, protocol, request: Request, sweep_model_ke
     synthetic = is_synthetic(run.datasets[0])
     # --tiny is part of the policy layer, so --set and the model spec still win over it.
     policy = {**protocol.policy(synthetic), **(_tiny_policy(synthetic) if request.tiny else {})}
-    cfg = resolve_config(cls, spec, family_of(run.datasets[0]), policy=policy, caps=protocol.caps(synthetic),
+    family = family_of(run.preset_domain or run.datasets[0])
+    cfg = resolve_config(cls, spec, family, policy=policy, caps=protocol.caps(synthetic),
                          user_set=request.user_set, tiny=request.tiny, tolerated_model_keys=sweep_model_keys)
     if request.tiny and synthetic:
         cfg = _tiny_text_encoder(cfg, chosen="text.encoder" in request.user_set or "text.encoder" in spec.overrides)

@@ -28,6 +28,7 @@ GENERIC_METRICS = {
 }
 SIMS_METRICS = ("acc2", "acc3", "acc5", "f1", "mae", "corr")
 RAW_METRICS = {"mae": "min", "corr": "max"}
+MEAN_OVER_RATES_KIND = "missing-random"  # summarised by the mean over rates (LNLN), not AUILC
 ROW_IGNORED_KEYS = {"data.missing_rate", "data.rate"}  # a missing-rate sweep's rows span its rates
 CURVE_METRICS = {  # the metrics of the missing-rate tables and plots, per family
     "regression": ("mae", "corr", "acc7", "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0"),
@@ -128,6 +129,89 @@ def chosen_metrics(view: RunView, rule: str, lodo: Sequence[Sequence[dict[str, A
         if m is not None:
             out[domain] = m
     return out
+
+
+DEGENERATE_FLAG = "[d]"
+
+
+def degenerate_reason(view: RunView, rule: str, lodo: Sequence[Sequence[dict[str, Any]]] = ()) -> str:
+    """Why the run's test predictions at the epoch `rule` selects are degenerate ('' when they are
+    not, or the run was recorded before the loop checked): the first test record that says so."""
+    epoch = selected_epoch(view, rule, lodo)
+    if epoch is None:
+        return ""
+    for r in view.records:
+        if int(r["epoch"]) == epoch and r["split"] == "test" and r.get("degenerate"):
+            rate = float(r.get("rate", 0.0))
+            return f"{r['domain']}{f' at rate {rate:g}' if rate else ''}: {r['degenerate']}"
+    return ""
+
+
+def add_flag(cell: Cell, flag: str) -> None:
+    for part in cell.parts or [cell]:
+        if not part.empty and flag not in part.flag:
+            part.flag = f"{part.flag} {flag}".strip()
+
+
+def flag_degenerate(row: Row, members: Sequence[RunView], rule: str, all_views: Sequence[RunView],
+                    notes: list[str]) -> None:
+    """Mark the cells of a row with a degenerate member run and say which seeds and why in `notes`."""
+    found = []
+    for m in sorted(members, key=lambda v: int(v.spec["seed"])):
+        lodo = lodo_helpers(m, all_views) if rule == "lodo" else ()
+        reason = degenerate_reason(m, rule, lodo)
+        if reason:
+            found.append(f"seed {m.spec['seed']}" + (f" rate {float(m.spec['rate']):g}" if m.spec.get("rate") and
+                                                     not m.spec.get("eval_rates") else "") + f" ({reason})")
+    if not found:
+        return
+    for cell in row.cells.values():
+        add_flag(cell, DEGENERATE_FLAG)
+    notes.append(f"{DEGENERATE_FLAG} {row.label}: degenerate run(s) at the epoch rule '{rule}' selects: "
+                 f"{'; '.join(found)}. Their values are in these means; they are not results.")
+
+
+def note_lodo(row: Row, members: Sequence[RunView], rule: str, all_views: Sequence[RunView],
+                     notes: list[str]) -> None:
+    """Say when `lodo` chose an epoch past a run's last one and had to clamp it."""
+    if rule != "lodo":
+        return
+    from msabench.evaluation.selection import lodo_clamp
+
+    found = []
+    for m in sorted(members, key=lambda v: int(v.spec["seed"])):
+        clamp = lodo_clamp(m.records, sources=m.sources, train_rate=float(m.spec["rate"]),
+                           lodo_records=lodo_helpers(m, all_views))
+        if clamp:
+            found.append(f"seed {m.spec['seed']} (helpers' best epoch {clamp[0]}, the run's last {clamp[1]})")
+    if found:
+        notes.append(f"{row.label}: the lodo epoch lies past the run's last epoch and was clamped to it: "
+                     f"{'; '.join(found)}.")
+    gaps = [m for m in members if not m.is_helper and not lodo_helpers(m, all_views)]
+    lacking = sorted({int(m.spec["seed"]) for m in gaps})
+    settings = sorted({str(m.spec.get("setting") or "") for m in gaps} - {""})
+    if lacking:
+        notes.append(f"{row.label}: '-' under lodo for seed{'s' if len(lacking) > 1 else ''} "
+                     f"{', '.join(map(str, lacking))}"
+                     + (f" (setting{'s' if len(settings) > 1 else ''} {', '.join(settings)})" if settings else "")
+                     + ": a lodo helper run (one per source, trained on the other "
+                     "sources with this run's recipe) is missing or unfinished; plan them with the default "
+                     "selection or --selection lodo.")
+
+
+DASH_NOTE = ("'-' in our rows: no finished run of the row for that column, or a metric undefined on the "
+             "predictions (e.g. Corr of constant predictions); the notes above say where a rule could not answer.")
+
+
+def note_dashes(table: Table) -> None:
+    """Say what a '-' in our rows means, when there is one."""
+    for row in table.rows:
+        if row.kind != "ours":
+            continue
+        for cell in row.cells.values():
+            if any(part.empty for part in (cell.parts or [cell])):
+                table.notes.append(DASH_NOTE)
+                return
 
 
 def test_rates(view: RunView) -> list[float]:
@@ -232,6 +316,7 @@ def _point_tables(views: list[RunView], all_views: list[RunView], selection,
         labels = row_labels(rows_by_key)
         values: dict[tuple[str, str, int], dict[int, float]] = {}
         models: dict[str, str] = {}
+        notes: list[str] = []
         for rkey, members in rows_by_key.items():
             key = stable_key(list(rkey))
             per_run = [(int(m.spec["seed"]),
@@ -245,6 +330,8 @@ def _point_tables(views: list[RunView], all_views: list[RunView], selection,
                 cells[col.key] = mean_std(per_seed.values())
             models[key] = members[0].spec["model"]
             rows.append(Row(key=key, label=labels[rkey], cells=cells, n_seeds=len({m.spec["seed"] for m in members})))
+            flag_degenerate(rows[-1], members, rule, all_views, notes)
+            note_lodo(rows[-1], members, rule, all_views, notes)
         rows.sort(key=lambda r: r.label)
         synthetic = all(is_synthetic(d) for d in datasets)
         seeds = sorted({r.n_seeds for r in rows})
@@ -257,9 +344,10 @@ def _point_tables(views: list[RunView], all_views: list[RunView], selection,
         table = Table(id=f"{protocol}{('-' + setting) if setting else ''}-{'+'.join(datasets)}"
                       + (f"-rate{rate:g}" if rate else ""),
                       title=title, columns=columns, rows=rows,
-                      caption=_caption(protocol, version, seeds, rule, synthetic, extra),
+                      caption=_caption(protocol, version, seeds, rule, synthetic, extra), notes=sorted(notes),
                       meta={"protocol": protocol, "version": version, "setting": setting, "selection": rule,
                             "synthetic": synthetic, "datasets": list(datasets), "rate": rate})
+        note_dashes(table)
         if reference:
             table.meta["row_models"] = models
             try:
@@ -291,6 +379,7 @@ def rate_curves(views: list[RunView], rule: str | None = None,
             rows_by_key[r.row_key].append(r)
         labels = row_labels(rows_by_key)
         rows = {}
+        members_of: dict[str, list[RunView]] = {}
         for rkey, members in rows_by_key.items():
             per_seed: dict[int, dict[float, dict[str, dict[str, float]]]] = defaultdict(dict)
             for m in members:
@@ -308,18 +397,22 @@ def rate_curves(views: list[RunView], rule: str | None = None,
                                   for s in per_seed if rate in per_seed[s]]
                            for rate in grid}
                 cells = [mean_std(by_rate[rate]) for rate in grid]
-                areas, norms = [], []
+                areas, norms, means = [], [], []
                 for values in per_seed.values():
-                    if len(grid) >= 2 and all(rate in values for rate in grid):
+                    if grid and all(rate in values for rate in grid):
                         curve = [values[rate].get(domain, {}).get(metric) for rate in grid]
                         if all(c is not None and not math.isnan(c) for c in curve):
-                            areas.append(auilc(grid, curve))
-                            norms.append(auilc_norm(grid, curve))
+                            means.append(statistics.fmean(curve))
+                            if len(grid) >= 2:
+                                areas.append(auilc(grid, curve))
+                                norms.append(auilc_norm(grid, curve))
                 row[metric] = {"rates": grid, "mean": [c.mean for c in cells], "std": [c.std for c in cells],
                                "n": [c.n for c in cells], "auilc": mean_std(areas), "auilc_norm": mean_std(norms),
-                               "per_seed_auilc": areas}
+                               "per_seed_auilc": areas, "mean_over_rates": mean_std(means)}
             rows[labels[rkey]] = row
-        out[key] = {"rows": rows, "rule": chosen_rule, "task": spec0["task"],
+            members_of[labels[rkey]] = members
+        out[key] = {"rows": rows, "members": members_of, "rule": chosen_rule, "task": spec0["task"],
+                    "rate": float(spec0["rate"]),
                     "seeds": sorted({len({m.spec["seed"] for m in ms}) for ms in rows_by_key.values()})}
     return out
 
@@ -342,33 +435,52 @@ def rate_tables(views: list[RunView], selection: str | None) -> list[Table]:
                          if m in _curve_metric_names({"task": group["task"]}, datasets[0]) else 99)
         for metric in metrics:
             grid = sorted({r for row in group["rows"].values() for r in row.get(metric, {}).get("rates", [])})
+            mean_over_rates = kind_of(protocol) == MEAN_OVER_RATES_KIND
             columns = [_metric_column(f"rate{r:g}", f"{r:g}", "missing rate", metric) for r in grid]
-            columns += [_metric_column("auilc", "auilc", "", metric),
-                        _metric_column("auilc_norm", "auilc_norm", "", metric)]
-            rows = []
+            if mean_over_rates:
+                columns.append(_metric_column("mean", "mean", "", metric))
+            else:
+                columns += [_metric_column("auilc", "auilc", "", metric),
+                            _metric_column("auilc_norm", "auilc_norm", "", metric)]
+            rows, notes = [], []
             for label, row in sorted(group["rows"].items()):
                 curve = row.get(metric)
                 if curve is None:
                     continue
                 cells = {f"rate{r:g}": Cell(mean=m, std=s, n=n)
                          for r, m, s, n in zip(curve["rates"], curve["mean"], curve["std"], curve["n"])}
-                cells["auilc"] = curve["auilc"]
-                cells["auilc_norm"] = curve["auilc_norm"]
+                if mean_over_rates:
+                    cells["mean"] = curve["mean_over_rates"]
+                else:
+                    cells["auilc"] = curve["auilc"]
+                    cells["auilc_norm"] = curve["auilc_norm"]
                 rows.append(Row(key=stable_key([label, metric]), label=label, cells=cells,
                                 n_seeds=max(curve["n"]) if curve["n"] else 0))
-            extra = (f" {metric} at each missing rate (same rate on every modality in train, valid and test); "
-                     "auilc: trapezoid area over the grid including 0.0, unnormalised; auilc_norm: auilc / grid width."
-                     + text_masking_note([v for v in views if v.spec["protocol"] == protocol
-                                          and tuple(v.spec["datasets"]) == tuple(datasets)]))
+                flag_degenerate(rows[-1], group["members"][label], rule, views, notes)
+            masking_note = text_masking_note([v for v in views if v.spec["protocol"] == protocol
+                                              and tuple(v.spec["datasets"]) == tuple(datasets)])
+            if mean_over_rates:
+                extra = (f" {metric} at each test missing rate of one model per seed, trained with a random rate per "
+                         "sample and modality (redrawn every epoch) and selected on valid at rate "
+                         f"{_train_rate(group):g}; mean: per seed the mean over the rates "
+                         f"{', '.join(f'{r:g}' for r in grid)}, then over seeds." + masking_note)
+            else:
+                extra = (f" {metric} at each missing rate (same rate on every modality in train, valid and test); "
+                         "auilc: trapezoid area over the grid including 0.0, unnormalised; "
+                         "auilc_norm: auilc / grid width." + masking_note)
             table = Table(id=f"{protocol}{('-' + setting) if setting else ''}-{'+'.join(datasets)}-{metric}",
                           title=f"{protocol} on {' + '.join(datasets)}: {metric} vs missing rate",
-                          columns=columns, rows=rows,
+                          columns=columns, rows=rows, notes=notes,
                           caption=_caption(protocol, version, group["seeds"], rule, synthetic, extra),
                           meta={"protocol": protocol, "version": version, "setting": setting, "selection": rule,
                                 "synthetic": synthetic, "datasets": list(datasets), "metric": metric})
             table.rank_cells()
             tables.append(table)
     return tables
+
+
+def _train_rate(group: dict[str, Any]) -> float:
+    return float(group.get("rate", 0.0))
 
 
 def row_labels(rows_by_key: dict[tuple, list[RunView]]) -> dict[tuple, str]:

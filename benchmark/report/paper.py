@@ -17,16 +17,17 @@ from collections.abc import Iterable, Sequence
 
 from msabench.data.names import base_name, is_synthetic
 from msabench.evaluation.selection import caption_text
-from msabench.protocols import kind_of, names_of_kind
 from msabench.report.aggregate import (
     RunView,
     chosen_metrics,
+    flag_degenerate,
     lodo_helpers,
     mean_std,
+    note_dashes,
+    note_lodo,
     rate_metrics,
     row_labels,
     stable_key,
-    tests_every_rate,
     text_masking_note,
 )
 from msabench.report.significance import SeedValues, mark_significance
@@ -38,8 +39,9 @@ PAPER_GROUP = "Paper rows"
 
 # -- which runs feed a template ------------------------------------------------------------------
 def _protocols(template) -> tuple[str, ...]:
-    kind = kind_of(template.protocol)
-    return names_of_kind(kind) if kind == "missing-rate" else (template.protocol,)
+    # A rate template reads its own protocol only: a missing-rate-eval curve (one model trained on
+    # complete data) is another experiment than missing-rate's (one model per rate).
+    return (template.protocol,)
 
 
 def _sources(view: RunView) -> frozenset[str]:
@@ -104,22 +106,16 @@ def _column_views(template, col, views: list[RunView], domain: str) -> list[RunV
 
 
 def _params(view: RunView) -> float | None:
-    for source in (view.env, view.spec):
-        for key in ("n_params", "params", "num_params", "parameters"):
-            value = source.get(key)
-            if isinstance(value, (int, float)):
-                return float(value) / 1e6
-            if isinstance(value, dict):
-                total = value.get("total") or value.get("all")
-                if isinstance(total, (int, float)):
-                    return float(total) / 1e6
-    return None
+    """The run's inference-time parameter count in millions (env.json `inference_params`, recorded
+    from `MSAModel.inference_parameter_count`); None for runs recorded without it: the trainable
+    count (`n_params`) they have is another number (it leaves out a frozen encoder and keeps
+    training-only networks)."""
+    value = view.env.get("inference_params")
+    return float(value) / 1e6 if isinstance(value, (int, float)) else None
 
 
 def seed_values(template, col, part: int, views: list[RunView], rule: str,
                 all_views: Sequence[RunView]) -> dict[int, float]:
-    from msabench.metrics import auilc
-
     domain, metric = col.parts[part]
     chosen = _column_views(template, col, views, domain)
     out: dict[int, float] = {}
@@ -129,23 +125,8 @@ def seed_values(template, col, part: int, views: list[RunView], rule: str,
             if p is not None:
                 out[int(v.spec["seed"])] = p
         return out
-    if col.value == "auilc":
-        per_seed: dict[int, dict[float, float]] = defaultdict(dict)
-        for v in chosen:
-            every_rate = tests_every_rate(v.spec)
-            name = _domain_name(v, domain)
-            for rate, per_domain in rate_metrics(v, rule).items():
-                if (every_rate or rate == float(v.spec["rate"])) and name in per_domain:
-                    value = per_domain[name].get(metric)
-                    if value is not None:
-                        per_seed[int(v.spec["seed"])][rate] = float(value)
-        grid = sorted(template.rates) if template.rates else sorted({r for d in per_seed.values() for r in d})
-        for seed, curve in per_seed.items():
-            if len(grid) >= 2 and all(r in curve for r in grid):
-                values = [curve[r] for r in grid]
-                if not any(math.isnan(x) for x in values):
-                    out[seed] = auilc(grid, values)
-        return out
+    if col.value in CURVE_VALUES:
+        return curve_values(template, col, part, views, rule)[0]
     for v in chosen:
         name = _domain_name(v, domain)
         if name is None:
@@ -155,6 +136,82 @@ def seed_values(template, col, part: int, views: list[RunView], rule: str,
         if value is not None and not (isinstance(value, float) and math.isnan(value)):
             out[int(v.spec["seed"])] = float(value)
     return out
+
+
+CURVE_VALUES = ("auilc", "mean-over-rates")  # cells summarising a curve over the template's rate grid
+GRID_FLAG = "[g]"
+
+
+def template_grid(template, domain: str) -> tuple[float, ...]:
+    """The rate grid a curve cell is computed on: the template's, else the protocol's default for the
+    dataset (EMT-DLFR: 0.0..1.0 step 0.1, SIMS 0.0..0.5)."""
+    if template.rates:
+        return tuple(sorted(float(r) for r in template.rates))
+    from msabench.protocols.missing_rate import default_grid
+
+    return default_grid(domain)
+
+
+def curve_values(template, col, part: int, views: list[RunView], rule: str) -> tuple[dict[int, float], str]:
+    """Per seed, the AUILC (or the mean over rates) of one metric on the template's pinned grid, and a
+    caveat ("" when none): seeds that lack a rate of the grid are left out and named; when no seed has
+    the whole grid, the value is taken on the rates every seed has, and the caveat says so."""
+    from msabench.metrics import auilc
+
+    domain, metric = col.parts[part]
+    per_seed: dict[int, dict[float, float]] = defaultdict(dict)
+    for v in _column_views(template, col, views, domain):
+        every_rate = bool(v.spec.get("eval_rates"))
+        name = _domain_name(v, domain)
+        for rate, per_domain in rate_metrics(v, rule).items():
+            if (every_rate or rate == float(v.spec["rate"])) and name in per_domain:
+                value = per_domain[name].get(metric)
+                if value is not None and not math.isnan(float(value)):
+                    per_seed[int(v.spec["seed"])][round(rate, 6)] = float(value)
+    if not per_seed:
+        return {}, ""
+    grid = template_grid(template, domain)
+    summary = auilc if col.value == "auilc" else (lambda rates, ys: sum(ys) / len(ys))
+    least = 2 if col.value == "auilc" else 1
+    complete = {s: c for s, c in per_seed.items() if all(round(r, 6) in c for r in grid)}
+    caveat = ""
+    if complete:
+        used, curves = grid, complete
+        lacking = sorted(set(per_seed) - set(complete))
+        if lacking:
+            caveat = (f"seed{'s' if len(lacking) > 1 else ''} {', '.join(map(str, lacking))} lack"
+                      f"{'' if len(lacking) > 1 else 's'} rates of the grid {_grid_text(grid)} and "
+                      f"{'are' if len(lacking) > 1 else 'is'} left out")
+    else:
+        common = sorted(set.intersection(*(set(c) for c in per_seed.values())))
+        if len(common) < least:
+            return {}, f"no seed has the grid {_grid_text(grid)}; no common rates to compute on"
+        used, curves = tuple(common), per_seed
+        caveat = f"computed on the rates {_grid_text(used)}, not the grid {_grid_text(grid)}: not comparable"
+    return {s: summary(list(used), [c[round(r, 6)] for r in used]) for s, c in curves.items()}, caveat
+
+
+def _grid_text(grid) -> str:
+    grid = [float(r) for r in grid]
+    steps = {round(b - a, 6) for a, b in zip(grid, grid[1:])}
+    if len(grid) > 2 and len(steps) == 1:
+        return f"{grid[0]:.1f}..{grid[-1]:.1f} step {steps.pop():g}"
+    return ",".join(f"{r:g}" for r in grid)
+
+
+def grid_caption(template, datasets: list[str]) -> str:
+    """'AUILC grid: mosi 0.0..1.0 step 0.1.' for templates with curve cells ('' for the others)."""
+    kinds = {c.value for c in template.columns} & set(CURVE_VALUES)
+    if not kinds:
+        return ""
+    names = sorted({base_name(d) for d in datasets} or set(template.datasets),
+                   key=lambda d: template.datasets.index(d) if d in template.datasets else 99)
+    by_grid: dict[str, list[str]] = {}
+    for d in names:
+        by_grid.setdefault(_grid_text(template_grid(template, d)), []).append(d)
+    what = "AUILC" if "auilc" in kinds else "Mean-over-rates"
+    return (f" {what} grid (pinned): " + "; ".join(f"{', '.join(ds)} {g}" for g, ds in by_grid.items())
+            + f" (rates as fractions); a cell computed otherwise is marked {GRID_FLAG}.")
 
 
 # -- the table -------------------------------------------------------------------------------------
@@ -264,17 +321,31 @@ def build_template_table(template, views: Sequence[RunView], *, selection: str |
     models: dict[str, str] = {}
     use_groups = any(r.group for r in template.rows) or bool(extra_groups)
 
+    caveats: list[str] = []
+    grid_notes: dict[tuple[str, str], list[tuple[str, str]]] = {}  # (row, caveat) -> its (domain, metric)s
+
     def measured(key: str, label: str, group: str, members: list[RunView]) -> Row:
         cells = {}
         for tcol in template.columns:
             parts = []
             for i in range(len(tcol.parts)):
-                per_seed = seed_values(template, tcol, i, members, rule, all_views)
+                caveat = ""
+                if tcol.value in CURVE_VALUES:
+                    per_seed, caveat = curve_values(template, tcol, i, members, rule)
+                else:
+                    per_seed = seed_values(template, tcol, i, members, rule, all_views)
                 values[(key, tcol.key, i)] = per_seed
-                parts.append(mean_std(per_seed.values()))
+                cell = mean_std(per_seed.values())
+                if caveat:
+                    cell.flag = GRID_FLAG
+                    grid_notes.setdefault((label, caveat), []).append(tcol.parts[i])
+                parts.append(cell)
             cells[tcol.key] = Cell(parts=parts) if len(parts) > 1 else parts[0]
-        return Row(key=key, label=label, group=group, cells=cells, kind="ours",
-                   n_seeds=len({int(m.spec["seed"]) for m in members}))
+        row = Row(key=key, label=label, group=group, cells=cells, kind="ours",
+                  n_seeds=len({int(m.spec["seed"]) for m in members}))
+        flag_degenerate(row, members, rule, all_views, caveats)
+        note_lodo(row, members, rule, all_views, caveats)
+        return row
 
     for trow in template.rows:
         group = trow.group or (PAPER_GROUP if use_groups else "")
@@ -328,7 +399,8 @@ def build_template_table(template, views: Sequence[RunView], *, selection: str |
     caption = (f"Layout of {template.paper.upper()} Table {template.table} ({info['caption']}). "
                f"Protocol {template.protocol} v{version}; test split; mean ± std (ddof=1) over "
                f"{'/'.join(map(str, seeds)) or '0'} seeds; " + caption_text(rule)
-               + f"; {data_text}. "
+               + f"; {data_text}."
+               + grid_caption(template, datasets) + " "
                + _sentence("; ".join(scale_text[s] for s in scales)) + ", as the paper prints them. "
                + "Best bold, second underlined, among our rows. Rows marked 'published only' show the paper's "
                  "numbers (not run here).")
@@ -338,18 +410,33 @@ def build_template_table(template, views: Sequence[RunView], *, selection: str |
         caption += (" '(paper)' rows show the published numbers"
                     + ("; on synthetic data no differences are shown: they measure other data." if synthetic
                        else "; 'Δ' rows: ours minus the paper's."))
-    notes = list(template.notes) + ([template.metric_note] if template.metric_note else [])
+    notes = (list(template.notes) + ([template.metric_note] if template.metric_note else [])
+             + [f"About the paper's numbers: {n}" for n in template.paper_notes]
+             + [f"{GRID_FLAG} {label} ({_metrics_text(cols)}): {caveat}."
+                for (label, caveat), cols in grid_notes.items()]
+             + caveats)
+    if compare_paper and template.paper_notes:
+        caption += " Read the '(paper)' rows with the notes on the paper's numbers below."
     table = Table(id=template.name, title=template.title, columns=columns, rows=rows, caption=caption, notes=notes,
                   meta={"template": template.name, "paper": template.paper, "paper_table": template.table,
                         "protocol": template.protocol, "version": version, "selection": rule,
                         "synthetic": synthetic, "datasets": datasets, "compare_paper": compare_paper,
                         "row_models": models, "real": bool(real),
                         "text_masked_after_encoding": bool(masking_note)})
+    note_dashes(table)
     if reference:
         mark_significance(table, values, reference)
     table.rank_cells()
     table.meta.pop("row_models", None)
     return table
+
+
+def _metrics_text(parts: list[tuple[str, str]]) -> str:
+    """[("mosi", "mae"), ("mosi", "corr")] -> "mosi mae, corr"."""
+    by_domain: dict[str, list[str]] = {}
+    for domain, metric in parts:
+        by_domain.setdefault(domain, []).append(metric)
+    return "; ".join(f"{d} {', '.join(ms)}" for d, ms in by_domain.items())
 
 
 def _sentence(text: str) -> str:

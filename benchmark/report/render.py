@@ -135,6 +135,8 @@ def _tex_part(part: Cell | None, col: Column, row: Row, compound: bool) -> str:
         text = r"\underline{" + text + "}"
     if part.mark:
         text += "$^{" + part.mark.replace("*", r"\ast") + "}$"
+    if part.flag:
+        text += "$^{" + tex_escape(part.flag) + "}$"
     return text
 
 
@@ -234,7 +236,7 @@ def to_csv(tables: list[Table]) -> str:
                         t.id, row.key, row.label, row.group, row.kind, row.n_seeds or "", col.key, col.group,
                         col.subgroup, col.label, i, metric, col.scale, _csv_number(part.mean, col),
                         _csv_number(part.std, col), part.n or "", _csv_number(part.published, col),
-                        part.rank or "", part.mark, part.text or "",
+                        part.rank or "", part.mark + part.flag, part.text or "",
                     ])
     return buf.getvalue()
 
@@ -252,7 +254,7 @@ def _clean(obj):
     return obj
 
 
-_CELL_DEFAULTS = {"mean": None, "std": None, "n": 0, "text": None, "published": None, "mark": "", "rank": 0,
+_CELL_DEFAULTS = {"mean": None, "std": None, "n": 0, "text": None, "published": None, "mark": "", "flag": "", "rank": 0,
                   "parts": []}
 
 

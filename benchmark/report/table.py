@@ -39,6 +39,7 @@ class Cell:
     text: str | None = None  # preformatted (overrides the number)
     published: float | None = None  # the paper's number, same scale as mean
     mark: str = ""  # significance mark against the reference row
+    flag: str = ""  # a caveat the table's notes explain, e.g. "[g]" (another AUILC grid), "[d]" (degenerate run)
     rank: int = 0  # 1 best, 2 second (by the column's direction)
     parts: list[Cell] = field(default_factory=list)  # compound cells ("a/b"): one Cell per part
 
@@ -125,4 +126,4 @@ def format_part(cell: Cell | None, column: Column, with_std: bool = True, signed
     text = format_number(cell.mean, column, signed=signed)
     if with_std and cell.std is not None and cell.n > 1:
         text += f"{pm}{format_number(cell.std, column)}"
-    return text
+    return text + (f" {cell.flag}" if cell.flag else "")
