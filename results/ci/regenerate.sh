@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerate the CI baselines of results/ci/ (synthetic suite, CPU, one thread, ~1 minute on 2 cores).
-# Run it in the change that moves the numbers, and say why in that commit (design 10).
+# Run it in the change that moves the numbers, and say why in that commit (docs/architecture.md §10).
 #   results/ci/regenerate.sh            all baselines
 #   results/ci/regenerate.sh standard   only results/ci/standard-synth-mosi.json (or dg, missing-rate)
 set -euo pipefail
