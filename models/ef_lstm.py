@@ -51,9 +51,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from msabench.api.model import MODELS, MSAModel
-from msabench.api.text import TextInput
-from msabench.core.types import MODALITIES, Batch, InputSpec, ModelOutput
+from msabench.api import MODALITIES, MODELS, Batch, InputSpec, MSAModel, ModelOutput, TextInput
 from msabench.models.layers.subnets import lstm_last_state, output_width
 
 

@@ -54,8 +54,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from msabench.api.model import MODELS, MSAModel
-from msabench.core.types import Batch, InputSpec, ModelOutput
+from msabench.api import MODELS, Batch, InputSpec, MSAModel, ModelOutput
 from msabench.models.layers.subnets import build_subnets, output_width, run_subnets, subnet_widths
 
 

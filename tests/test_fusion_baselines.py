@@ -9,11 +9,10 @@ import dataclasses
 import pytest
 import torch
 
-from msabench.api.context import TrainContext, build_optimizers, task_loss_fn
+from msabench.api import MODELS, TrainContext, config_from_flat, task_loss_fn
 from msabench.api.conformance import make_input_spec, random_batch
-from msabench.api.model import config_from_flat
+from msabench.api.context import build_optimizers
 from msabench.core.config import ModelSpec, resolve_config
-from msabench.models import MODELS
 from msabench.models.ef_lstm import EFLSTM
 from msabench.models.lmf import LMF, LMFConfig
 from msabench.models.tfn import tensor_fusion
