@@ -51,7 +51,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from msabench.api import MODALITIES, MODELS, Batch, InputSpec, MSAModel, ModelOutput, TextInput
+from msabench.api import MODALITIES, MODELS, Batch, InputSpec, ModelOutput, MSAModel, TextInput
 from msabench.models.layers.subnets import lstm_last_state, output_width
 
 

@@ -51,7 +51,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from msabench.api import MODELS, Batch, InputSpec, MSAModel, ModelOutput, TextInput
+from msabench.api import MODELS, Batch, InputSpec, ModelOutput, MSAModel, TextInput
 from msabench.models.layers.subnets import FUSION_ORDER, lstm_last_state, output_width
 from msabench.models.tfn import mmsa_preset
 

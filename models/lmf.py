@@ -54,7 +54,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from msabench.api import MODELS, Batch, InputSpec, MSAModel, ModelOutput
+from msabench.api import MODELS, Batch, InputSpec, ModelOutput, MSAModel
 from msabench.models.layers.subnets import build_subnets, output_width, run_subnets, subnet_widths
 
 

@@ -129,7 +129,8 @@ def test_lf_lstm_reads_each_modality_with_its_own_lstm():
     torch.manual_seed(0)
     model = MODELS.get("lf_lstm")(MODELS.get("lf_lstm").tiny(), spec).eval()
     batch = random_batch(spec, batch_size=4, seed=5)
-    changed = dataclasses.replace(batch, audio=batch.audio + torch.randn(batch.audio.shape) * batch.audio_mask[..., None])
+    noise = torch.randn(batch.audio.shape) * batch.audio_mask[..., None]
+    changed = dataclasses.replace(batch, audio=batch.audio + noise)
     with torch.no_grad():
         a, b = model(batch).features, model(changed).features
     torch.testing.assert_close(a["t"], b["t"])
