@@ -56,7 +56,7 @@ from msabench.models.layers.mfn_memory import (
     mmsa_memory_preset,
     step_mask,
 )
-from msabench.models.tfn import output_width
+from msabench.models.layers.subnets import output_width
 
 
 @dataclass(frozen=True)

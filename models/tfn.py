@@ -2,7 +2,8 @@
 
 Paper: A. Zadeh, M. Chen, S. Poria, E. Cambria, L.-P. Morency, "Tensor Fusion Network for
 Multimodal Sentiment Analysis", EMNLP 2017. Reference code followed: MMSA (thuiar/MMSA,
-src/MMSA/models/singleTask/TFN.py with subNets/FeatureNets.py, trainer trains/singleTask/TFN.py),
+src/MMSA/models/singleTask/TFN.py with subNets/FeatureNets.py (ours: models/layers/subnets.py),
+trainer trains/singleTask/TFN.py),
 which is what the MSA literature's TFN rows are run with.
 
 Architecture (as in MMSA):
@@ -61,93 +62,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.utils.rnn import pack_padded_sequence
 
-from msabench.api import MODELS, Batch, InputSpec, ModelOutput, MSAModel, TextInput, masked_mean
-
-# MMSA's fusion order: audio x vision x text.
-FUSION_ORDER = ("a", "v", "t")
-
-
-def _batch_norm(norm: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
-    """BatchNorm1d that falls back to its running statistics on a training batch of one."""
-    if norm.training and x.shape[0] == 1:
-        return F.batch_norm(x, norm.running_mean, norm.running_var, norm.weight, norm.bias,
-                            training=False, momentum=0.0, eps=norm.eps)
-    return norm(x)
-
-
-class PooledSubNet(nn.Module):
-    """MMSA's SubNet: time mean over real frames, BatchNorm, dropout, 3 x (Linear + ReLU)."""
-
-    def __init__(self, in_size: int, hidden: int, dropout: float):
-        super().__init__()
-        self.norm = nn.BatchNorm1d(in_size)
-        self.drop = nn.Dropout(dropout)
-        self.linear_1 = nn.Linear(in_size, hidden)
-        self.linear_2 = nn.Linear(hidden, hidden)
-        self.linear_3 = nn.Linear(hidden, hidden)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        pooled = masked_mean(x.float(), mask)
-        h = self.drop(_batch_norm(self.norm, pooled))
-        h = F.relu(self.linear_1(h))
-        h = F.relu(self.linear_2(h))
-        return F.relu(self.linear_3(h))
-
-
-class TextSubNet(nn.Module):
-    """MMSA's TextSubNet over `TextInput`: LSTM over the real tokens, final state, Linear."""
-
-    def __init__(self, spec: InputSpec, hidden: int, out: int, dropout: float, num_layers: int = 1,
-                 token_embed_dim: int = 128):
-        super().__init__()
-        self.text_input = TextInput(spec, token_embed_dim if spec.text_kind == "tokens" else None)
-        if num_layers == 1:
-            dropout = 0.0  # as MMSA: no dropout around a one-layer LSTM
-        self.rnn = nn.LSTM(self.text_input.out_dim, hidden, num_layers=num_layers, dropout=dropout,
-                           batch_first=True)
-        self.drop = nn.Dropout(dropout)
-        self.linear_1 = nn.Linear(hidden, out)
-
-    def forward(self, batch: Batch) -> torch.Tensor:
-        x, mask = self.text_input(batch)
-        lengths = mask.sum(dim=1).clamp_min(1).to("cpu", torch.int64)
-        packed = pack_padded_sequence(x.float(), lengths, batch_first=True, enforce_sorted=False)
-        _, (h_n, _) = self.rnn(packed)
-        return self.linear_1(self.drop(h_n[-1]))
-
-
-def build_subnets(cfg: Any, spec: InputSpec) -> nn.ModuleDict:
-    """The present modalities' subnetworks (MMSA's FeatureNets), in FUSION_ORDER."""
-    nets = nn.ModuleDict()
-    for m in FUSION_ORDER:
-        if m not in spec.modalities:
-            continue
-        if m == "a":
-            nets[m] = PooledSubNet(int(spec.dims["a"]), cfg.audio_hidden, cfg.audio_dropout)
-        elif m == "v":
-            nets[m] = PooledSubNet(int(spec.dims["v"]), cfg.video_hidden, cfg.video_dropout)
-        else:
-            nets[m] = TextSubNet(spec, cfg.text_hidden, cfg.text_out, cfg.text_dropout,
-                                 cfg.text_layers, cfg.token_embed_dim)
-    return nets
-
-
-def subnet_widths(cfg: Any, modalities: tuple[str, ...]) -> dict[str, int]:
-    widths = {"a": cfg.audio_hidden, "v": cfg.video_hidden, "t": cfg.text_out}
-    return {m: int(widths[m]) for m in FUSION_ORDER if m in modalities}
-
-
-def run_subnets(nets: nn.ModuleDict, batch: Batch) -> dict[str, torch.Tensor]:
-    out = {}
-    for m, net in nets.items():
-        if m == "t":
-            out[m] = net(batch)
-        else:
-            x, mask = batch.modality(m)
-            out[m] = net(x, mask)
-    return out
+from msabench.api import MODELS, Batch, InputSpec, ModelOutput, MSAModel
+from msabench.models.layers.subnets import build_subnets, output_width, run_subnets, subnet_widths
 
 
 def tensor_fusion(vectors: list[torch.Tensor]) -> torch.Tensor:
@@ -166,10 +83,6 @@ def tensor_fusion(vectors: list[torch.Tensor]) -> torch.Tensor:
         z = torch.cat([one, h], dim=1)
         fused = torch.bmm(fused.unsqueeze(2), z.unsqueeze(1)).reshape(b, -1)
     return fused
-
-
-def output_width(spec: InputSpec) -> int:
-    return 1 if spec.task == "regression" else int(spec.n_outputs)
 
 
 @dataclass(frozen=True)

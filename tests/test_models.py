@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
+from msabench.api import MODELS
 from msabench.api.conformance import make_input_spec, random_batch
 from msabench.api.model import config_from_flat
 from msabench.api.text import TextInput
 from msabench.core.errors import UserError
-from msabench.models import MODELS
 from msabench.models.linear_probe import LinearProbeConfig
 from msabench.models.tfn import TFN, TFNConfig, tensor_fusion
 
