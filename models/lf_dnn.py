@@ -50,8 +50,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from msabench.api import MODELS, Batch, InputSpec, ModelOutput, MSAModel
-from msabench.models.layers.subnets import build_subnets, output_width, run_subnets, subnet_widths
-from msabench.models.tfn import mmsa_preset
+from msabench.models.layers.subnets import build_subnets, mmsa_preset, output_width, run_subnets, subnet_widths
 
 
 @dataclass(frozen=True)

@@ -52,8 +52,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from msabench.api import MODELS, Batch, InputSpec, ModelOutput, MSAModel, TextInput
-from msabench.models.layers.subnets import FUSION_ORDER, lstm_last_state, output_width
-from msabench.models.tfn import mmsa_preset
+from msabench.models.layers.subnets import FUSION_ORDER, lstm_last_state, mmsa_preset, output_width
 
 
 @dataclass(frozen=True)

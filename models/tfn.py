@@ -64,7 +64,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from msabench.api import MODELS, Batch, InputSpec, ModelOutput, MSAModel
-from msabench.models.layers.subnets import build_subnets, output_width, run_subnets, subnet_widths
+from msabench.models.layers.subnets import build_subnets, mmsa_preset, output_width, run_subnets, subnet_widths
 
 
 def tensor_fusion(vectors: list[torch.Tensor]) -> torch.Tensor:
@@ -103,20 +103,6 @@ class TFNConfig:
     output_shift: float = -3.0
     # msabench: embedding width when text comes as token ids
     token_embed_dim: int = 128
-
-
-def mmsa_preset(text: int, audio: int, video: int, text_out: int, post: int,
-                 dropouts: tuple[float, float, float, float], **train: Any) -> dict[str, Any]:
-    """A preset in the shape of MMSA's config_regression.json entries (shared with lf_dnn)."""
-    a, v, t, p = dropouts
-    preset = {
-        "model.text_hidden": text, "model.audio_hidden": audio, "model.video_hidden": video,
-        "model.text_out": text_out, "model.post_fusion_dim": post,
-        "model.audio_dropout": a, "model.video_dropout": v, "model.text_dropout": t,
-        "model.post_fusion_dropout": p,
-    }
-    preset.update({f"train.{k}": val for k, val in train.items()})
-    return preset
 
 
 @MODELS.register()

@@ -123,3 +123,17 @@ def run_subnets(nets: nn.ModuleDict, batch: Batch) -> dict[str, torch.Tensor]:
             x, mask = batch.modality(m)
             out[m] = net(x, mask)
     return out
+
+
+def mmsa_preset(text: int, audio: int, video: int, text_out: int, post: int,
+                 dropouts: tuple[float, float, float, float], **train: Any) -> dict[str, Any]:
+    """A preset in the shape of MMSA's config_regression.json entries (tfn, lf_dnn, lf_lstm)."""
+    a, v, t, p = dropouts
+    preset = {
+        "model.text_hidden": text, "model.audio_hidden": audio, "model.video_hidden": video,
+        "model.text_out": text_out, "model.post_fusion_dim": post,
+        "model.audio_dropout": a, "model.video_dropout": v, "model.text_dropout": t,
+        "model.post_fusion_dropout": p,
+    }
+    preset.update({f"train.{k}": val for k, val in train.items()})
+    return preset
