@@ -114,7 +114,9 @@ MISSING_RATE = PROTOCOLS.add(
     "missing-rate",
     MissingRateProtocol(
         name="missing-rate",
-        version="1.0",
+        # 1.1: with precomputed text vectors the masks also drop [CLS]/[SEP] (1.0 kept them, which left a
+        # summary of the whole sentence at rate 1.0); token text is masked as before.
+        version="1.1",
         summary="EMT-DLFR incomplete modalities: one model per missing rate (train/valid/test at that rate); "
                 "curves and AUILC.",
         **_COMMON,
@@ -125,7 +127,8 @@ MISSING_RATE_EVAL = PROTOCOLS.add(
     "missing-rate-eval",
     MissingRateProtocol(
         name="missing-rate-eval",
-        version="1.0",
+        version="1.1",  # as missing-rate 1.1
+
         summary="One model per seed trained on complete data, its selected epoch tested at every missing rate; "
                 "curves and AUILC.",
         eval_only=True,
