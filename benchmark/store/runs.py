@@ -38,6 +38,7 @@ the cost (tens of KB per epoch, one fsync) is negligible beside an epoch of trai
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -170,6 +171,7 @@ class RunDir:
             return lock
         lock._on_release.append(self._released)
         self._lock = lock
+        self._record_lines = []  # records in the folder are an earlier holder's: never merged into ours
         lock.start_heartbeat()
         return lock
 
@@ -181,25 +183,33 @@ class RunDir:
         if self._lock is not None:
             self._lock.check()
 
+    def _fenced(self):
+        """Held around anything that publishes or deletes a file of a claimed run (see store_lock)."""
+        return self._lock.fenced() if self._lock is not None else contextlib.nullcontext()
+
     def reset(self) -> None:
         """Remove everything in the folder but the lock (`done` first): the outputs of an earlier
         attempt (records, predictions, checkpoints, failed.json, ...)."""
         self._check_writable()
-        self._record_lines = None
+        self._record_lines = [] if self._lock is not None else None
         try:
             if not self.path.is_dir():
                 return
-            (self.path / DONE).unlink(missing_ok=True)
-            for entry in sorted(self.path.iterdir()):
-                if entry.name == LOCK:
-                    continue
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry)
-                else:
-                    entry.unlink(missing_ok=True)
-            fsync_dir(self.path)
+            with self._fenced():
+                self._remove_contents()
         except OSError as exc:
             raise write_error(self.path, exc) from exc
+
+    def _remove_contents(self) -> None:
+        (self.path / DONE).unlink(missing_ok=True)
+        for entry in sorted(self.path.iterdir()):
+            if entry.name == LOCK:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink(missing_ok=True)  # a link is removed, never followed
+        fsync_dir(self.path)
 
     # -- generic files ------------------------------------------------------------------------------
     def _user_file(self, name: str) -> Path:
@@ -211,7 +221,7 @@ class RunDir:
     def _write(self, path: Path, data: bytes) -> None:
         self._check_writable()
         mkdirs(self.path)
-        atomic_write_bytes(path, data)
+        atomic_write_bytes(path, data, fence=self._fenced if self._lock is not None else None)
 
     def write_bytes(self, name: str, data: bytes) -> Path:
         path = self._user_file(name)
@@ -388,7 +398,8 @@ class RunDir:
         if not (self.path / SPEC).exists():
             raise StoreError(f"run {self.run_id} has no spec.json; write_spec before mark_done")
         try:
-            (self.path / FAILED).unlink(missing_ok=True)
+            with self._fenced():
+                (self.path / FAILED).unlink(missing_ok=True)
         except OSError as exc:
             raise write_error(self.path / FAILED, exc) from exc
         data = {"schema": DONE_SCHEMA, "run_id": self.run_id, "time": _now(), "written_by": __version__}
