@@ -120,13 +120,26 @@ def flat_labels(values: object, where: str) -> np.ndarray:
     return arr
 
 
+# A compressed member may inflate to at most this many times its compressed size (beyond a few MB):
+# float features compress a few times at most, padding somewhat more; a member of zeros compresses
+# a thousandfold, so a 3 MB zip bomb would otherwise cost GBs of RAM before anything is checked.
+MAX_INFLATION, INFLATION_SLACK = 100, 16 << 20
+
+
 def _check_npz_sizes(where: str) -> None:
     """Each member's .npy header must claim exactly the bytes the member holds: a 100-byte file must
-    not make np.load allocate the terabytes its header claims."""
+    not make np.load allocate the terabytes its header claims; and no compressed member may inflate
+    more than MAX_INFLATION times (a zip bomb)."""
     with zipfile.ZipFile(where) as zf:
         for info in zf.infolist():
             if not info.filename.endswith(".npy"):
                 continue
+            if info.compress_type != zipfile.ZIP_STORED and \
+                    info.file_size > max(MAX_INFLATION * info.compress_size, INFLATION_SLACK):
+                raise UserError(
+                    f"{where}: {info.filename} inflates from {info.compress_size} to {info.file_size} bytes "
+                    f"(more than {MAX_INFLATION} times: a zip bomb, or features that are mostly zeros); "
+                    "save the features uncompressed (np.savez, not np.savez_compressed).")
             with zf.open(info) as fh:
                 version = np.lib.format.read_magic(fh)
                 if version == (1, 0):
