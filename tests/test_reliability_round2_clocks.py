@@ -26,6 +26,9 @@ PRELOAD = ["fixtures.skew", "msabench.cli", "msabench.cli_run", "msabench.execut
            "msabench.models", "msabench.planning", "msabench.data.synth", "msabench.protocols", "msabench.sweep"]
 
 
+RUN_ID = "0123456789abcdef0123"
+
+
 def _record(epoch: int) -> dict:
     return {"epoch": epoch, "split": "valid", "domain": "synth-mosi", "rate": 0.0, "metrics": {"mae": 1.0}}
 
@@ -65,7 +68,7 @@ def test_two_sweeps_one_with_a_clock_35s_ahead_end_equal_to_one_sweep(tmp_path):
 
 def test_clean_incomplete_on_a_host_whose_clock_is_ahead_keeps_running_runs(tmp_path, monkeypatch):
     store = Store(tmp_path / "out")
-    rd = store.run("a1")
+    rd = store.run(RUN_ID)
     with rd.claim() as lock:
         assert lock
         rd.append_records([_record(0)])
@@ -80,7 +83,7 @@ def test_clean_incomplete_on_a_host_whose_clock_is_ahead_keeps_running_runs(tmp_
 
 def test_a_lone_sweep_paused_past_its_stale_time_goes_on(tmp_path, monkeypatch):
     """SIGSTOP / a suspended VM: every clock jumps, nobody took the run over, so the holder writes on."""
-    rd = Store(tmp_path / "out").run("a1")
+    rd = Store(tmp_path / "out").run(RUN_ID)
     with rd.claim(heartbeat_interval=10) as lock:
         rd.append_records([_record(0)])
         real_time, real_monotonic = time.time, time.monotonic
@@ -93,7 +96,7 @@ def test_a_lone_sweep_paused_past_its_stale_time_goes_on(tmp_path, monkeypatch):
 
 def test_a_stalled_holder_that_was_taken_over_publishes_nothing(tmp_path):
     store = Store(tmp_path / "out")
-    holder, taker = store.run("a1"), Store(store.root).run("a1")
+    holder, taker = store.run(RUN_ID), Store(store.root).run(RUN_ID)
     first = holder.claim(heartbeat_interval=0.1, stale_after=0.3)
     holder.append_records([_record(0), _record(1)])
     first.stop_heartbeat()  # the holder stalls: its beat stops advancing

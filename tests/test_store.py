@@ -352,10 +352,12 @@ def test_clean_incomplete_and_summary(store):
         else:
             states["lock"] = lock
         states[rd.run_id] = target
-    (store.runs_dir / "emptydir").mkdir()
+    (store.runs_dir / "0123456789abcdef0123").mkdir()  # a run folder whose claimer died before its lock
+    (store.runs_dir / "emptydir").mkdir()  # not a run id: foreign, left alone (issue 17, defect 6)
     assert store.summary() == {"done": 1, "failed": 1, "running": 1, "incomplete": 3}
     removed = store.clean_incomplete()
-    assert sorted(removed) == sorted([k for k, v in states.items() if v == "incomplete"] + ["emptydir"])
+    assert sorted(removed) == sorted([k for k, v in states.items() if v == "incomplete"] + ["0123456789abcdef0123"])
+    assert (store.runs_dir / "emptydir").is_dir() and store.foreign() == ["emptydir"]
     assert store.summary() == {"done": 1, "failed": 0 + 1, "running": 1, "incomplete": 0}
     assert not [p for p in store.runs_dir.iterdir() if p.name.startswith(".trash")]
     states["lock"].release()

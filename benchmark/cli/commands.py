@@ -206,6 +206,8 @@ def status(out) -> None:
             if why:
                 degenerate.append((rd.run_id, _run_label(rd), why))
     click.echo(", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "empty store")
+    if store.foreign_note():
+        click.echo(store.foreign_note())
     for run_id, label, reason in failed:
         click.echo(f"failed {run_id}{label}: {reason}")
     for run_id, label, why in degenerate:
@@ -248,8 +250,11 @@ def clean(out, incomplete) -> None:
 
     if not incomplete:
         raise UserError("say what to clean: --incomplete")
-    removed = Store(out, must_exist=True).clean_incomplete()
+    store = Store(out, must_exist=True)
+    removed = store.clean_incomplete()
     click.echo(f"removed {len(removed)} incomplete runs")
+    if store.foreign_note():
+        click.echo(store.foreign_note())
 
 
 @cli.command()

@@ -98,6 +98,9 @@ SPEC, ENV, RECORDS, PREDICTIONS = "spec.json", "env.json", "records.jsonl", "pre
 LOCK, FAILED, DONE = "lock", "failed.json", "done"
 _RESERVED = {SPEC, ENV, RECORDS, PREDICTIONS, LOCK, FAILED, DONE}
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+# The folders the store makes: RunSpec.run_id, 20 hex digits. Anything else under runs/ is foreign
+# (a user's folder, a link): listed, never read as a run, never deleted.
+RUN_ID_RE = re.compile(r"[0-9a-f]{20}")
 
 
 def should_run(status: str, retry_failed: bool = False) -> bool:
@@ -139,6 +142,7 @@ class RunDir:
         """'done' | 'failed' | 'running' (a live lock) | 'incomplete' (started, neither done nor
         failed, no live lock) | 'absent'. With `ignore_own_lock`, the lock this RunDir holds does not
         count (the re-check after claiming)."""
+        self._check_inside()
         if not self.path.is_dir():
             return "absent"
         if (self.path / DONE).exists():
@@ -150,6 +154,13 @@ class RunDir:
         if (self.path / FAILED).exists():
             return "failed"
         return "incomplete"
+
+    def _check_inside(self) -> None:
+        """A run folder that is a symbolic link would make the store read, reset and delete files
+        elsewhere: refused, never followed."""
+        if self.path.is_symlink():
+            raise StoreError(f"run folder {self.path} is a symbolic link (to {os.readlink(self.path)}); the store "
+                             f"never follows links out of itself: remove the link (rm {self.path}), then re-run")
 
     def lock_info(self) -> dict[str, Any] | None:
         read = read_lock(self.lock_path)
@@ -165,6 +176,7 @@ class RunDir:
         clears what is in the folder: re-check `status(ignore_own_lock=True)`, then `reset()`."""
         if self._lock is not None and self._lock.held:
             raise RuntimeError(f"run {self.run_id} is already claimed by this RunDir")
+        self._check_inside()
         mkdirs(self.path)
         lock = RunLock(self.lock_path, heartbeat_interval, stale_after)
         if not lock.try_acquire():
@@ -191,6 +203,7 @@ class RunDir:
         """Remove everything in the folder but the lock (`done` first): the outputs of an earlier
         attempt (records, predictions, checkpoints, failed.json, ...)."""
         self._check_writable()
+        self._check_inside()
         self._record_lines = [] if self._lock is not None else None
         try:
             if not self.path.is_dir():
@@ -446,10 +459,31 @@ class Store:
     def __contains__(self, spec_or_id: RunSpec | str) -> bool:
         return self.run(spec_or_id).path.is_dir()
 
-    def run_ids(self) -> list[str]:
+    def _entries(self) -> list[os.DirEntry]:
         if not self.runs_dir.is_dir():
             return []
-        return sorted(p.name for p in self.runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+        try:
+            with os.scandir(self.runs_dir) as it:
+                return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+        except OSError as exc:
+            raise StoreError(f"cannot list {self.runs_dir}: {exc.strerror or exc}") from exc
+
+    def run_ids(self) -> list[str]:
+        """The run folders the store made (real folders named like a run id); see `foreign`."""
+        return [e.name for e in self._entries() if RUN_ID_RE.fullmatch(e.name) and e.is_dir(follow_symlinks=False)]
+
+    def foreign(self) -> list[str]:
+        """Entries of runs/ the store did not make (other names, files, symbolic links): left alone."""
+        return [e.name for e in self._entries()
+                if not (RUN_ID_RE.fullmatch(e.name) and e.is_dir(follow_symlinks=False))]
+
+    def foreign_note(self) -> str | None:
+        names = self.foreign()
+        if not names:
+            return None
+        shown = ", ".join(repr(n) for n in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        return (f"note: {len(names)} entr{'y' if len(names) == 1 else 'ies'} in {self.runs_dir} the store did not "
+                f"make (left alone): {shown}")
 
     def runs(self, status: str | None = None) -> Iterator[RunDir]:
         for run_id in self.run_ids():
