@@ -180,21 +180,33 @@ def generate(preset: str, *, dest: str | Path | None = None, seed: int = 0, scal
         if folder.exists():
             raise UserError(f"{folder} exists but is not a complete synthetic dataset for these "
                             "options; remove it and run again.")
-        root.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temps(root, folder.name)
-        tmp = root / f".{folder.name}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
+        where = "--dest" if dest is not None else "MSABENCH_CACHE (default ~/.cache/msabench)"
+        if root.exists() and not root.is_dir():
+            raise UserError(f"{root} is a file, not a folder: point {where} at a folder")
         try:
-            _build(tmp, PRESETS[base], opts, digest)
-            try:
-                os.rename(tmp, folder)
-            except OSError:
-                if not _is_complete(folder, digest):  # not a concurrent winner: a real failure
-                    raise
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+            _generate_into(root, folder, base, opts, digest)
+        except OSError as exc:  # a read-only or full cache, a parent that is a file, ...
+            raise UserError(f"cannot write the synthetic dataset under {root} ({exc.strerror or exc}); free space "
+                            f"or point {where} at a writable folder") from None
     return folder / domain if domain else folder
+
+
+def _generate_into(root: Path, folder: Path, base: str, opts: dict, digest: str) -> None:
+    """Build into a temporary folder beside `folder`, then rename it: never a half-written dataset."""
+    root.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(root, folder.name)
+    tmp = root / f".{folder.name}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        _build(tmp, PRESETS[base], opts, digest)
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if not _is_complete(folder, digest):  # not a concurrent winner: a real failure
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --- generation ---------------------------------------------------------------------------------
