@@ -63,6 +63,7 @@ from msabench.store.format import (
     Predictions,
     PredKey,
     check_schema,
+    check_spec_shape,
     ids_key,
     normalise_record,
     parse_key,
@@ -276,6 +277,7 @@ class RunDir:
         path = self.path / SPEC
         data = read_json_file(path)
         check_schema(path, data, RUNSPEC_SCHEMA)
+        check_spec_shape(path, data)
         return data
 
     def read_spec(self) -> RunSpec:
@@ -429,7 +431,10 @@ class RunDir:
         if status == "done" or (status == "failed" and (self.path / SPEC).exists()):
             self.read_spec_dict()
         if status == "done":
-            self._read_record_lines()
+            if not self._read_record_lines():  # a done run always has records: its mean would lose a seed
+                path = self.path / RECORDS
+                raise StoreError(f"{path} is {'empty' if path.exists() else 'missing'} although run {self.run_id} is "
+                                 f"done (a damaged store): delete the run folder {self.path}, then re-run")
         elif status == "failed":
             self.read_failed()
 
