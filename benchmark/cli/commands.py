@@ -12,12 +12,15 @@ from msabench.core.config import parse_assignment
 from msabench.core.errors import UserError
 
 
+MAX_SEEDS = 10_000  # seeds per study: beyond this a typo, not a study (and the plan alone would fill memory)
+
+
 def parse_seeds(seeds: str | None, n_seeds: int | None) -> tuple[int, ...] | None:
     if seeds and n_seeds:
         raise UserError("give --seeds or --n-seeds, not both")
     if n_seeds is not None:
-        if n_seeds < 1:
-            raise UserError(f"--n-seeds {n_seeds}: must be at least 1")
+        if n_seeds < 1 or n_seeds > MAX_SEEDS:
+            raise UserError(f"--n-seeds {n_seeds}: must be between 1 and {MAX_SEEDS}")
         return tuple(range(1, n_seeds + 1))
     if not seeds:
         return None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from msabench.core.errors import UserError
+from msabench.core.errors import UserError, require_regular_file
 from msabench.data.container import SplitData
 
 PathLike = str | os.PathLike[str]
@@ -28,6 +28,7 @@ def files_hash(paths: Iterable[PathLike], n: int = 16) -> str:
     h = hashlib.sha256()
     for p in paths:
         p = Path(p)
+        require_regular_file(p)
         h.update(f"{p.name}\x00{p.stat().st_size}\x00".encode())
         with open(p, "rb") as fh:
             while chunk := fh.read(1 << 20):
@@ -162,6 +163,7 @@ def _check_npz_sizes(where: str) -> None:
 def read_npz(path: PathLike) -> dict[str, np.ndarray]:
     """All arrays of an .npz (no pickled objects allowed); UserError on a bad file."""
     where = os.fspath(path)
+    require_regular_file(where)
     try:
         _check_npz_sizes(where)
         with np.load(where, allow_pickle=False) as npz:

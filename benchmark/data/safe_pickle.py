@@ -26,7 +26,7 @@ import reprlib
 import struct
 from typing import Any
 
-from msabench.core.errors import UserError
+from msabench.core.errors import UserError, require_regular_file
 
 # (module, name) pairs a data pickle may name. numpy 1.x writes `numpy.core.*`, numpy 2.x
 # `numpy._core.*`; both spellings are accepted and resolved against the installed numpy.
@@ -357,6 +357,7 @@ def loads(data: bytes, *, where: str = "pickle") -> Any:
 def load(path: str | os.PathLike[str]) -> Any:
     """Unpickle a data file safely; a refused global or a corrupt file raises `UserError`."""
     where = os.fspath(path)
+    require_regular_file(where)
     try:
         fh = open(where, "rb")
     except FileNotFoundError:

@@ -97,6 +97,9 @@ def synth_names() -> list[str]:
     return names + [f"synth-dg/{d}" for d in DG_DOMAINS]
 
 
+MAX_SAMPLES = 1_000_000  # per synthetic dataset: about a GB of features; more is a typo, not a study
+
+
 def scaled_sizes(sizes, scale: float) -> dict[str, int]:
     """Split sizes at `scale`: round(n * scale), at least 8 per split."""
     return {s: max(8, int(round(n * scale))) for s, n in zip(SPLITS, sizes)}
@@ -173,6 +176,11 @@ def generate(preset: str, *, dest: str | Path | None = None, seed: int = 0, scal
     """
     base, domain = _resolve(preset)
     opts = _options(seed, scale, aligned, noise_modality)
+    n = sum(sum(scaled_sizes(spec.sizes, opts["scale"]).values()) for spec in PRESETS[base].domains.values())
+    if n > MAX_SAMPLES:
+        most = MAX_SAMPLES / sum(sum(spec.sizes) for spec in PRESETS[base].domains.values())
+        raise UserError(f"synthetic data: scale {opts['scale']:g} asks for {n:,} samples of {base}; at most "
+                        f"{MAX_SAMPLES:,} are generated: use a scale of at most {most:.3g}")
     digest = options_hash(base, opts)
     root = cache_root(dest)
     folder = root / f"{base}-{digest}"

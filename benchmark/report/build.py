@@ -74,6 +74,8 @@ def build_report(out: str, *, table: str | Sequence[str] | None = None, fmt: str
         raise UserError(f"--format {fmt!r}: use one of {', '.join(RENDERERS)}")
     if selection is not None:  # before reading the store (and its warnings)
         check_rule(selection)
+    if plots and Path(plots).exists() and not Path(plots).is_dir():  # before reading the store
+        raise UserError(f"--plots {plots} is a file, not a folder; give a folder to write the plots into")
     names = [table] if isinstance(table, str) else list(table or ())
     if names:
         from msabench.protocols.templates import TEMPLATES
@@ -86,7 +88,11 @@ def build_report(out: str, *, table: str | Sequence[str] | None = None, fmt: str
     if plots:
         from msabench.report.plots import plots_from_store
 
-        written = plots_from_store(views, plots, selection=selection, out=out)
+        try:
+            written = plots_from_store(views, plots, selection=selection, out=out)
+        except OSError as exc:
+            raise UserError(f"--plots {plots}: cannot write the plots there ({exc.strerror or exc}); give a "
+                            f"writable folder with free space") from None
         (warn or (lambda m: print(m, file=sys.stderr)))(f"wrote {len(written)} plot files to {plots}")
     return RENDERERS[fmt](tables)
 

@@ -456,7 +456,8 @@ class Store:
     def run(self, spec_or_id: RunSpec | str) -> RunDir:
         run_id = spec_or_id.run_id if isinstance(spec_or_id, RunSpec) else str(spec_or_id)
         if not _NAME_RE.fullmatch(run_id):
-            raise ValueError(f"bad run id {run_id!r}")
+            raise StoreError(f"{run_id[:80]!r} is not a run id (run ids are 20 hex digits; `msabench status --out "
+                             f"{self.root}` lists the store's runs)")
         return RunDir(self.runs_dir / run_id, stale_after=self.stale_after)
 
     run_dir = run
