@@ -322,6 +322,9 @@ class MlflowView:
 
         self._quiet()
         if self.embedded:
+            db = self.out.resolve() / "mlflow.db"
+            if db.exists() and not db.is_file():
+                raise MlflowBroken(f"{db} is not a file (a folder?); move it away")
             seed_embedded_db(self.out)
             db = self.out.resolve() / "mlflow.db"
             existed = db.exists()
@@ -503,6 +506,9 @@ def open_view(settings: TrackingSettings, out: str | Path, warn: Callable[[str],
              f"result); {INSTALL_HINT} and run `msabench sync-mlflow --out {out}` to add the MLflow view, "
              f"or pass --no-mlflow to silence this")
         return NullView("mlflow not installed")
+    if settings.uri is None and any(c in str(Path(out).resolve()) for c in "?#"):
+        raise UserError(f"--out {out}: MLflow's embedded database URI cannot hold '?' or '#' (it would land outside "
+                        f"the store); use a folder name without them, --tracking-uri, or --no-mlflow")
     if settings.uri is not None and not settings.uri.strip():
         raise UserError("--tracking-uri is empty: give a URI (http://host:port, sqlite:///path) or drop it")
     return MlflowView(out, settings.uri, settings.experiment, warn=warn)

@@ -90,7 +90,16 @@ def as_ids(values: object, where: str) -> np.ndarray:
 
 
 def as_float(values: object, where: str, ndim: int | tuple[int, ...]) -> np.ndarray:
-    arr = _array(values, where, np.float32)
+    raw = _array(values, where)
+    if raw.dtype.kind == "c":  # a cast would drop the imaginary part silently
+        raise UserError(f"{where} holds complex numbers; features and labels are real numbers: regenerate the file.")
+    if raw.dtype.kind == "f" and raw.dtype.itemsize > 4 and raw.size:
+        with np.errstate(invalid="ignore"):
+            finite = np.abs(raw[np.isfinite(raw)])
+        if finite.size and finite.max() > np.finfo(np.float32).max:  # would become +-inf as float32
+            raise UserError(f"{where} holds {finite.max():.3g}, beyond the float32 range (3.4e38) msabench reads "
+                            "features in; rescale or regenerate the file.")
+    arr = _array(raw, where, np.float32)
     ndims = (ndim,) if isinstance(ndim, int) else ndim
     if arr.ndim not in ndims:
         want = " or ".join(f"{d}-d" for d in ndims)

@@ -35,8 +35,8 @@ def load_views(out: str, *, warn=None) -> list[RunView]:
         if not isinstance(spec, dict):
             spec = spec.to_dict()
         try:
-            env = rd.read_env()
-        except Exception:  # noqa: BLE001 - env.json is informative; a table never needs it
+            env = rd.read_env()  # verify() above named a damaged or newer-schema env.json
+        except FileNotFoundError:  # env.json is informative; a table never needs it
             env = {}
         views.append(RunView(run_id=rd.run_id, spec=spec, records=rd.read_records(),
                              git=str(env.get("git_sha") or ""), env=env, dirty=bool(env.get("git_dirty"))))

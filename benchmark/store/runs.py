@@ -430,6 +430,8 @@ class RunDir:
         status = self.status()
         if status == "done" or (status == "failed" and (self.path / SPEC).exists()):
             self.read_spec_dict()
+        if status in ("done", "failed") and (self.path / ENV).exists():
+            self.read_env()  # a newer schema (or damage) is named, never read silently
         if status == "done":
             if not self._read_record_lines():  # a done run always has records: its mean would lose a seed
                 path = self.path / RECORDS
