@@ -204,7 +204,7 @@ def seed_embedded_db(out: str | Path) -> bool:
 
 def _remove_dead_temps(folder: Path, suffix: str) -> None:
     """`.tmp-<pid>-...<suffix>` files of processes that died on this host (kill -9 mid-copy)."""
-    from msabench.store_lock import pid_alive
+    from msabench.store.lock import pid_alive
 
     try:
         leftovers = list(folder.glob(f".tmp-*{suffix}"))

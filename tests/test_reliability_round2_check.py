@@ -18,7 +18,7 @@ import pytest
 from fixtures.faults import DiskFault, leftover_temp_files
 from msabench.cli import main as _main
 from msabench.protocols.templates import TEMPLATES
-from msabench.report.fabricate import fabricate_views, write_store
+from fabricate import fabricate_views, write_store
 
 
 def main(args: list[str]) -> int:

@@ -16,14 +16,15 @@ import pytest
 
 from fixtures import skew
 from msabench.cli import main
-from msabench.store import LockLost, Store
-from msabench.store_compare import store_differences
-from msabench.store_lock import lock_state
+from msabench.store.runs import LockLost, Store
+from store_compare import store_differences
+from msabench.store.lock import lock_state
 
 SWEEP = ["run", "--protocol", "standard", "--dataset", "synth-mosi", "--tiny", "--no-mlflow", "--threads", "1",
          "--device", "cpu", "--model", "linear_probe", "--seeds", "1,2"]
-PRELOAD = ["fixtures.skew", "msabench.cli", "msabench.cli_run", "msabench.executors", "msabench.runner",
-           "msabench.models", "msabench.planning", "msabench.data.synth", "msabench.protocols", "msabench.sweep"]
+PRELOAD = ["fixtures.skew", "msabench.cli.app", "msabench.cli.commands", "msabench.execution.base",
+           "msabench.engine.runner", "msabench.models", "msabench.plan.planner", "msabench.data.synth",
+           "msabench.protocols", "msabench.plan.sweep"]
 
 
 RUN_ID = "0123456789abcdef0123"

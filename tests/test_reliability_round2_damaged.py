@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from msabench.cli import main
-from msabench.store import Store
+from msabench.store.runs import Store
 
 
 def one_error_line(err: str) -> str:

@@ -79,7 +79,7 @@ def test_from_run_outside_the_store_is_one_line(tmp_path, capsys):
 
 
 def test_feature_analysis_of_a_model_without_features_fails_before_training(tmp_path, capsys, monkeypatch):
-    from msabench import runner
+    from msabench.engine import runner
 
     trained = []
     real = runner.run_loop
@@ -95,7 +95,7 @@ def test_feature_analysis_of_a_model_without_features_fails_before_training(tmp_
 def tiny_store(tmp_path_factory):
     """A fabricated missing-rate store: it has curves to plot."""
     from msabench.protocols.templates import TEMPLATES
-    from msabench.report.fabricate import fabricate_views, write_store
+    from fabricate import fabricate_views, write_store
 
     out = tmp_path_factory.mktemp("inputs") / "store"
     write_store(fabricate_views(TEMPLATES.get("emt-table6"), ["tfn"], seeds=(1, 2)), str(out))

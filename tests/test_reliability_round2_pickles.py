@@ -18,7 +18,7 @@ import pytest
 from fixtures import faults
 from msabench.cli import main
 from msabench.data import safe_pickle
-from msabench.errors import UserError
+from msabench.core.errors import UserError
 
 
 def one_error_line(err: str) -> str:

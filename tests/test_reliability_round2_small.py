@@ -13,7 +13,7 @@ import pytest
 
 from fixtures import faults
 from msabench.cli import main
-from msabench.store import Store
+from msabench.store.runs import Store
 
 RUN = ["run", "--protocol", "standard", "--dataset", "synth-mosi", "--tiny", "--threads", "1", "--device", "cpu",
        "--model", "linear_probe", "--seeds", "1"]
@@ -78,7 +78,7 @@ def test_complex_labels_are_refused_not_truncated(tmp_path, capsys):
 
 
 def test_ctrl_c_says_how_to_resume(tmp_path, capsys, monkeypatch):
-    from msabench import executors
+    from msabench.execution import base as executors
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from msabench.cli import main
-from msabench.store import Store
+from msabench.store.runs import Store
 
 RUN = ["run", "--protocol", "standard", "--dataset", "synth-mosi", "--tiny", "--no-mlflow", "--threads", "1",
        "--device", "cpu", "--model", "linear_probe"]
@@ -84,7 +84,7 @@ def test_every_command_survives_stray_and_linked_folders_and_touches_nothing_out
 
 
 def test_reset_and_claim_refuse_a_linked_run_folder(tmp_path):
-    from msabench.store import StoreError
+    from msabench.store.runs import StoreError
 
     outside = tmp_path / "outside"
     outside.mkdir()

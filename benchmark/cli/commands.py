@@ -10,9 +10,9 @@ import click
 from msabench.cli.app import cli, out_option
 from msabench.core.config import parse_assignment
 from msabench.core.errors import UserError
+from msabench.plan.sweep import MAX_SEEDS
 
 
-MAX_SEEDS = 10_000  # seeds per study: beyond this a typo, not a study (and the plan alone would fill memory)
 
 
 def parse_seeds(seeds: str | None, n_seeds: int | None) -> tuple[int, ...] | None:

@@ -57,7 +57,7 @@ def run_one(spec: RunSpec, store, options: RunOptions, retry_failed: bool) -> st
 
 
 def _claim_and_run(spec: RunSpec, run_dir, options: RunOptions, retry_failed: bool) -> str:
-    from msabench.store import should_run
+    from msabench.store.runs import should_run
 
     with run_dir.claim() as claimed:
         if not claimed:

@@ -38,6 +38,7 @@ TOP_KEYS = ("name", "description", "protocol", "models", "datasets", "seeds", "n
             "rates", "modalities", "selection", "set", "tiny")
 MODEL_KEYS = ("name", "variant", "variants", "set")
 NAMESPACES = ("model", "train", "data", "text")
+MAX_SEEDS = 10_000  # seeds per study: beyond this a typo, not a study (and the plan alone would fill memory)
 
 
 @dataclass(frozen=True)
@@ -174,15 +175,11 @@ def load_sweep(path: str | Path) -> SweepFile:
         if (not isinstance(s, list) or not s or not all(isinstance(v, int) and not isinstance(v, bool) for v in s)
                 or any(v < 0 for v in s) or len(set(s)) != len(s)):
             raise _err(where, f"seeds must be a list of distinct non-negative whole numbers, got {data['seeds']!r:.80}")
-        from msabench.cli_run import MAX_SEEDS
-
         if len(s) > MAX_SEEDS:
             raise _err(where, f"seeds lists {len(s)} seeds; at most {MAX_SEEDS}")
         seeds = tuple(s)
     elif "n_seeds" in data:
         n = data["n_seeds"]
-        from msabench.cli_run import MAX_SEEDS
-
         if not isinstance(n, int) or isinstance(n, bool) or n < 1 or n > MAX_SEEDS:
             raise _err(where, f"n_seeds must be a whole number from 1 to {MAX_SEEDS}, got {n!r}")
         seeds = tuple(range(1, n + 1))

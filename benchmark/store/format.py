@@ -130,7 +130,7 @@ def check_spec_shape(path: Path, data: dict[str, Any]) -> None:
     field needs: valid JSON of the wrong shape is a damaged file, not a traceback in `report`."""
     import dataclasses
 
-    from msabench.types import RunSpec
+    from msabench.core.types import RunSpec
 
     for field in dataclasses.fields(RunSpec):
         if field.name not in data:

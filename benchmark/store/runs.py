@@ -197,7 +197,7 @@ class RunDir:
             self._lock.check()
 
     def _fenced(self):
-        """Held around anything that publishes or deletes a file of a claimed run (see store_lock)."""
+        """Held around anything that publishes or deletes a file of a claimed run (see msabench.store.lock)."""
         return self._lock.fenced() if self._lock is not None else contextlib.nullcontext()
 
     def reset(self) -> None:
