@@ -40,7 +40,7 @@ CASES = {
     # defect 13
     "lr null": (["--seeds", "1", "--set", "train.lr=null", "--dry-run"], "train.lr=null is not a value"),
     "epochs null": (["--seeds", "1", "--set", "train.epochs=null", "--dry-run"], "train.epochs=null is not a value"),
-    "a billion seeds": (["--n-seeds", "1000000000", "--dry-run"], "between 1 and 10000"),
+    "a billion seeds": (["--n-seeds", "1000000000", "--dry-run"], "must be at most 10000"),
     "data.scale 100000": (["--seeds", "1", "--set", "data.scale=100000", "--dry-run"], "use a scale of at most"),
     # defect 14: these used to start runs (failed runs and exit 0, or a run folder left behind)
     "lr NaN": (["--seeds", "1", "--set", "train.lr=NaN"], "train.lr=nan: must be a finite number"),

@@ -19,8 +19,10 @@ def parse_seeds(seeds: str | None, n_seeds: int | None) -> tuple[int, ...] | Non
     if seeds and n_seeds:
         raise UserError("give --seeds or --n-seeds, not both")
     if n_seeds is not None:
-        if n_seeds < 1 or n_seeds > MAX_SEEDS:
-            raise UserError(f"--n-seeds {n_seeds}: must be between 1 and {MAX_SEEDS}")
+        if n_seeds < 1:
+            raise UserError(f"--n-seeds {n_seeds}: must be at least 1")
+        if n_seeds > MAX_SEEDS:
+            raise UserError(f"--n-seeds {n_seeds}: must be at most {MAX_SEEDS} (a study, not a typo)")
         return tuple(range(1, n_seeds + 1))
     if not seeds:
         return None
