@@ -42,7 +42,6 @@ class SweepOutcome:
 
 def run_one(spec: RunSpec, store, options: RunOptions, retry_failed: bool) -> str:
     """Run `spec` unless the store says not to; returns the resulting status."""
-    from msabench.engine.runner import execute, failure_reason  # torch: only where a run executes
     from msabench.store.runs import should_run
 
     run_dir = store.run_dir(spec.run_id)
@@ -57,6 +56,7 @@ def run_one(spec: RunSpec, store, options: RunOptions, retry_failed: bool) -> st
 
 
 def _claim_and_run(spec: RunSpec, run_dir, options: RunOptions, retry_failed: bool) -> str:
+    from msabench.engine.runner import execute, failure_reason  # torch: only where a run executes
     from msabench.store.runs import should_run
 
     with run_dir.claim() as claimed:
