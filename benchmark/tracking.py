@@ -162,37 +162,59 @@ def seed_embedded_db(out: str | Path) -> bool:
     import mlflow
 
     db = Path(out).resolve() / "mlflow.db"
+    _remove_dead_temps(db.parent, "-mlflow.db")
     if db.exists():
         return False
+    folder = _cache_dir()
+    template = folder / f"empty-{mlflow.__version__}.db"
+    tmp = db.with_name(f".tmp-{os.getpid()}-mlflow.db")
     try:
         db.parent.mkdir(parents=True, exist_ok=True)
-        folder = _cache_dir()
         folder.mkdir(parents=True, exist_ok=True)
-        template = folder / f"empty-{mlflow.__version__}.db"
+        _remove_dead_temps(folder, template.name)
         if not template.exists():
             from filelock import FileLock
             from mlflow.tracking import MlflowClient
 
             with FileLock(str(template) + ".lock", timeout=120):
                 if not template.exists():
-                    tmp = folder / f".tmp-{os.getpid()}-{template.name}"
-                    tmp.unlink(missing_ok=True)
-                    MlflowClient(f"sqlite:///{tmp}").search_experiments()  # runs the migrations
-                    _dispose_engine(f"sqlite:///{tmp}")
-                    os.replace(tmp, template)
-        tmp = db.with_name(f".tmp-{os.getpid()}-mlflow.db")
+                    template_tmp = folder / f".tmp-{os.getpid()}-{template.name}"
+                    try:
+                        template_tmp.unlink(missing_ok=True)
+                        MlflowClient(f"sqlite:///{template_tmp}").search_experiments()  # runs the migrations
+                        _dispose_engine(f"sqlite:///{template_tmp}")
+                        os.replace(template_tmp, template)
+                    finally:
+                        template_tmp.unlink(missing_ok=True)
         shutil.copyfile(template, tmp)
         with contextlib.closing(sqlite3.connect(tmp)) as con:
             con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
                         (str(Path(out).resolve() / "mlartifacts" / "0"),))
             con.commit()
         if db.exists():  # created meanwhile by a process outside our lock
-            tmp.unlink()
             return False
         os.replace(tmp, db)
         return True
     except Exception:  # noqa: BLE001 - an optimisation only: MLflow builds the database itself
         return False
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)  # never left behind, whatever failed (a full disk, ...)
+
+
+def _remove_dead_temps(folder: Path, suffix: str) -> None:
+    """`.tmp-<pid>-...<suffix>` files of processes that died on this host (kill -9 mid-copy)."""
+    from msabench.store.lock import pid_alive
+
+    try:
+        leftovers = list(folder.glob(f".tmp-*{suffix}"))
+    except OSError:
+        return
+    for path in leftovers:
+        pid = path.name[len(".tmp-"):].split("-", 1)[0]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
 def _dispose_engine(uri: str) -> None:
@@ -254,7 +276,7 @@ class MlflowView:
         for name in _QUIET_LOGGERS:
             logger = logging.getLogger(name)
             self._saved_levels.setdefault(name, logger.level)
-            logger.setLevel(logging.ERROR)
+            logger.setLevel(logging.CRITICAL + 1)  # their errors are what our one warning reports
 
     def close(self) -> None:
         for name, value in self._saved_env.items():
@@ -300,8 +322,24 @@ class MlflowView:
 
         self._quiet()
         if self.embedded:
+            db = self.out.resolve() / "mlflow.db"
+            if db.exists() and not db.is_file():
+                raise MlflowBroken(f"{db} is not a file (a folder?); move it away")
             seed_embedded_db(self.out)
-        client = MlflowClient(tracking_uri=self.uri)
+            db = self.out.resolve() / "mlflow.db"
+            existed = db.exists()
+            try:
+                self._connect_client(MlflowClient)
+            except BaseException:
+                with contextlib.suppress(OSError):  # an empty database SQLite created before failing
+                    if not existed and db.stat().st_size == 0:
+                        db.unlink()
+                raise
+            return
+        self._connect_client(MlflowClient)
+
+    def _connect_client(self, client_cls) -> None:
+        client = client_cls(tracking_uri=self.uri)
         exp = client.get_experiment_by_name(self.experiment)
         if exp is None:
             location = default_artifact_location(self.out) if self.embedded else None
@@ -468,6 +506,9 @@ def open_view(settings: TrackingSettings, out: str | Path, warn: Callable[[str],
              f"result); {INSTALL_HINT} and run `msabench sync-mlflow --out {out}` to add the MLflow view, "
              f"or pass --no-mlflow to silence this")
         return NullView("mlflow not installed")
+    if settings.uri is None and any(c in str(Path(out).resolve()) for c in "?#"):
+        raise UserError(f"--out {out}: MLflow's embedded database URI cannot hold '?' or '#' (it would land outside "
+                        f"the store); use a folder name without them, --tracking-uri, or --no-mlflow")
     if settings.uri is not None and not settings.uri.strip():
         raise UserError("--tracking-uri is empty: give a URI (http://host:port, sqlite:///path) or drop it")
     return MlflowView(out, settings.uri, settings.experiment, warn=warn)

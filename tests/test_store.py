@@ -74,6 +74,12 @@ def write_lock(path: Path, *, host: str | None = None, pid: int | None = None, a
         os.utime(path, (t, t))
 
 
+def watch_until_stale(path: Path, stale_after: float) -> None:
+    """Look at a lock, then wait past its stale time: this process has now watched it not change."""
+    assert lock_state(path, stale_after) == "live"  # a first look never finds a lock stale
+    time.sleep(stale_after + 0.05)
+
+
 def dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
@@ -191,7 +197,8 @@ def _claim_in_process(path, barrier, queue):
 @pytest.mark.parametrize("stale", [False, True], ids=["fresh", "stale-takeover"])
 def test_lock_exclusive_between_processes(run, stale):
     if stale:  # every process finds a lapsed lock and tries to take it over at once
-        write_lock(run.lock_path, host="elsewhere", pid=1, age=100.0, stale_after=1.0)
+        write_lock(run.lock_path, host="elsewhere", pid=1, stale_after=0.3)
+        watch_until_stale(run.lock_path, 0.3)  # the forked claimers inherit what this process watched
     n = 6
     ctx = mp.get_context("fork")
     barrier, queue = ctx.Barrier(n), ctx.Queue()
@@ -253,15 +260,17 @@ def test_live_foreign_lock_is_respected(run):
     assert run.lock_info()["host"] == "other-host"  # untouched
 
 
-def test_unparseable_lock_stale_only_when_old(run):
+def test_unparseable_lock_stale_only_once_watched_unchanged(run):
     run.path.mkdir(parents=True)
-    run.lock_path.write_bytes(b"")  # a claimer died between create and write, or is writing now
-    assert run.status() == "running"
+    run.lock_path.write_bytes(b"")  # a damaged lock (claimers never leave one: they link a full file)
     t = time.time() - 1000
-    os.utime(run.lock_path, (t, t))
+    os.utime(run.lock_path, (t, t))  # its age says nothing: no clock is compared with the file's
+    assert run.status() == "running"
+    run = Store(run.path.parent.parent, stale_after=0.2).run(run.run_id)
+    watch_until_stale(run.lock_path, 0.2)
     assert run.status() == "incomplete"
-    with run.claim(heartbeat_interval=5):
-        assert run.status() == "running"
+    run.lock_path.write_bytes(b"{")  # it changed: someone is there after all
+    assert run.status() == "running"
 
 
 # -- status, policy, clean ----------------------------------------------------------------------------
@@ -343,10 +352,12 @@ def test_clean_incomplete_and_summary(store):
         else:
             states["lock"] = lock
         states[rd.run_id] = target
-    (store.runs_dir / "emptydir").mkdir()
+    (store.runs_dir / "0123456789abcdef0123").mkdir()  # a run folder whose claimer died before its lock
+    (store.runs_dir / "emptydir").mkdir()  # not a run id: foreign, left alone (issue 17, defect 6)
     assert store.summary() == {"done": 1, "failed": 1, "running": 1, "incomplete": 3}
     removed = store.clean_incomplete()
-    assert sorted(removed) == sorted([k for k, v in states.items() if v == "incomplete"] + ["emptydir"])
+    assert sorted(removed) == sorted([k for k, v in states.items() if v == "incomplete"] + ["0123456789abcdef0123"])
+    assert (store.runs_dir / "emptydir").is_dir() and store.foreign() == ["emptydir"]
     assert store.summary() == {"done": 1, "failed": 0 + 1, "running": 1, "incomplete": 0}
     assert not [p for p in store.runs_dir.iterdir() if p.name.startswith(".trash")]
     states["lock"].release()
@@ -539,7 +550,8 @@ def test_run_dir_write_and_env(run, tmp_path):
 
 
 def test_stale_takeover_exclusive_between_threads(run):
-    write_lock(run.lock_path, host="elsewhere", pid=1, age=100.0, stale_after=1.0)
+    write_lock(run.lock_path, host="elsewhere", pid=1, stale_after=0.3)
+    watch_until_stale(run.lock_path, 0.3)
     n = 8
     barrier = threading.Barrier(n)
     won = []

@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.exceptions.Abort:
-        click.echo("msabench: aborted", err=True)
+        click.echo("msabench: aborted; re-run the same command to resume (done runs are kept and skipped)", err=True)
         return 130
     except click.UsageError as exc:
         hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""

@@ -10,6 +10,9 @@ import click
 from msabench.cli.app import cli, out_option
 from msabench.core.config import parse_assignment
 from msabench.core.errors import UserError
+from msabench.plan.sweep import MAX_SEEDS
+
+
 
 
 def parse_seeds(seeds: str | None, n_seeds: int | None) -> tuple[int, ...] | None:
@@ -18,6 +21,8 @@ def parse_seeds(seeds: str | None, n_seeds: int | None) -> tuple[int, ...] | Non
     if n_seeds is not None:
         if n_seeds < 1:
             raise UserError(f"--n-seeds {n_seeds}: must be at least 1")
+        if n_seeds > MAX_SEEDS:
+            raise UserError(f"--n-seeds {n_seeds}: must be at most {MAX_SEEDS} (a study, not a typo)")
         return tuple(range(1, n_seeds + 1))
     if not seeds:
         return None
@@ -206,6 +211,8 @@ def status(out) -> None:
             if why:
                 degenerate.append((rd.run_id, _run_label(rd), why))
     click.echo(", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "empty store")
+    if store.foreign_note():
+        click.echo(store.foreign_note())
     for run_id, label, reason in failed:
         click.echo(f"failed {run_id}{label}: {reason}")
     for run_id, label, why in degenerate:
@@ -248,8 +255,11 @@ def clean(out, incomplete) -> None:
 
     if not incomplete:
         raise UserError("say what to clean: --incomplete")
-    removed = Store(out, must_exist=True).clean_incomplete()
+    store = Store(out, must_exist=True)
+    removed = store.clean_incomplete()
     click.echo(f"removed {len(removed)} incomplete runs")
+    if store.foreign_note():
+        click.echo(store.foreign_note())
 
 
 @cli.command()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -179,8 +180,11 @@ def check_types(resolved: dict[str, Any], defaults: dict[str, Any], where: str) 
     """Coerce ints to floats where the default is a float; refuse other type changes."""
     out = dict(resolved)
     for key, value in resolved.items():
-        if key not in defaults or defaults[key] is None or value is None:
+        if key not in defaults or defaults[key] is None:
             continue
+        if value is None:
+            raise UserError(f"{where}: {key}=null is not a value; it takes a {type(defaults[key]).__name__} "
+                            f"(default {defaults[key]!r}): give one, or drop the key for the default")
         expected = type(defaults[key])
         if isinstance(value, expected) and not (expected is int and isinstance(value, bool)):
             continue
@@ -239,7 +243,23 @@ def resolve_config(
     return dict(sorted(resolved.items()))
 
 
+OPTIMIZER_NAMES = ("adam", "adamw", "sgd")  # msabench.train_context.OPTIMIZERS builds them
+
+
 def _check_values(cfg: dict[str, Any]) -> None:
+    """Values that would start a run only to fail it (or to train on garbage): refused at plan time."""
+    for key, value in cfg.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"{key}={value}: must be a finite number")
+    if str(cfg["train.optimizer"]).lower() not in OPTIMIZER_NAMES:
+        raise UserError(f"unknown train.optimizer {str(cfg['train.optimizer'])[:40]!r}; use one of "
+                        f"{', '.join(OPTIMIZER_NAMES)}")
+    for key in ("train.text_lr",):
+        if key in cfg and cfg[key] <= 0:
+            raise UserError(f"{key}={cfg[key]} must be positive")
+    for key in ("train.weight_decay", "train.clip", "train.patience"):
+        if key in cfg and cfg[key] < 0:
+            raise UserError(f"{key}={cfg[key]} must be zero or positive")
     if cfg["data.source"] not in DATA_SOURCES:
         raise UserError(f"data.source={cfg['data.source']!r}: use one of {', '.join(DATA_SOURCES)}")
     if cfg["data.mask_scheme"] not in MASK_SCHEMES:

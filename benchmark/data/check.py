@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from msabench.core.errors import UserError
+from msabench.core.errors import UserError, require_regular_file
 from msabench.core.types import CLASS_NAMES, IEMOCAP_EMOTIONS
 from msabench.data.container import SPLITS, DatasetData, SplitData
 from msabench.data.labels import check_rule, class_distribution, to_classes
@@ -244,6 +244,7 @@ def check_path(path: str | os.PathLike[str], label_rule: str = "sign") -> dict[s
     if not p.exists():
         raise UserError(f"{os.fspath(path)} does not exist; give a data file (.pkl, label.csv, a MELD csv, "
                         "features.npz) or a data root.")
+    require_regular_file(p, os.fspath(path))
     if p.is_dir():
         datasets = _check_dir(p)
     else:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from msabench.core.errors import UserError
+from msabench.core.errors import UserError, require_regular_file
 from msabench.data.container import SplitData
 
 PathLike = str | os.PathLike[str]
@@ -28,6 +28,7 @@ def files_hash(paths: Iterable[PathLike], n: int = 16) -> str:
     h = hashlib.sha256()
     for p in paths:
         p = Path(p)
+        require_regular_file(p)
         h.update(f"{p.name}\x00{p.stat().st_size}\x00".encode())
         with open(p, "rb") as fh:
             while chunk := fh.read(1 << 20):
@@ -89,7 +90,16 @@ def as_ids(values: object, where: str) -> np.ndarray:
 
 
 def as_float(values: object, where: str, ndim: int | tuple[int, ...]) -> np.ndarray:
-    arr = _array(values, where, np.float32)
+    raw = _array(values, where)
+    if raw.dtype.kind == "c":  # a cast would drop the imaginary part silently
+        raise UserError(f"{where} holds complex numbers; features and labels are real numbers: regenerate the file.")
+    if raw.dtype.kind == "f" and raw.dtype.itemsize > 4 and raw.size:
+        with np.errstate(invalid="ignore"):
+            finite = np.abs(raw[np.isfinite(raw)])
+        if finite.size and finite.max() > np.finfo(np.float32).max:  # would become +-inf as float32
+            raise UserError(f"{where} holds {finite.max():.3g}, beyond the float32 range (3.4e38) msabench reads "
+                            "features in; rescale or regenerate the file.")
+    arr = _array(raw, where, np.float32)
     ndims = (ndim,) if isinstance(ndim, int) else ndim
     if arr.ndim not in ndims:
         want = " or ".join(f"{d}-d" for d in ndims)
@@ -120,13 +130,26 @@ def flat_labels(values: object, where: str) -> np.ndarray:
     return arr
 
 
+# A compressed member may inflate to at most this many times its compressed size (beyond a few MB):
+# float features compress a few times at most, padding somewhat more; a member of zeros compresses
+# a thousandfold, so a 3 MB zip bomb would otherwise cost GBs of RAM before anything is checked.
+MAX_INFLATION, INFLATION_SLACK = 100, 16 << 20
+
+
 def _check_npz_sizes(where: str) -> None:
     """Each member's .npy header must claim exactly the bytes the member holds: a 100-byte file must
-    not make np.load allocate the terabytes its header claims."""
+    not make np.load allocate the terabytes its header claims; and no compressed member may inflate
+    more than MAX_INFLATION times (a zip bomb)."""
     with zipfile.ZipFile(where) as zf:
         for info in zf.infolist():
             if not info.filename.endswith(".npy"):
                 continue
+            if info.compress_type != zipfile.ZIP_STORED and \
+                    info.file_size > max(MAX_INFLATION * info.compress_size, INFLATION_SLACK):
+                raise UserError(
+                    f"{where}: {info.filename} inflates from {info.compress_size} to {info.file_size} bytes "
+                    f"(more than {MAX_INFLATION} times: a zip bomb, or features that are mostly zeros); "
+                    "save the features uncompressed (np.savez, not np.savez_compressed).")
             with zf.open(info) as fh:
                 version = np.lib.format.read_magic(fh)
                 if version == (1, 0):
@@ -149,6 +172,7 @@ def _check_npz_sizes(where: str) -> None:
 def read_npz(path: PathLike) -> dict[str, np.ndarray]:
     """All arrays of an .npz (no pickled objects allowed); UserError on a bad file."""
     where = os.fspath(path)
+    require_regular_file(where)
     try:
         _check_npz_sizes(where)
         with np.load(where, allow_pickle=False) as npz:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from msabench.core.errors import UserError
+from msabench.core.errors import UserError, require_regular_file
 from msabench.data.container import SPLITS, DatasetData, SplitData
 from msabench.data.readers_common import PathLike, attach_features, files_hash, infer_name
 from msabench.data.validate import validate_dataset
@@ -25,6 +25,7 @@ SENTIMENTS = {"negative": 0, "neutral": 1, "positive": 2}
 
 def read_csv_rows(path: PathLike, where: str, required: Sequence[str]) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of a UTF-8 CSV read with the csv module; UserError on encoding/columns."""
+    require_regular_file(path, where)
     try:
         with open(path, "rb") as fh:
             raw = fh.read()

@@ -22,10 +22,11 @@ import importlib
 import io
 import os
 import pickle
+import reprlib
 import struct
 from typing import Any
 
-from msabench.core.errors import UserError
+from msabench.core.errors import UserError, require_regular_file
 
 # (module, name) pairs a data pickle may name. numpy 1.x writes `numpy.core.*`, numpy 2.x
 # `numpy._core.*`; both spellings are accepted and resolved against the installed numpy.
@@ -49,6 +50,8 @@ _BUILTIN_GLOBALS = {
     ("collections", "OrderedDict"),
 }
 ALLOWED_GLOBALS = frozenset(_NUMPY_GLOBALS | _BUILTIN_GLOBALS | {("_codecs", "encode")})
+
+EXPANSION_FACTOR, EXPANSION_SLACK = 4, 1_000_000  # items a pickle may expand to: 4 per byte, plus slack
 
 _LATIN1 = {"latin1", "latin-1", "latin_1", "iso-8859-1", "iso8859-1", "l1"}
 
@@ -75,13 +78,62 @@ def _plain_bytes(kind: type) -> Any:
     return make
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxtuple, _REPR.maxlist, _REPR.maxdict, _REPR.maxset = 2, 6, 4, 4, 4
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 40
+
+
+def _short(value: Any) -> str:
+    """A bounded repr for error messages: a crafted object can be a tree of 10**12 nodes built from a
+    few memo references, and repr(...)[:80] would walk all of them first."""
+    return _REPR.repr(value)
+
+
+def _children(node: Any) -> Any:
+    if isinstance(node, dict):
+        return [*node.keys(), *node.values()]
+    if isinstance(node, (list, tuple, set, frozenset)):
+        return node
+    return node.ravel().tolist()  # an object array
+
+
+def _is_container(node: Any) -> bool:
+    import numpy as np
+
+    return isinstance(node, (list, tuple, dict, set, frozenset)) or (
+        type(node) is np.ndarray and node.dtype.hasobject)
+
+
+def check_expanded_size(obj: Any, limit: int) -> None:
+    """Refuse a pickle whose containers, counted as often as they are referenced, hold more than
+    `limit` items: memo references let a few KB describe 10**12 list items ("billion laughs"), which
+    cost nothing to load but hours to convert or print. Each container is walked once (sizes are
+    memoised by identity), so the check costs as much as the file is big."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[Any, bool]] = [(obj, False)]
+    while stack:
+        node, finished = stack.pop()
+        if finished:
+            total = 1 + sum(sizes.get(id(child), 1) for child in _children(node))
+            if total > limit:
+                raise _Refused(f"its lists, tuples and dicts expand to more than {limit} items through shared "
+                               "references (a pickle bomb)")
+            sizes[id(node)] = total
+            continue
+        if id(node) in sizes or not _is_container(node):
+            continue
+        sizes[id(node)] = 1  # in progress: a cycle counts once
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if _is_container(child) and id(child) not in sizes)
+
+
 class _Refused(pickle.UnpicklingError):
     """A permitted global called with arguments (or a state) that numpy's pickling never writes."""
 
 
 def _shape(value: Any) -> tuple[int, ...]:
     if not isinstance(value, tuple) or len(value) > 32 or not all(type(v) is int and v >= 0 for v in value):
-        raise _Refused(f"bad array shape {value!r:.80}")
+        raise _Refused(f"bad array shape {_short(value)}")
     return value
 
 
@@ -89,6 +141,20 @@ def _count(shape: tuple[int, ...]) -> int:
     n = 1
     for v in shape:
         n *= v
+    return n
+
+
+def _elements(shape: tuple[int, ...], dtype: Any, data_bytes: int) -> int:
+    """The element count of an array of `shape` and `dtype` whose data is `data_bytes` long. Zero-size
+    elements (dtype S0, U0, V0) are refused unless the array is empty: with them a shape of 10**15
+    costs no bytes in the file, and every reader that converts the array then runs out of memory.
+    With elements of at least one byte the count is bounded by the data, hence by the file."""
+    n = _count(shape)
+    if dtype.itemsize == 0 and n != 0:
+        raise _Refused(f"an array of {n} zero-size elements (dtype {dtype}) is not data")
+    if not dtype.hasobject and n * dtype.itemsize != data_bytes:
+        raise _Refused(f"an array of shape {shape} and dtype {dtype} needs {n * dtype.itemsize} bytes of data, "
+                       f"the pickle has {data_bytes}")
     return n
 
 
@@ -108,7 +174,7 @@ def _np_dtype(obj: Any, align: Any = False, copy: Any = True) -> Any:
     import numpy as np
 
     if not isinstance(obj, str) or len(obj) > 16 or type(align) not in (bool, int) or type(copy) not in (bool, int):
-        raise _Refused(f"numpy.dtype{(obj, align, copy)!r:.80} is not how a data pickle names a dtype")
+        raise _Refused(f"numpy.dtype{_short((obj, align, copy))} is not how a data pickle names a dtype")
     try:
         dtype = np.dtype(obj, bool(align), True)
     except (TypeError, ValueError) as exc:
@@ -149,8 +215,7 @@ def _np_frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> Any:
         buf = buf.raw()
     if not isinstance(buf, (bytes, bytearray, memoryview)) or dtype.hasobject or order not in ("C", "F"):
         raise _Refused("numpy _frombuffer needs a byte buffer, a plain dtype and order C or F")
-    if memoryview(buf).nbytes != _count(shape) * dtype.itemsize:
-        raise _Refused(f"array buffer of {memoryview(buf).nbytes} bytes for shape {shape} of {dtype}")
+    _elements(shape, dtype, memoryview(buf).nbytes)
     return np.frombuffer(buf, dtype=dtype).reshape(shape, order=order)
 
 
@@ -160,13 +225,13 @@ def _check_dtype_state(dtype: Any, state: Any) -> None:
     the byte order may change (flags claiming objects would make numpy read bytes as pointers)."""
     if not isinstance(state, tuple) or len(state) not in (8, 9) or state[0] != len(state) - 5 \
             or type(state[0]) is not int:
-        raise _Refused(f"dtype state {state!r:.80} is not one numpy writes")
+        raise _Refused(f"dtype state {_short(state)} is not one numpy writes")
     _, order, subarray, names, fields, elsize, alignment, flags = state[:8]
     if order not in ("<", ">", "|", "=") or subarray is not None or names is not None or fields is not None:
         raise _Refused("a dtype state with sub-arrays or fields is not read from a data pickle")
     if elsize not in (-1, dtype.itemsize) or alignment not in (-1, dtype.alignment) or flags != dtype.flags \
             or not all(type(v) is int for v in (elsize, alignment, flags)):
-        raise _Refused(f"dtype state {state!r:.80} does not fit dtype {dtype}")
+        raise _Refused(f"dtype state {_short(state)} does not fit dtype {dtype}")
     if len(state) == 9 and not (state[8] is None or isinstance(state[8], dict)):
         raise _Refused("dtype metadata must be a dict")
 
@@ -175,21 +240,23 @@ def _check_array_state(array: Any, state: Any) -> None:
     """The state numpy writes for an array: (1, shape, dtype, is_fortran, data) where data is a list
     of the elements (object arrays) or the raw bytes, exactly as many as the shape and dtype say."""
     if not isinstance(state, tuple) or len(state) not in (4, 5):
-        raise _Refused(f"array state {state!r:.80} is not one numpy writes")
+        raise _Refused(f"array state {_short(state)} is not one numpy writes")
     if len(state) == 5:
         if state[0] != 1 or type(state[0]) is not int:
-            raise _Refused(f"array state version {state[0]!r:.20} is not one numpy writes")
+            raise _Refused(f"array state version {_short(state[0])} is not one numpy writes")
         state = state[1:]
     shape, dtype, fortran, data = state
     shape, dtype = _shape(shape), _plain_dtype(dtype)
     if array.size != 0 or type(fortran) not in (bool, int) or fortran not in (0, 1):
         raise _Refused("an array state must fill an empty array, with is_fortran 0 or 1")
-    n = _count(shape)
     if dtype.hasobject:
+        n = _count(shape)
         if not isinstance(data, list) or len(data) != n:
             raise _Refused(f"an object array of shape {shape} needs a list of {n} elements")
-    elif not isinstance(data, (bytes, bytearray, str)) or len(data) != n * dtype.itemsize:
-        raise _Refused(f"an array of shape {shape} and dtype {dtype} needs {n * dtype.itemsize} bytes of data")
+    elif not isinstance(data, (bytes, bytearray, str)):
+        raise _Refused(f"an array of dtype {dtype} needs its data as bytes")
+    else:
+        _elements(shape, dtype, len(data))
 
 
 _WRAPPERS = {"dtype": _np_dtype, "ndarray": _NDARRAY, "_reconstruct": _np_reconstruct, "scalar": _np_scalar,
@@ -290,6 +357,7 @@ def loads(data: bytes, *, where: str = "pickle") -> Any:
 def load(path: str | os.PathLike[str]) -> Any:
     """Unpickle a data file safely; a refused global or a corrupt file raises `UserError`."""
     where = os.fspath(path)
+    require_regular_file(where)
     try:
         fh = open(where, "rb")
     except FileNotFoundError:
@@ -309,7 +377,11 @@ def _remaining(fh: Any) -> int:
 def _load_stream(fh: Any, where: str) -> Any:
     try:
         # latin1: Python 2 pickles of numpy arrays store the raw bytes as py2 str.
-        return RestrictedUnpickler(fh, max_bytes=_remaining(fh), encoding="latin1").load()
+        size = _remaining(fh)
+        obj = RestrictedUnpickler(fh, max_bytes=size, encoding="latin1").load()
+        # Without shared references a container item costs at least one byte of the file.
+        check_expanded_size(obj, EXPANSION_FACTOR * size + EXPANSION_SLACK)
+        return obj
     except _RefusedGlobal as exc:
         raise UserError(
             f"{where} refers to {exc.module}.{exc.name}, which a data pickle may not contain "

@@ -97,6 +97,9 @@ def synth_names() -> list[str]:
     return names + [f"synth-dg/{d}" for d in DG_DOMAINS]
 
 
+MAX_SAMPLES = 1_000_000  # per synthetic dataset: about a GB of features; more is a typo, not a study
+
+
 def scaled_sizes(sizes, scale: float) -> dict[str, int]:
     """Split sizes at `scale`: round(n * scale), at least 8 per split."""
     return {s: max(8, int(round(n * scale))) for s, n in zip(SPLITS, sizes)}
@@ -173,6 +176,11 @@ def generate(preset: str, *, dest: str | Path | None = None, seed: int = 0, scal
     """
     base, domain = _resolve(preset)
     opts = _options(seed, scale, aligned, noise_modality)
+    n = sum(sum(scaled_sizes(spec.sizes, opts["scale"]).values()) for spec in PRESETS[base].domains.values())
+    if n > MAX_SAMPLES:
+        most = MAX_SAMPLES / sum(sum(spec.sizes) for spec in PRESETS[base].domains.values())
+        raise UserError(f"synthetic data: scale {opts['scale']:g} asks for {n:,} samples of {base}; at most "
+                        f"{MAX_SAMPLES:,} are generated: use a scale of at most {most:.3g}")
     digest = options_hash(base, opts)
     root = cache_root(dest)
     folder = root / f"{base}-{digest}"
@@ -180,21 +188,33 @@ def generate(preset: str, *, dest: str | Path | None = None, seed: int = 0, scal
         if folder.exists():
             raise UserError(f"{folder} exists but is not a complete synthetic dataset for these "
                             "options; remove it and run again.")
-        root.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temps(root, folder.name)
-        tmp = root / f".{folder.name}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
+        where = "--dest" if dest is not None else "MSABENCH_CACHE (default ~/.cache/msabench)"
+        if root.exists() and not root.is_dir():
+            raise UserError(f"{root} is a file, not a folder: point {where} at a folder")
         try:
-            _build(tmp, PRESETS[base], opts, digest)
-            try:
-                os.rename(tmp, folder)
-            except OSError:
-                if not _is_complete(folder, digest):  # not a concurrent winner: a real failure
-                    raise
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+            _generate_into(root, folder, base, opts, digest)
+        except OSError as exc:  # a read-only or full cache, a parent that is a file, ...
+            raise UserError(f"cannot write the synthetic dataset under {root} ({exc.strerror or exc}); free space "
+                            f"or point {where} at a writable folder") from None
     return folder / domain if domain else folder
+
+
+def _generate_into(root: Path, folder: Path, base: str, opts: dict, digest: str) -> None:
+    """Build into a temporary folder beside `folder`, then rename it: never a half-written dataset."""
+    root.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(root, folder.name)
+    tmp = root / f".{folder.name}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        _build(tmp, PRESETS[base], opts, digest)
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if not _is_complete(folder, digest):  # not a concurrent winner: a real failure
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --- generation ---------------------------------------------------------------------------------

@@ -161,6 +161,8 @@ def execute(spec: RunSpec, run_dir, options: RunOptions) -> LoopResult:
         "inference_params": int(model.inference_parameter_count()),  # emt-table9's #Params
         "text": text_record(spec, CACHE_STATS - cache_before, ENCODER_PASSES - passes_before),
     }))
+    if spec.protocol == "feature-analysis":
+        _check_exposes_features(spec, model, eval_sets, device)
     started = time.perf_counter()
     result = run_loop(model, spec, train, eval_sets, family=datasets[0].family, device=device,
                       precision=options.precision, shuffle_seed=seed_hash("shuffle", spec.seed),
@@ -191,6 +193,29 @@ def text_record(spec: RunSpec, cache: Counter, passes: Counter) -> dict[str, Any
         out["missing_protocol"] = (TEXT_MASKED_AFTER_ENCODING if text_masked_after_encoding(spec.to_dict())
                                    else "dropped tokens replaced by [UNK] before encoding (EMT-DLFR)")
     return out
+
+
+def _check_exposes_features(spec: RunSpec, model, eval_sets: list[EvalSet], device: torch.device) -> None:
+    """Feature analysis needs ModelOutput.features: one forward pass on one test batch says so before
+    any training (the RNG state is restored, so the run's results do not change)."""
+    from msabench.engine.loop import move_batch
+
+    test = next((es for es in eval_sets if es.split == "test"), eval_sets[0])
+    rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if device.type == "cuda" else None
+    model.eval()
+    try:
+        with torch.no_grad():
+            batch = next(iter(test.data.batches(2)))
+            features = model(move_batch(batch, device)).features
+    finally:
+        model.train()
+        torch.set_rng_state(rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+    if not features:
+        raise UserError(f"model {spec.model!r} returns no named features (ModelOutput.features), so protocol "
+                        f"feature-analysis cannot analyse it; choose a model that does (e.g. linear_probe, tfn)")
 
 
 def failure_reason(exc: BaseException) -> dict[str, Any]:

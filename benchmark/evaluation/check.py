@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from msabench.core.errors import UserError
+from msabench.store.io import atomic_write_text, mkdirs
 
 BASELINE_SCHEMA = 1
 BASELINE_KIND = "msabench-baseline"
@@ -62,8 +63,9 @@ def write_baseline(path: str, out: str, *, k: float = DEFAULT_K, floor: float = 
                    note: str = "") -> dict[str, Any]:
     from msabench import __version__
 
-    if k < 0 or floor < 0:
-        raise UserError("--k and --floor must be non-negative")
+    if not (_is_number(k) and _is_number(floor)) or k < 0 or floor < 0 or \
+            any(not _is_number(v) or v < 0 for v in (floors or {}).values()):
+        raise UserError("--k and --floor must be finite, non-negative numbers")
     views, tables = tables_of_store(out, selection)
     cells = sorted(_cells(tables).values(), key=lambda c: (c["table"], c["row"], c["column"]))
     threads_seen = sorted({int(v.env.get("threads") or v.env.get("torch_threads") or 0) for v in views} - {0})
@@ -77,8 +79,9 @@ def write_baseline(path: str, out: str, *, k: float = DEFAULT_K, floor: float = 
         "cells": cells,
     }
     text = json.dumps(baseline, indent=1, sort_keys=True, allow_nan=False, default=_nan_to_none) + "\n"
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(text)
+    # Atomic (temp file, fsync, rename): a full disk leaves the old baseline or none, never a cut one.
+    mkdirs(Path(path).parent)
+    atomic_write_text(path, text)
     return baseline
 
 
@@ -100,20 +103,62 @@ def read_baseline(path: str) -> dict[str, Any]:
                         f"{data.get('kind') if isinstance(data, dict) else None!r})")
     if data.get("schema") != BASELINE_SCHEMA:
         raise UserError(f"--baseline {path}: schema {data.get('schema')!r}, this msabench reads {BASELINE_SCHEMA}")
-    tol = data.get("tolerance") or {}
-    try:
-        k, floor = float(tol["k"]), float(tol["floor"])
-        floors = {str(m): float(v) for m, v in (tol.get("floors") or {}).items()}
-    except (KeyError, TypeError, ValueError):
-        raise UserError(f"--baseline {path}: the tolerance needs numbers 'k' and 'floor'") from None
-    if k < 0 or floor < 0 or any(v < 0 for v in floors.values()):
-        raise UserError(f"--baseline {path}: k and floors must be non-negative")
+    _check_tolerance(path, data.get("tolerance"))
     if not isinstance(data.get("cells"), list) or not isinstance(data.get("specs"), list):
         raise UserError(f"--baseline {path}: 'cells' and 'specs' must be lists")
-    for c in data["cells"]:
-        if not isinstance(c, dict) or not {"table", "row", "column", "mean"} <= set(c):
-            raise UserError(f"--baseline {path}: a cell lacks table/row/column/mean: {c!r}")
+    if not data["cells"]:
+        raise UserError(f"--baseline {path}: it lists no cells, so it would pass anything; write it again with "
+                        f"`msabench check --write-baseline FILE --out DIR`")
+    if not all(isinstance(s, dict) for s in data["specs"]):
+        raise UserError(f"--baseline {path}: every entry of 'specs' must be a run spec (a JSON object)")
+    for i, c in enumerate(data["cells"]):
+        _check_cell(path, i, c)
     return data
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_tolerance(path: str, tol: Any) -> None:
+    """k, floor and every per-metric floor: finite, non-negative numbers. A NaN or infinite one would
+    make every comparison hold (NaN compares false, inf admits anything): the check would be off."""
+    fix = "restore the file (git checkout) or write it again with `msabench check --write-baseline FILE --out DIR`"
+    if not isinstance(tol, dict) or "k" not in tol or "floor" not in tol:
+        raise UserError(f"--baseline {path}: the tolerance needs numbers 'k' and 'floor'; {fix}")
+    floors = tol.get("floors") or {}
+    if not isinstance(floors, dict):
+        raise UserError(f"--baseline {path}: tolerance.floors must map metric names to numbers; {fix}")
+    for name, value in [("k", tol["k"]), ("floor", tol["floor"]), *((f"floors.{m}", v) for m, v in floors.items())]:
+        if not _is_number(value) or value < 0:
+            raise UserError(f"--baseline {path}: tolerance.{name} is {_short(value)}; it must be a finite, "
+                            f"non-negative number; {fix}")
+
+
+def _check_cell(path: str, index: int, cell: Any) -> None:
+    where = f"--baseline {path}: cells[{index}]"
+    fix = "restore the file (git checkout) or write it again with `msabench check --write-baseline FILE --out DIR`"
+    if not isinstance(cell, dict):
+        raise UserError(f"{where} is {_short(cell)}, not a cell object; {fix}")
+    for key in ("table", "row", "column"):
+        if not isinstance(cell.get(key), str) or not cell[key]:
+            raise UserError(f"{where}: '{key}' must be a non-empty string (it is {_short(cell.get(key))}); {fix}")
+    if "mean" not in cell:
+        raise UserError(f"{where} lacks 'mean'; {fix}")
+    if "metric" in cell and not isinstance(cell["metric"], str):
+        raise UserError(f"{where}: 'metric' must be a string; {fix}")
+    mean, std, n = cell["mean"], cell.get("std"), cell.get("n")
+    if mean is not None and not _is_number(mean):  # None: the metric was undefined when written
+        raise UserError(f"{where}: mean is {_short(mean)}; it must be a finite number or null; {fix}")
+    if std is not None and (not _is_number(std) or std < 0):
+        raise UserError(f"{where}: std is {_short(std)}; it must be a finite non-negative number or null; {fix}")
+    if n is not None and (type(n) is not int or n < 0):
+        raise UserError(f"{where}: n is {_short(n)}; it must be a whole number of seeds; {fix}")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (str, int, float, type(None))) else type(value).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def tolerance(cell: dict[str, Any], tol: dict[str, Any]) -> float:

@@ -5,6 +5,7 @@ Every executor calls `run_one`, so results never depend on the executor (docs/ar
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -41,12 +42,23 @@ class SweepOutcome:
 
 def run_one(spec: RunSpec, store, options: RunOptions, retry_failed: bool) -> str:
     """Run `spec` unless the store says not to; returns the resulting status."""
-    from msabench.engine.runner import execute, failure_reason  # torch: only where a run executes
     from msabench.store.runs import should_run
 
     run_dir = store.run_dir(spec.run_id)
     if not should_run(run_dir.status(), retry_failed):
         return "skipped"
+    try:
+        return _claim_and_run(spec, run_dir, options, retry_failed)
+    except UserError:
+        with contextlib.suppress(OSError):  # a problem the user must fix leaves no run folder behind
+            run_dir.path.rmdir()  # only when empty: never what another worker wrote meanwhile
+        raise
+
+
+def _claim_and_run(spec: RunSpec, run_dir, options: RunOptions, retry_failed: bool) -> str:
+    from msabench.engine.runner import execute, failure_reason  # torch: only where a run executes
+    from msabench.store.runs import should_run
+
     with run_dir.claim() as claimed:
         if not claimed:
             return "skipped"  # another worker took it between the check and the claim

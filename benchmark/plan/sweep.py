@@ -38,6 +38,7 @@ TOP_KEYS = ("name", "description", "protocol", "models", "datasets", "seeds", "n
             "rates", "modalities", "selection", "set", "tiny")
 MODEL_KEYS = ("name", "variant", "variants", "set")
 NAMESPACES = ("model", "train", "data", "text")
+MAX_SEEDS = 10_000  # seeds per study: beyond this a typo, not a study (and the plan alone would fill memory)
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,8 @@ def load_sweep(path: str | Path) -> SweepFile:
         raise UserError(f"--sweep {where}: is a folder; give a .toml file") from None
     except tomllib.TOMLDecodeError as exc:
         raise _err(where, f"not valid TOML ({exc}); see the sweep-file example in the README") from None
+    except RecursionError:
+        raise _err(where, "is nested too deeply to be a sweep file; see the sweep-file example in the README") from None
     except UnicodeDecodeError as exc:  # TOML is UTF-8 (tomllib decodes the bytes itself)
         raise _err(where, f"is not UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
                           "save it as UTF-8") from None
@@ -171,12 +174,14 @@ def load_sweep(path: str | Path) -> SweepFile:
             s = [s]
         if (not isinstance(s, list) or not s or not all(isinstance(v, int) and not isinstance(v, bool) for v in s)
                 or any(v < 0 for v in s) or len(set(s)) != len(s)):
-            raise _err(where, f"seeds must be a list of distinct non-negative whole numbers, got {data['seeds']!r}")
+            raise _err(where, f"seeds must be a list of distinct non-negative whole numbers, got {data['seeds']!r:.80}")
+        if len(s) > MAX_SEEDS:
+            raise _err(where, f"seeds lists {len(s)} seeds; at most {MAX_SEEDS}")
         seeds = tuple(s)
     elif "n_seeds" in data:
         n = data["n_seeds"]
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise _err(where, f"n_seeds must be a whole number >= 1, got {n!r}")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1 or n > MAX_SEEDS:
+            raise _err(where, f"n_seeds must be a whole number from 1 to {MAX_SEEDS}, got {n!r}")
         seeds = tuple(range(1, n + 1))
     if "setting" in data and "settings" in data:
         raise _err(where, "give setting or settings, not both")

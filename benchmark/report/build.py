@@ -29,12 +29,14 @@ def load_views(out: str, *, warn=None) -> list[RunView]:
     for rd in store.runs():
         if _status(rd) != "done":
             continue
+        if hasattr(rd, "verify"):
+            rd.verify()  # a damaged done run is named, never silently left out of a mean
         spec = rd.read_spec_dict() if hasattr(rd, "read_spec_dict") else rd.read_spec()
         if not isinstance(spec, dict):
             spec = spec.to_dict()
         try:
-            env = rd.read_env()
-        except Exception:  # noqa: BLE001 - env.json is informative; a table never needs it
+            env = rd.read_env()  # verify() above named a damaged or newer-schema env.json
+        except FileNotFoundError:  # env.json is informative; a table never needs it
             env = {}
         views.append(RunView(run_id=rd.run_id, spec=spec, records=rd.read_records(),
                              git=str(env.get("git_sha") or ""), env=env, dirty=bool(env.get("git_dirty"))))
@@ -72,6 +74,8 @@ def build_report(out: str, *, table: str | Sequence[str] | None = None, fmt: str
         raise UserError(f"--format {fmt!r}: use one of {', '.join(RENDERERS)}")
     if selection is not None:  # before reading the store (and its warnings)
         check_rule(selection)
+    if plots and Path(plots).exists() and not Path(plots).is_dir():  # before reading the store
+        raise UserError(f"--plots {plots} is a file, not a folder; give a folder to write the plots into")
     names = [table] if isinstance(table, str) else list(table or ())
     if names:
         from msabench.protocols.templates import TEMPLATES
@@ -84,7 +88,11 @@ def build_report(out: str, *, table: str | Sequence[str] | None = None, fmt: str
     if plots:
         from msabench.report.plots import plots_from_store
 
-        written = plots_from_store(views, plots, selection=selection, out=out)
+        try:
+            written = plots_from_store(views, plots, selection=selection, out=out)
+        except OSError as exc:
+            raise UserError(f"--plots {plots}: cannot write the plots there ({exc.strerror or exc}); give a "
+                            f"writable folder with free space") from None
         (warn or (lambda m: print(m, file=sys.stderr)))(f"wrote {len(written)} plot files to {plots}")
     return RENDERERS[fmt](tables)
 

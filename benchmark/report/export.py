@@ -52,7 +52,10 @@ def rows(out: str | Path) -> Iterator[dict[str, Any]]:
     """Every row of every done run of the store at `out`, in run-id order."""
     from msabench.store.runs import Store
 
-    for rd in Store(out, must_exist=True).runs("done"):
+    done = list(Store(out, must_exist=True).runs("done"))
+    for rd in done:  # before the first row: a damaged done run is named, never silently left out
+        rd.verify()
+    for rd in done:
         yield from run_rows(rd)
 
 

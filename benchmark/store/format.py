@@ -106,6 +106,63 @@ def check_schema(path: Path, data: Any, known: int, written_by: str | None = Non
         raise schema_error(path, value, known, written_by or data.get("written_by"))
 
 
+def _damaged(path: Path, what: str) -> StoreError:
+    return StoreError(f"{path} is damaged ({what}): delete the run folder {path.parent} (or run `msabench clean "
+                      f"--incomplete` if it is not done), then re-run")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_FIELD_CHECKS = {
+    "str": lambda v: isinstance(v, str),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": _is_number,
+    "dict[str, Any]": lambda v: isinstance(v, dict),
+    "tuple[str, ...]": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    "tuple[float, ...]": lambda v: isinstance(v, list) and all(_is_number(x) for x in v),
+}
+
+
+def check_spec_shape(path: Path, data: dict[str, Any]) -> None:
+    """Every RunSpec field of spec.json present (unless it has a default) with the JSON type the
+    field needs: valid JSON of the wrong shape is a damaged file, not a traceback in `report`."""
+    import dataclasses
+
+    from msabench.core.types import RunSpec
+
+    for field in dataclasses.fields(RunSpec):
+        if field.name not in data:
+            if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+                raise _damaged(path, f"it lacks {field.name!r}")
+            continue
+        check = _FIELD_CHECKS.get(str(field.type))
+        if check is not None and not check(data[field.name]):
+            raise _damaged(path, f"{field.name!r} is a {type(data[field.name]).__name__}, not {field.type}")
+
+
+def check_record_shape(path: Path, lineno: int, rec: dict[str, Any]) -> None:
+    """The keys readers rely on, with their types (non-finite metric values are stored as null)."""
+    where = Path(f"{path}:{lineno}")
+    epoch = rec.get("epoch")
+    if not (isinstance(epoch, int) and not isinstance(epoch, bool) and epoch >= 0):
+        raise _damaged(where, f"epoch is {type(epoch).__name__ if epoch is not None else 'missing'}, not a whole "
+                              "number >= 0")
+    for key in ("split", "domain"):
+        if not isinstance(rec.get(key), str) or not rec[key]:
+            raise _damaged(where, f"{key} is not a non-empty string")
+    if not _is_number(rec.get("rate")):
+        raise _damaged(where, "rate is not a number")
+    for key, required in (("metrics", True), ("loss", False)):
+        values = rec.get(key)
+        if values is None and not required:
+            continue
+        if not isinstance(values, dict) or not all(isinstance(k, str) and (v is None or _is_number(v))
+                                                   for k, v in values.items()):
+            raise _damaged(where, f"{key} is not an object of numbers")
+
+
 def finite(value: Any) -> Any:
     """Numbers as float, non-finite ones (an undefined Pearson r, ...) as None: records are strict JSON."""
     if isinstance(value, (bool, np.bool_)) or value is None:
@@ -159,5 +216,6 @@ def parse_records(path: Path, text: str, written_by: str | None = None) -> list[
                 f"not done) or delete the run folder {path.parent}, then re-run") from exc
         if rec.get("schema") != RECORD_SCHEMA or type(rec.get("schema")) is not int:
             raise schema_error(Path(f"{path}:{lineno}"), rec.get("schema"), RECORD_SCHEMA, written_by)
+        check_record_shape(path, lineno, rec)
         records.append((line, rec))
     return records

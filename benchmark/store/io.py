@@ -8,6 +8,7 @@ file and raises `StoreWriteError`, a `UserError`, with one clean line. Torch-fre
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
@@ -15,9 +16,9 @@ import os
 import threading
 import uuid
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ContextManager
 
 import numpy as np
 
@@ -89,8 +90,10 @@ def tmp_path(path: Path) -> Path:
     return path.with_name(f"{TMP_PREFIX}{path.name}-{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex[:8]}")
 
 
-def atomic_write_bytes(path: Path | str, data: bytes) -> None:
-    """Write `data` to `path` atomically and durably; StoreWriteError on an OSError."""
+def atomic_write_bytes(path: Path | str, data: bytes, fence: Callable[[], ContextManager[Any]] | None = None) -> None:
+    """Write `data` to `path` atomically and durably; StoreWriteError on an OSError. `fence`: a
+    context manager factory held around the rename that publishes the file (a run lock's ownership
+    check: a worker whose lock was taken over publishes nothing)."""
     path = Path(path)
     tmp = tmp_path(path)
     fd = -1
@@ -100,9 +103,10 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
         os.fsync(fd)
         os.close(fd)
         fd = -1
-        os.replace(tmp, path)
+        with fence() if fence is not None else contextlib.nullcontext():
+            os.replace(tmp, path)
         fsync_dir(path.parent)
-    except OSError as exc:
+    except (OSError, StoreError) as exc:
         if fd >= 0:
             try:
                 os.close(fd)
@@ -112,6 +116,8 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, StoreError):
+            raise
         raise write_error(path, exc) from exc
 
 

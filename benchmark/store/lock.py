@@ -1,36 +1,40 @@
-"""The run lock (docs/architecture.md §9): one live worker per run folder, stale locks taken over safely.
+"""The run lock (docs/architecture.md §9): one live worker per run folder, stale locks taken over safely, and no
+judgement that depends on any wall clock (shared stores across hosts have skewed clocks).
 
 Protocol
-- Acquire: create `lock` with O_CREAT|O_EXCL and write {"host","pid","time","token",
-  "heartbeat_interval","stale_after"} into it (fsynced). The kernel lets exactly one creator win.
-- Heartbeat: a daemon thread touches the lock (mtime) every `heartbeat_interval` seconds after
-  checking the token in it is still ours.
-- Stale: the lock's mtime is older than its `stale_after` (default 3 x interval, recorded in the lock
-  so every reader judges it alike), or its pid is dead and its host is this host. A lock file that
-  cannot be parsed (a claimer died between create and write) is stale once its mtime is older than
-  the default stale time.
+- Acquire: write {"host","pid","token","beat":0,"heartbeat_interval","stale_after"} to a temporary
+  file (fsynced) and hard-link it to `lock` (os.link fails when `lock` exists): exactly one creator
+  wins, and a lock is never seen empty or half-written.
+- Heartbeat: a daemon thread rewrites the lock every `heartbeat_interval` seconds with `beat` + 1,
+  under the store's guard (below) and only after checking the token in it is still ours.
+- Stale: a reader never compares a time in or on the lock with its own clock. A lock is stale when
+  its pid is dead and its host is this host, or when this reader has watched it unchanged (same
+  bytes, same inode: the beat did not advance) for longer than its `stale_after` (recorded in the
+  lock so every reader judges it alike), measured on the reader's own monotonic clock. A reader that
+  looks once (`msabench status`, `clean`) therefore counts a lock on another host as live.
 - Takeover: under an flock'ed guard file (`<runs>/.takeover.lock`; flock is released by the kernel
   when a process dies, so the guard never goes stale), the claimer re-reads the lock, checks it is
-  still the same stale lock (same token, still stale), writes its own lock to a temporary file and
-  renames it over `lock` (os.replace). The lock path exists throughout, so no O_EXCL creator can win
-  meanwhile, and the guard serialises takeovers: two claimers never both win.
-- A holder never deletes a lock it may no longer own: it stops heart-beating and counts itself lost
-  as soon as its own last beat is older than `max(stale_after - interval, stale_after / 2)` (before
-  any reader can judge the lock stale), and it releases (unlinks) only a lock that carries its token.
-  So a holder that stalled (suspended, swapped out) cannot remove the lock of the worker that took
-  over, and its writes through the RunDir raise `LockLost`.
+  still the same stale lock (unchanged since it was judged), writes its own lock to a temporary file
+  and renames it over `lock`. The guard serialises takeovers: two claimers never both win.
+- Fencing: the holder publishes every file of the run (the rename of its temporary file, a
+  deletion) under the same guard, after checking that the lock still carries its token. A holder
+  that stalled (suspended, swapped out, its host's clock off) and was taken over finds another token
+  and raises `LockLost` without writing; a holder that stalled and was not taken over just goes on.
+  It releases (unlinks) only a lock that carries its token.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +45,10 @@ STALE_FACTOR = 3.0
 GUARD_NAME = ".takeover.lock"
 
 _HOST = socket.gethostname()
+
+# What this process has seen of each lock: path -> (fingerprint, monotonic time it was first seen).
+_WATCHED: dict[str, tuple[tuple, float]] = {}
+_WATCHED_LOCK = threading.Lock()
 
 
 def hostname() -> str:
@@ -71,45 +79,64 @@ def _zombie(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[:1] in (["Z"], ["X"])
 
 
-def read_lock(path: Path) -> tuple[dict[str, Any] | None, float] | None:
-    """(parsed content or None when unparseable, mtime) or None when there is no lock."""
+def read_lock(path: Path) -> tuple[dict[str, Any] | None, tuple] | None:
+    """(parsed content or None when unparseable, fingerprint) or None when there is no lock. The
+    fingerprint changes whenever the lock is rewritten (a beat, a takeover); it holds no time that is
+    ever compared with a clock."""
     try:
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
-            raw = f.read()
+            raw = f.read(1 << 16)
     except FileNotFoundError:
         return None
+    except IsADirectoryError:
+        return None, ("dir",)
     try:
         info = json.loads(raw)
         if not isinstance(info, dict):
             info = None
     except (ValueError, UnicodeDecodeError):
         info = None
-    return info, st.st_mtime
+    return info, (hashlib.sha256(raw).hexdigest(), st.st_ino, st.st_mtime_ns)
 
 
-def lock_is_stale(info: dict[str, Any] | None, mtime: float, *, now: float | None = None,
+def _limit(info: dict[str, Any] | None, stale_after: float | None) -> float:
+    if stale_after is not None:
+        return float(stale_after)
+    if info is not None:
+        try:
+            value = float(info.get("stale_after"))
+            if value == value and value > 0:  # NaN or <= 0 in a damaged lock: the default
+                return value
+        except (TypeError, ValueError):
+            pass
+    return DEFAULT_HEARTBEAT * STALE_FACTOR
+
+
+def _dead_here(info: dict[str, Any] | None) -> bool:
+    if info is None or info.get("host") != _HOST:
+        return False
+    try:
+        return not pid_alive(int(info.get("pid")))
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def lock_is_stale(path: Path, info: dict[str, Any] | None, fingerprint: tuple, *,
                   stale_after: float | None = None) -> bool:
-    """Whether a lock (as read by `read_lock`) may be taken over. `stale_after` overrides the one
-    recorded in the lock."""
-    now = time.time() if now is None else now
-    limit = stale_after
-    if limit is None and info is not None:
-        try:
-            limit = float(info.get("stale_after"))
-        except (TypeError, ValueError):
-            limit = None
-    if limit is None:
-        limit = DEFAULT_HEARTBEAT * STALE_FACTOR
-    if now - mtime > limit:
+    """Whether a lock (as read by `read_lock`) may be taken over: its holder is a dead process on this
+    host, or this process has watched the lock unchanged for longer than `stale_after` (the lock's
+    own, unless given) on its monotonic clock. The first look at a lock never finds it stale."""
+    if _dead_here(info):
         return True
-    if info is not None and info.get("host") == _HOST:
-        try:
-            pid = int(info.get("pid"))
-        except (TypeError, ValueError):
+    key = os.path.abspath(path)
+    now = time.monotonic()
+    with _WATCHED_LOCK:
+        seen = _WATCHED.get(key)
+        if seen is None or seen[0] != fingerprint:
+            _WATCHED[key] = (fingerprint, now)
             return False
-        return not pid_alive(pid)
-    return False
+        return now - seen[1] > _limit(info, stale_after)
 
 
 def lock_state(path: Path, stale_after: float | None = None) -> str:
@@ -117,12 +144,12 @@ def lock_state(path: Path, stale_after: float | None = None) -> str:
     read = read_lock(path)
     if read is None:
         return "absent"
-    info, mtime = read
-    return "stale" if lock_is_stale(info, mtime, stale_after=stale_after) else "live"
+    info, fingerprint = read
+    return "stale" if lock_is_stale(path, info, fingerprint, stale_after=stale_after) else "live"
 
 
 @contextlib.contextmanager
-def _guard(folder: Path):
+def guard(folder: Path) -> Iterator[None]:
     """An exclusive flock on `<folder>/.takeover.lock` (the runs folder); a no-op where flock is
     unsupported."""
     try:
@@ -130,8 +157,13 @@ def _guard(folder: Path):
     except ImportError:  # pragma: no cover - not POSIX
         yield
         return
-    try:
-        fd = os.open(folder / GUARD_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:  # read-only is enough for flock, and works where creating would not (a read-only store)
+        fd = os.open(folder / GUARD_NAME, os.O_RDONLY)
+    except FileNotFoundError:
+        try:
+            fd = os.open(folder / GUARD_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise write_error(folder / GUARD_NAME, exc) from exc
     except OSError as exc:
         raise write_error(folder / GUARD_NAME, exc) from exc
     try:
@@ -143,6 +175,9 @@ def _guard(folder: Path):
         yield
     finally:
         os.close(fd)  # closing releases the flock
+
+
+_guard = guard
 
 
 class RunLock:
@@ -160,67 +195,74 @@ class RunLock:
         self.token = uuid.uuid4().hex
         self.info: dict[str, Any] = {}
         self.took_over: dict[str, Any] | None = None  # the stale lock's content, after a takeover
+        self.beats = 0
         self._held = False
         self._lost = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._last_beat = 0.0
         self._on_release: list[Any] = []
+
+    @property
+    def _guard_folder(self) -> Path:
+        return self.path.parent.parent
 
     # -- acquisition ----------------------------------------------------------------------------
     def _content(self) -> bytes:
-        self.info = {"host": _HOST, "pid": os.getpid(), "time": time.time(), "token": self.token,
-                     "heartbeat_interval": self.heartbeat_interval, "stale_after": self.stale_after}
+        # "time" is for people reading the file; no reader compares it with a clock.
+        self.info = {"host": _HOST, "pid": os.getpid(), "token": self.token, "beat": self.beats,
+                     "time": time.time(), "heartbeat_interval": self.heartbeat_interval,
+                     "stale_after": self.stale_after}
         return (json.dumps(self.info) + "\n").encode()
+
+    def _write_tmp(self) -> Path:
+        tmp = tmp_path(self.path)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                _write_all(fd, self._content())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise write_error(self.path, exc) from exc
+        return tmp
 
     def _create_exclusive(self) -> bool:
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            tmp = self._write_tmp()
+        except StoreWriteError:
+            if self.path.parent.is_dir():
+                raise
+            try:  # the run folder was removed (clean) meanwhile: recreate it
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise write_error(self.path.parent, exc) from exc
+            tmp = self._write_tmp()
+        try:
+            os.link(tmp, self.path)
         except FileExistsError:
             return False
-        except FileNotFoundError:  # the run folder was removed (clean) meanwhile: recreate it
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                return False
-            except OSError as exc:
-                raise write_error(self.path, exc) from exc
         except OSError as exc:
             raise write_error(self.path, exc) from exc
-        try:
-            _write_all(fd, self._content())
-            os.fsync(fd)
-        except OSError as exc:
-            os.close(fd)
+        finally:
             with contextlib.suppress(OSError):
-                os.unlink(self.path)
-            raise write_error(self.path, exc) from exc
-        os.close(fd)
+                os.unlink(tmp)
         fsync_dir(self.path.parent)
         return True
 
-    def _take_over(self, seen: dict[str, Any] | None, seen_mtime: float) -> str:
+    def _take_over(self, seen: tuple) -> str:
         """'won', 'busy' or 'gone' (the lock vanished: try creating again)."""
-        with _guard(self.path.parent.parent):
+        with guard(self._guard_folder):
             read = read_lock(self.path)
             if read is None:
                 return "gone"
-            info, mtime = read
-            if info is not None and seen is not None:
-                same = info.get("token") == seen.get("token")
-            else:  # unparseable: the same file if it is still unparseable and untouched
-                same = info is None and seen is None and mtime == seen_mtime
-            if not same or not lock_is_stale(info, mtime):
+            info, fingerprint = read
+            if fingerprint != seen or not lock_is_stale(self.path, info, fingerprint):
                 return "busy"
-            tmp = tmp_path(self.path)
+            tmp = self._write_tmp()
             try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                try:
-                    _write_all(fd, self._content())
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
                 os.replace(tmp, self.path)
             except OSError as exc:
                 with contextlib.suppress(OSError):
@@ -231,7 +273,7 @@ class RunLock:
             return "won"
 
     def try_acquire(self) -> bool:
-        """Claim the lock; False when a live worker holds it."""
+        """Claim the lock; False when a worker that may be live holds it."""
         if self._held:
             raise RuntimeError("lock already held by this RunLock")
         for _ in range(100):
@@ -240,10 +282,10 @@ class RunLock:
             read = read_lock(self.path)
             if read is None:
                 continue  # released meanwhile: try again
-            info, mtime = read
-            if not lock_is_stale(info, mtime):
+            info, fingerprint = read
+            if not lock_is_stale(self.path, info, fingerprint):
                 return False
-            outcome = self._take_over(info, mtime)
+            outcome = self._take_over(fingerprint)
             if outcome == "won":
                 break
             if outcome == "busy":
@@ -251,7 +293,6 @@ class RunLock:
         else:  # pragma: no cover - pathological churn
             return False
         self._held = True
-        self._last_beat = time.time()
         return True
 
     def acquire(self) -> RunLock:
@@ -260,36 +301,50 @@ class RunLock:
             who, after = "", DEFAULT_HEARTBEAT * STALE_FACTOR
             if holder is not None and holder[0] is not None:
                 who = f" by {holder[0].get('host')}:{holder[0].get('pid')}"
-                after = holder[0].get("stale_after", after)
+                after = _limit(holder[0], None)
             raise RunBusy(f"run {self.path.parent.name} is being run{who} (lock {self.path}); wait for it to "
-                          f"finish, or, if that worker is gone, for its heartbeat to lapse ({after:g}s)")
+                          f"finish, or, if that worker is gone, re-run: a sweep takes a lock over once its "
+                          f"heartbeat has stopped for {after:g}s")
         return self
 
-    # -- heartbeat ------------------------------------------------------------------------------
-    @property
-    def _lapse_limit(self) -> float:
-        return max(self.stale_after - self.heartbeat_interval, self.stale_after / 2)
-
+    # -- ownership and fencing -------------------------------------------------------------------
     def _owned(self) -> bool:
         read = read_lock(self.path)
         return read is not None and read[0] is not None and read[0].get("token") == self.token
 
+    @contextlib.contextmanager
+    def fenced(self) -> Iterator[None]:
+        """Hold the store's guard while the lock still carries this worker's token: what is done
+        inside cannot interleave with a takeover. LockLost (nothing done) when it is not ours."""
+        if not self._held:
+            yield
+            return
+        with guard(self._guard_folder):
+            if self._lost.is_set() or not self._owned():
+                self._lost.set()
+                raise LockLost(f"the lock on run {self.path.parent.name} was taken over by another worker "
+                               f"(this one stalled past its heartbeat); this worker stopped writing to it")
+            yield
+
+    # -- heartbeat ------------------------------------------------------------------------------
     def beat(self) -> bool:
-        """Touch the lock once; False (and the lock counts as lost) when it is no longer ours."""
+        """Advance the beat counter once; False (and the lock counts as lost) when it is no longer ours."""
         if not self._held or self._lost.is_set():
             return False
-        now = time.time()
-        if now - self._last_beat > self._lapse_limit or not self._owned():
-            self._lost.set()
-            return False
         try:
-            os.utime(self.path)
-        except FileNotFoundError:
-            self._lost.set()
+            with self.fenced():
+                self.beats += 1
+                tmp = self._write_tmp()
+                try:
+                    os.replace(tmp, self.path)
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp)
+                    raise
+        except LockLost:
             return False
-        except OSError:
-            return True  # a transient failure; the next beat retries, lapse detection still applies
-        self._last_beat = now
+        except (OSError, StoreWriteError):
+            return True  # a transient failure (disk full, ...); the next beat retries
         return True
 
     def _run_heartbeat(self) -> None:
@@ -316,15 +371,16 @@ class RunLock:
 
     @property
     def lost(self) -> bool:
-        if self._held and not self._lost.is_set() and time.time() - self._last_beat > self._lapse_limit:
+        """Whether another worker took the lock over (checked on disk, not by any clock)."""
+        if self._held and not self._lost.is_set() and not self._owned():
             self._lost.set()
         return self._lost.is_set()
 
     def check(self) -> None:
-        """Raise LockLost when another worker may have taken the lock over."""
+        """Raise LockLost when another worker took the lock over."""
         if self._held and self.lost:
-            raise LockLost(f"the lock on run {self.path.parent.name} lapsed and may have been taken over by "
-                           f"another worker; this worker stopped writing to it")
+            raise LockLost(f"the lock on run {self.path.parent.name} was taken over by another worker "
+                           f"(this one stalled past its heartbeat); this worker stopped writing to it")
 
     # -- release --------------------------------------------------------------------------------
     def release(self) -> None:
@@ -332,11 +388,14 @@ class RunLock:
             return
         self.stop_heartbeat()
         try:
-            if not self.lost and self._owned():
-                os.unlink(self.path)
-                fsync_dir(self.path.parent)
+            with guard(self._guard_folder):
+                if not self._lost.is_set() and self._owned():
+                    os.unlink(self.path)
+                    fsync_dir(self.path.parent)
         except FileNotFoundError:
             pass
+        except StoreWriteError:
+            pass  # the guard cannot be opened (read-only store): the lock, if ours, goes stale
         except OSError as exc:
             raise StoreWriteError(f"cannot remove lock {self.path}: {exc.strerror or exc}") from exc
         finally:

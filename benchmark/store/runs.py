@@ -38,6 +38,7 @@ the cost (tens of KB per epoch, one fsync) is negligible beside an epoch of trai
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -62,6 +63,7 @@ from msabench.store.format import (
     Predictions,
     PredKey,
     check_schema,
+    check_spec_shape,
     ids_key,
     normalise_record,
     parse_key,
@@ -97,6 +99,9 @@ SPEC, ENV, RECORDS, PREDICTIONS = "spec.json", "env.json", "records.jsonl", "pre
 LOCK, FAILED, DONE = "lock", "failed.json", "done"
 _RESERVED = {SPEC, ENV, RECORDS, PREDICTIONS, LOCK, FAILED, DONE}
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+# The folders the store makes: RunSpec.run_id, 20 hex digits. Anything else under runs/ is foreign
+# (a user's folder, a link): listed, never read as a run, never deleted.
+RUN_ID_RE = re.compile(r"[0-9a-f]{20}")
 
 
 def should_run(status: str, retry_failed: bool = False) -> bool:
@@ -138,6 +143,7 @@ class RunDir:
         """'done' | 'failed' | 'running' (a live lock) | 'incomplete' (started, neither done nor
         failed, no live lock) | 'absent'. With `ignore_own_lock`, the lock this RunDir holds does not
         count (the re-check after claiming)."""
+        self._check_inside()
         if not self.path.is_dir():
             return "absent"
         if (self.path / DONE).exists():
@@ -149,6 +155,13 @@ class RunDir:
         if (self.path / FAILED).exists():
             return "failed"
         return "incomplete"
+
+    def _check_inside(self) -> None:
+        """A run folder that is a symbolic link would make the store read, reset and delete files
+        elsewhere: refused, never followed."""
+        if self.path.is_symlink():
+            raise StoreError(f"run folder {self.path} is a symbolic link (to {os.readlink(self.path)}); the store "
+                             f"never follows links out of itself: remove the link (rm {self.path}), then re-run")
 
     def lock_info(self) -> dict[str, Any] | None:
         read = read_lock(self.lock_path)
@@ -164,12 +177,14 @@ class RunDir:
         clears what is in the folder: re-check `status(ignore_own_lock=True)`, then `reset()`."""
         if self._lock is not None and self._lock.held:
             raise RuntimeError(f"run {self.run_id} is already claimed by this RunDir")
+        self._check_inside()
         mkdirs(self.path)
         lock = RunLock(self.lock_path, heartbeat_interval, stale_after)
         if not lock.try_acquire():
             return lock
         lock._on_release.append(self._released)
         self._lock = lock
+        self._record_lines = []  # records in the folder are an earlier holder's: never merged into ours
         lock.start_heartbeat()
         return lock
 
@@ -181,25 +196,34 @@ class RunDir:
         if self._lock is not None:
             self._lock.check()
 
+    def _fenced(self):
+        """Held around anything that publishes or deletes a file of a claimed run (see msabench.store.lock)."""
+        return self._lock.fenced() if self._lock is not None else contextlib.nullcontext()
+
     def reset(self) -> None:
         """Remove everything in the folder but the lock (`done` first): the outputs of an earlier
         attempt (records, predictions, checkpoints, failed.json, ...)."""
         self._check_writable()
-        self._record_lines = None
+        self._check_inside()
+        self._record_lines = [] if self._lock is not None else None
         try:
             if not self.path.is_dir():
                 return
-            (self.path / DONE).unlink(missing_ok=True)
-            for entry in sorted(self.path.iterdir()):
-                if entry.name == LOCK:
-                    continue
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry)
-                else:
-                    entry.unlink(missing_ok=True)
-            fsync_dir(self.path)
+            with self._fenced():
+                self._remove_contents()
         except OSError as exc:
             raise write_error(self.path, exc) from exc
+
+    def _remove_contents(self) -> None:
+        (self.path / DONE).unlink(missing_ok=True)
+        for entry in sorted(self.path.iterdir()):
+            if entry.name == LOCK:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink(missing_ok=True)  # a link is removed, never followed
+        fsync_dir(self.path)
 
     # -- generic files ------------------------------------------------------------------------------
     def _user_file(self, name: str) -> Path:
@@ -211,7 +235,7 @@ class RunDir:
     def _write(self, path: Path, data: bytes) -> None:
         self._check_writable()
         mkdirs(self.path)
-        atomic_write_bytes(path, data)
+        atomic_write_bytes(path, data, fence=self._fenced if self._lock is not None else None)
 
     def write_bytes(self, name: str, data: bytes) -> Path:
         path = self._user_file(name)
@@ -253,6 +277,7 @@ class RunDir:
         path = self.path / SPEC
         data = read_json_file(path)
         check_schema(path, data, RUNSPEC_SCHEMA)
+        check_spec_shape(path, data)
         return data
 
     def read_spec(self) -> RunSpec:
@@ -388,7 +413,8 @@ class RunDir:
         if not (self.path / SPEC).exists():
             raise StoreError(f"run {self.run_id} has no spec.json; write_spec before mark_done")
         try:
-            (self.path / FAILED).unlink(missing_ok=True)
+            with self._fenced():
+                (self.path / FAILED).unlink(missing_ok=True)
         except OSError as exc:
             raise write_error(self.path / FAILED, exc) from exc
         data = {"schema": DONE_SCHEMA, "run_id": self.run_id, "time": _now(), "written_by": __version__}
@@ -404,8 +430,13 @@ class RunDir:
         status = self.status()
         if status == "done" or (status == "failed" and (self.path / SPEC).exists()):
             self.read_spec_dict()
+        if status in ("done", "failed") and (self.path / ENV).exists():
+            self.read_env()  # a newer schema (or damage) is named, never read silently
         if status == "done":
-            self._read_record_lines()
+            if not self._read_record_lines():  # a done run always has records: its mean would lose a seed
+                path = self.path / RECORDS
+                raise StoreError(f"{path} is {'empty' if path.exists() else 'missing'} although run {self.run_id} is "
+                                 f"done (a damaged store): delete the run folder {self.path}, then re-run")
         elif status == "failed":
             self.read_failed()
 
@@ -427,7 +458,8 @@ class Store:
     def run(self, spec_or_id: RunSpec | str) -> RunDir:
         run_id = spec_or_id.run_id if isinstance(spec_or_id, RunSpec) else str(spec_or_id)
         if not _NAME_RE.fullmatch(run_id):
-            raise ValueError(f"bad run id {run_id!r}")
+            raise StoreError(f"{run_id[:80]!r} is not a run id (run ids are 20 hex digits; `msabench status --out "
+                             f"{self.root}` lists the store's runs)")
         return RunDir(self.runs_dir / run_id, stale_after=self.stale_after)
 
     run_dir = run
@@ -435,10 +467,31 @@ class Store:
     def __contains__(self, spec_or_id: RunSpec | str) -> bool:
         return self.run(spec_or_id).path.is_dir()
 
-    def run_ids(self) -> list[str]:
+    def _entries(self) -> list[os.DirEntry]:
         if not self.runs_dir.is_dir():
             return []
-        return sorted(p.name for p in self.runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+        try:
+            with os.scandir(self.runs_dir) as it:
+                return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+        except OSError as exc:
+            raise StoreError(f"cannot list {self.runs_dir}: {exc.strerror or exc}") from exc
+
+    def run_ids(self) -> list[str]:
+        """The run folders the store made (real folders named like a run id); see `foreign`."""
+        return [e.name for e in self._entries() if RUN_ID_RE.fullmatch(e.name) and e.is_dir(follow_symlinks=False)]
+
+    def foreign(self) -> list[str]:
+        """Entries of runs/ the store did not make (other names, files, symbolic links): left alone."""
+        return [e.name for e in self._entries()
+                if not (RUN_ID_RE.fullmatch(e.name) and e.is_dir(follow_symlinks=False))]
+
+    def foreign_note(self) -> str | None:
+        names = self.foreign()
+        if not names:
+            return None
+        shown = ", ".join(repr(n) for n in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        return (f"note: {len(names)} entr{'y' if len(names) == 1 else 'ies'} in {self.runs_dir} the store did not "
+                f"make (left alone): {shown}")
 
     def runs(self, status: str | None = None) -> Iterator[RunDir]:
         for run_id in self.run_ids():
