@@ -14,11 +14,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-
+from fabricate import fabricate_views, write_store
 from fixtures.faults import DiskFault, leftover_temp_files
+
 from msabench.cli import main as _main
 from msabench.protocols.templates import TEMPLATES
-from fabricate import fabricate_views, write_store
 
 
 def main(args: list[str]) -> int:

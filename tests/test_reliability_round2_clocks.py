@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import time
-from pathlib import Path
 
 import pytest
-
 from fixtures import skew
-from msabench.cli import main
-from msabench.store.runs import LockLost, Store
 from store_compare import store_differences
+
+from msabench.cli import main
 from msabench.store.lock import lock_state
+from msabench.store.runs import LockLost, Store
 
 SWEEP = ["run", "--protocol", "standard", "--dataset", "synth-mosi", "--tiny", "--no-mlflow", "--threads", "1",
          "--device", "cpu", "--model", "linear_probe", "--seeds", "1,2"]

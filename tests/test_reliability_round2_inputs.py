@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from fixtures import faults
+
 from msabench.cli import main
 
 RUN = ["run", "--protocol", "standard", "--dataset", "synth-mosi", "--tiny", "--no-mlflow", "--threads", "1",
@@ -94,8 +94,9 @@ def test_feature_analysis_of_a_model_without_features_fails_before_training(tmp_
 @pytest.fixture(scope="module")
 def tiny_store(tmp_path_factory):
     """A fabricated missing-rate store: it has curves to plot."""
-    from msabench.protocols.templates import TEMPLATES
     from fabricate import fabricate_views, write_store
+
+    from msabench.protocols.templates import TEMPLATES
 
     out = tmp_path_factory.mktemp("inputs") / "store"
     write_store(fabricate_views(TEMPLATES.get("emt-table6"), ["tfn"], seeds=(1, 2)), str(out))

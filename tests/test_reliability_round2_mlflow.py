@@ -11,6 +11,7 @@ import sqlite3
 from pathlib import Path
 
 from fixtures.faults import DiskFault
+
 from msabench.cli import main
 
 RUN = ["run", "--protocol", "standard", "--dataset", "synth-mosi", "--tiny", "--threads", "1", "--device", "cpu",

@@ -10,15 +10,14 @@ from __future__ import annotations
 import pickle
 import time
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
-
 from fixtures import faults
+
 from msabench.cli import main
-from msabench.data import safe_pickle
 from msabench.core.errors import UserError
+from msabench.data import safe_pickle
 
 
 def one_error_line(err: str) -> str:

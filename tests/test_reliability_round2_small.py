@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from fixtures import faults
+
 from msabench.cli import main
 from msabench.store.runs import Store
 

@@ -13,8 +13,6 @@ from msabench.core.errors import UserError
 from msabench.plan.sweep import MAX_SEEDS
 
 
-
-
 def parse_seeds(seeds: str | None, n_seeds: int | None) -> tuple[int, ...] | None:
     if seeds and n_seeds:
         raise UserError("give --seeds or --n-seeds, not both")

@@ -17,8 +17,9 @@ import threading
 import uuid
 import zipfile
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, ContextManager
+from typing import Any
 
 import numpy as np
 
@@ -90,7 +91,7 @@ def tmp_path(path: Path) -> Path:
     return path.with_name(f"{TMP_PREFIX}{path.name}-{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex[:8]}")
 
 
-def atomic_write_bytes(path: Path | str, data: bytes, fence: Callable[[], ContextManager[Any]] | None = None) -> None:
+def atomic_write_bytes(path: Path | str, data: bytes, fence: Callable[[], AbstractContextManager[Any]] | None = None) -> None:
     """Write `data` to `path` atomically and durably; StoreWriteError on an OSError. `fence`: a
     context manager factory held around the rename that publishes the file (a run lock's ownership
     check: a worker whose lock was taken over publishes nothing)."""
