@@ -91,7 +91,8 @@ def tmp_path(path: Path) -> Path:
     return path.with_name(f"{TMP_PREFIX}{path.name}-{os.getpid()}-{threading.get_ident()}-{uuid.uuid4().hex[:8]}")
 
 
-def atomic_write_bytes(path: Path | str, data: bytes, fence: Callable[[], AbstractContextManager[Any]] | None = None) -> None:
+def atomic_write_bytes(path: Path | str, data: bytes,
+                       fence: Callable[[], AbstractContextManager[Any]] | None = None) -> None:
     """Write `data` to `path` atomically and durably; StoreWriteError on an OSError. `fence`: a
     context manager factory held around the rename that publishes the file (a run lock's ownership
     check: a worker whose lock was taken over publishes nothing)."""
