@@ -3,9 +3,11 @@
 Parametrised from `MODELS.names()`: adding a plugin (one file + one import line) needs no edit
 here. The checks themselves live in `msabench.api.conformance` (a plugin author runs the same
 ones). They drive `training_step` as the loop does, and read capability flags (MASKS_PADDING,
-HAS_TRAINABLE_PARAMS, CONFORMANCE_EPOCHS), never a model's name. The default run checks each model
-on its first task with both text kinds and one loss-falls case; `-m slow` adds the full
-task x text-kind matrix. Every test has a time limit (`time_limit` marker, tests/conftest.py).
+HAS_TRAINABLE_PARAMS, CONFORMANCE_EPOCHS), never a model's name. Every test has a time limit
+(`time_limit` marker, tests/conftest.py). The default run (`pytest`) checks each model on its first task with both text kinds and one
+loss-falls case; the full task x text-kind matrix is marked `conformance_matrix` and runs with
+`pytest -m conformance_matrix` (it is kept out of the default suite so that the suite's time grows
+by a few seconds per model, not by the matrix).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def _cases(trainable_only: bool = False, full: bool = False):
                     continue
                 quick = i == 0
                 if quick or full:
-                    marks = () if quick else (pytest.mark.slow,)
+                    marks = () if quick else (pytest.mark.slow, pytest.mark.conformance_matrix)
                     yield pytest.param(name, task, kind, id=f"{name}-{task}-{kind}", marks=marks)
 
 
@@ -107,7 +109,8 @@ def _loss_cases():
         name, task, kind = p.values
         cls = MODELS.get(name)
         quick = task == cls.TASKS[0] and kind == "features"
-        yield pytest.param(name, task, kind, id=p.id, marks=() if quick else (pytest.mark.slow,))
+        yield pytest.param(name, task, kind, id=p.id,
+                           marks=() if quick else (pytest.mark.slow, pytest.mark.conformance_matrix))
 
 
 @pytest.mark.parametrize("name,task,kind", list(_loss_cases()))
