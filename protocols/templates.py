@@ -554,6 +554,7 @@ def template_requests(name: str, *, real: bool = False, datasets: Sequence[str] 
     the real datasets. `registered` (model names) defaults to the model registry.
     """
     from msabench.core.config import parse_model_spec
+    from msabench.data.names import all_synthetic
     from msabench.plan.request import Request
 
     template = TEMPLATES.get(name)
@@ -565,6 +566,9 @@ def template_requests(name: str, *, real: bool = False, datasets: Sequence[str] 
         registered = MODELS.names()
         variants = {n: set(getattr(cls, "VARIANTS", {}) or {}) for n, cls in MODELS.items()}
     registered = set(registered)
+    aligned_models: set[str] = set()
+    if variants is not None:
+        aligned_models = {n for n, cls in MODELS.items() if getattr(cls, "NEEDS_ALIGNED", False)}
     runnable: list[tuple[str, tuple[str, ...] | None]] = []
     for row in template.rows:
         if row.model is None:
@@ -576,7 +580,13 @@ def template_requests(name: str, *, real: bool = False, datasets: Sequence[str] 
         if variants is not None and spec.variant and spec.variant not in variants.get(spec.name, set()):
             echo(f"{name}: skipping {row.label!r}: {spec.name} has no variant {spec.variant!r} yet (published only)")
             continue
-        runnable.append((row.model, row.modalities))
+        model = row.model
+        if spec.name in aligned_models and not any(k in spec.overrides for k in ("data.aligned", "data.source")):
+            # a row whose model needs word-aligned input reads the aligned files (synthetic: data.aligned)
+            on_real = real or (datasets and not all_synthetic(datasets))
+            aligned = {"data.source": "aligned"} if on_real else {"data.aligned": True}
+            model = str(type(spec)(spec.name, spec.variant, {**spec.overrides, **aligned}))
+        runnable.append((model, row.modalities))
     if not runnable:
         raise UserError(
             f"no row of table {name!r} has a registered model yet, so there is nothing to run for it; its rows "

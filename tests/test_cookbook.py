@@ -193,3 +193,14 @@ def test_a_model_that_needs_aligned_input_is_refused_at_plan_time_on_unaligned_d
         assert len(err.strip().splitlines()) == 1
         assert main(args + ["--set", "data.aligned=true"]) == 0
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_table_rows_whose_model_needs_aligned_input_read_aligned_data():
+    """`run --table` plans a NEEDS_ALIGNED row (ef_lstm in mtmd-table1) on aligned synthetic data."""
+    from msabench.plan.sweep import plan_requests
+    from msabench.protocols.templates import template_requests
+
+    specs = plan_requests(template_requests("mtmd-table1", seeds=(1,), tiny=True, echo=lambda m: None))
+    by_model = {s.model: s for s in specs}
+    assert by_model["ef_lstm"].config["data.aligned"] is True
+    assert by_model["lf_dnn"].config["data.aligned"] is False

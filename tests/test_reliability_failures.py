@@ -106,7 +106,9 @@ def test_failures_are_explained_shown_as_gaps_and_rerun_with_retry_failed(tmp_pa
     assert all((store.run_dir(r).path / "done").read_text() == t for r, t in done_before.items())  # not redone
     assert faults.incomplete_done_runs(out) == []
     assert main(["status", "--out", str(out)]) == 0
-    assert _lines(capsys.readouterr().out) == ["done 12"]
+    status = _lines(capsys.readouterr().out)
+    # tiny fault-model runs may predict a constant: status names those (issue 21), nothing else
+    assert status[0] == "done 12" and all(line.startswith("degenerate ") for line in status[1:]), status
     assert main(["report", "--out", str(out)]) == 0
     report, err = capsys.readouterr()
     assert "Missing" not in report and "not in these tables" not in err
