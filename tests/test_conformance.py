@@ -5,9 +5,9 @@ here. The checks themselves live in `msabench.api.conformance` (a plugin author 
 ones). They drive `training_step` as the loop does, and read capability flags (MASKS_PADDING,
 HAS_TRAINABLE_PARAMS, CONFORMANCE_EPOCHS), never a model's name. Every test has a time limit
 (`time_limit` marker, tests/conftest.py). The default run (`pytest`) checks each model on its
-first task with both text kinds and one loss-falls case; the full task x text-kind matrix is marked `conformance_matrix` and runs with
-`pytest -m conformance_matrix` (it is kept out of the default suite so that the suite's time grows
-by a few seconds per model, not by the matrix).
+first task with both text kinds and one loss-falls case; the full task x text-kind matrix is
+marked `conformance_matrix` and runs with `pytest -m conformance_matrix` (kept out of the default
+suite so that the suite's time grows by a few seconds per model, not by the matrix).
 """
 
 from __future__ import annotations
