@@ -35,7 +35,7 @@ def test_the_dataset_registry_agrees_with_the_names_module():
 def test_protocol_kinds_are_attributes():
     assert set(names_of_kind("dg")) == {"dg-single", "dg-multisource"}
     assert set(names_of_kind("missing-rate")) == {"missing-rate", "missing-rate-eval"}
-    assert [n for n, p in PROTOCOLS.items() if p.tests_every_rate] == ["missing-rate-eval"]
+    assert [n for n, p in PROTOCOLS.items() if p.tests_every_rate] == ["missing-random", "missing-rate-eval"]
     assert [n for n, p in PROTOCOLS.items() if p.analyses_stored_runs] == ["feature-analysis"]
     assert PROTOCOLS.get("dg-single").is_dg and not PROTOCOLS.get("standard").is_dg
     assert kind_of("no-such-protocol") == "" and protocol_of("no-such-protocol") is None
