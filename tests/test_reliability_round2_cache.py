@@ -61,6 +61,10 @@ class FolderFault:
 @pytest.mark.parametrize("code,words", [(errno.EROFS, "Read-only file system"), (errno.ENOSPC, "No space left")])
 @pytest.mark.parametrize("via", ["MSABENCH_CACHE", "HOME"])
 def test_run_with_a_read_only_or_full_cache_is_one_line(tmp_path, capsys, monkeypatch, code, words, via):
+    import msabench.plan.planner as planner
+
+    # datasets an earlier test loaded in this process are reused without touching the cache: start empty
+    monkeypatch.setattr(planner, "_LOADED", {})
     cache = tmp_path / "cache"
     cache.mkdir()
     monkeypatch.delenv("MSABENCH_CACHE", raising=False)
