@@ -14,5 +14,6 @@ from msabench.models import lmf  # noqa: F401
 from msabench.models import mctn  # noqa: F401
 from msabench.models import mfm  # noqa: F401
 from msabench.models import mfn  # noqa: F401
+from msabench.models import mica  # noqa: F401
 from msabench.models import mult  # noqa: F401
 from msabench.models import tfn  # noqa: F401
