@@ -16,4 +16,5 @@ from msabench.models import mfm  # noqa: F401
 from msabench.models import mfn  # noqa: F401
 from msabench.models import mica  # noqa: F401
 from msabench.models import mult  # noqa: F401
+from msabench.models import s2lif  # noqa: F401
 from msabench.models import tfn  # noqa: F401
