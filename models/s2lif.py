@@ -33,7 +33,8 @@ predicts as it did when it was saved):
 - `order=tv` (T&V): after the warm-up one stage with L = L_t + L_v, nothing detached;
 - one modality (the run's modalities, or `model.modalities=t|v`): warm-up, then the one
   classifier with its mask. The prediction is the first classifier's during the first stage and the
-  joint classifier's otherwise. `should_stop` vetoes early stopping before the last stage.
+  joint classifier's otherwise. `should_stop` vetoes early stopping before the last stage and in its first
+  `train.patience` epochs.
 - `first_stage_share`: the share of the epochs after the warm-up given to the first stage (the
   paper does not say how its 200 epochs are split). When a run has fewer epochs than the warm-up
   plus one per stage, the warm-up is shortened first.
@@ -65,8 +66,10 @@ the best of the 200 epochs by validation (no early stopping: `train.patience` 20
 encoder ELECTRA ("google/electra-base-discriminator": the paper does not give the size) is the
 `text.encoder` of every family's preset, so `--tiny` on the synthetic suite swaps it for tiny-bert
 and `--set text.encoder=...` picks another. `hidden` 128, `num_heads` 4, `dropout` 0.1,
-`keyframe_stride` 2, `sparsity_weight` (alpha) 0.01, `first_stage_share` 0.5: not given by the paper,
-this harness's choices.
+`keyframe_stride` 2, `sparsity_weight` (alpha) 0.01, `first_stage_share` 0.5, `mask_r_init` 1: not
+given by the paper, this harness's choices. With Adam a threshold s rises by about the lr per step, so
+a feature is first removed after roughly |r| / lr steps (r = 1: some 14k steps at 7e-5, within the
+paper's 200 epochs); short synthetic runs need a higher lr or a smaller `mask_r_init` to become sparse.
 
 Deviations:
 - No public code; everything the paper leaves open is a choice of this re-implementation: the
@@ -346,6 +349,11 @@ class S2LIF(MSAModel):
         return S2LIFConfig(hidden=8, num_heads=2, dropout=0.0, token_embed_dim=8, warmup_epochs=1,
                            keyframe_stride=1)
 
+    def inference_parameter_count(self) -> int:
+        """Without the reconstruction GRU (eq. 23), which only trains."""
+        gru = sum(p.numel() for p in self.keyframe.gru.parameters()) if getattr(self, "keyframe", None) else 0
+        return super().inference_parameter_count() - gru
+
     # -- stages ---------------------------------------------------------------------------------
 
     def on_epoch_start(self, ctx: Any) -> None:
@@ -354,9 +362,16 @@ class S2LIF(MSAModel):
         self.stage_code.fill_(stage.code)
 
     def should_stop(self, ctx: Any, patience_exhausted: bool) -> bool:
-        # the stopping veto: early stopping never cuts the warm-up or the first stage short
+        """The stopping veto: early stopping never ends the warm-up or the first stage, and it ends the
+        last stage only once that stage has run `train.patience` epochs itself (the best epoch so far
+        may lie in an earlier stage, whose predictions came from another classifier)."""
         last_code = FIRST if self.second is None else BOTH
-        return patience_exhausted and int(self.stage_code) == last_code
+        if not patience_exhausted or int(self.stage_code) != last_code:
+            return False
+        start = next(e for e in range(ctx.epoch + 1)
+                     if stage_at(e, ctx.epochs, self.cfg, self.modalities).code == last_code)
+        patience = int(ctx.train_cfg.get("train.patience", 0)) if ctx.train_cfg else 0
+        return ctx.epoch - start + 1 >= patience
 
     # -- forward --------------------------------------------------------------------------------
 

@@ -103,14 +103,15 @@ def test_learning_orders_as_stages():
 
 def test_stopping_veto_holds_until_the_last_stage():
     model = _model(dataclasses.replace(S2LIF.tiny(), warmup_epochs=2))
-    ctx = SimpleNamespace(epoch=0, epochs=8, stage="")
+    ctx = SimpleNamespace(epoch=0, epochs=10, stage="", train_cfg={"train.patience": 2})
     seen = []
-    for epoch in range(8):
+    for epoch in range(10):
         ctx.epoch = epoch
         model.on_epoch_start(ctx)
         seen.append((ctx.stage, model.should_stop(ctx, True), model.should_stop(ctx, False)))
-    assert [s for s, _, _ in seen] == ["warmup"] * 2 + ["text"] * 3 + ["vision|text"] * 3
-    assert [stop for _, stop, _ in seen] == [False] * 5 + [True] * 3  # patience may end only the last stage
+    assert [s for s, _, _ in seen] == ["warmup"] * 2 + ["text"] * 4 + ["vision|text"] * 4
+    # patience may end only the last stage, and only after that stage's own first `patience` epochs
+    assert [stop for _, stop, _ in seen] == [False] * 7 + [True] * 3
     assert not any(stop for _, _, stop in seen)
 
 
@@ -204,6 +205,14 @@ def test_keyframe_decisions_reconstruction_and_padding():
     _, keep, recon = module(x, mask)
     recon.backward()
     assert module.decide[0].weight.grad is not None and module.decide[0].weight.grad.abs().sum() > 0
+
+
+def test_inference_parameters_leave_out_the_reconstruction_gru():
+    model = _model()
+    total = sum(p.numel() for p in model.parameters())
+    assert model.inference_parameter_count() == total - sum(p.numel() for p in model.keyframe.gru.parameters())
+    plain = _model(dataclasses.replace(S2LIF.tiny(), keyframe_mask=False))
+    assert plain.inference_parameter_count() == sum(p.numel() for p in plain.parameters())
 
 
 def test_without_keyframe_mask_there_is_no_reconstruction_loss():
