@@ -42,8 +42,12 @@ predicts as it did when it was saved):
 Switches (Table 3 and the analyses):
 - `evidence`: `selected` (the model), `noise` (Table 3 "Add Noise": the classifiers read Gaussian
   noise, scaled to the selected features' spread, in place of the selected features), `removed`
-  (Table 3 "Using DS": they read the features the mask removes, x * r * (1 - p)); applied wherever
-  the masks are on (after the warm-up), in training and evaluation;
+  (Table 3 "Using DS": they read the features the mask removes, x * r * (1 - p)); applied in every
+  stage, in training and evaluation (in the warm-up the masks are off, m = 1: "noise" replaces the
+  unmasked features and "removed" gives zeros, since nothing is removed yet). With `removed` the
+  classifier's gradient reaches the mask through 1 - p, so the mask learns to remove what that
+  classifier needs: on synth-dg the run recovers after a few epochs, where the paper's Table 3 shows
+  chance-level (constant "positive") predictions;
 - `keyframe_mask=false`: Table 3 "w/o key-frame mask" (all frames kept, no L_recon);
 - `mask_space`: `hidden` (the paper: masks on the encoders' outputs) or `input` (the masks act on the
   input features, before the encoders, so that `feature-analysis` can score the selection against
@@ -92,6 +96,8 @@ Deviations:
   condition modality's selection is learned by its own loss (eq. 17) only; the paper does not say.
 - The frame encoder's Transformer layer is MulT's pre-LN layer with sinusoidal positions (the
   shared block), not necessarily the paper's.
+- `evidence=noise` draws the noise anew at every forward pass, evaluation included (a run stays
+  reproducible from its seed, but two evaluations of one checkpoint differ).
 - Regression and multilabel tasks (not in the paper) replace the cross-entropies by the harness's
   task loss.
 """
@@ -394,12 +400,11 @@ class S2LIF(MSAModel):
                          ) -> tuple[torch.Tensor, torch.Tensor]:
         """(tokens the classifier's evidence is pooled from, the mask vector of eq. 14)."""
         layer: LearnableMask = self.masks[m]
-        if not masks_on:
-            return x, torch.ones(x.shape[-1], device=x.device, dtype=x.dtype)
         if self.cfg.evidence == "removed":
-            vector = layer.complement_vector()
+            # in the warm-up the masks are off (m = 1): nothing is removed, the evidence is zero
+            vector = layer.complement_vector() if masks_on else x.new_zeros(x.shape[-1])
             return x * vector.to(x.dtype), vector
-        vector = layer.vector()
+        vector = layer.vector() if masks_on else x.new_ones(x.shape[-1])
         selected = x * vector.to(x.dtype)  # eq. 10
         if self.cfg.evidence == "noise":
             real = selected[mask]

@@ -243,11 +243,14 @@ def test_evidence_switches_read_selected_removed_or_noise():
         model = _model(dataclasses.replace(S2LIF.tiny(), evidence=evidence), spec)
         _with_mask(model, "t", selected)
         out[evidence] = model._evidence_tokens("t", x, mask, masks_on=True)[0]
-        warm = model._evidence_tokens("t", x, mask, masks_on=False)[0]
-        torch.testing.assert_close(warm, x)  # warm-up: the masks are off whatever the evidence
+        out[evidence + "/warm-up"] = model._evidence_tokens("t", x, mask, masks_on=False)[0]
     torch.testing.assert_close(out["selected"], x * selected.float())
     torch.testing.assert_close(out["removed"], x * (~selected).float())
     assert (out["noise"][..., ~selected] != 0).all() and not torch.allclose(out["noise"], out["selected"])
+    # the warm-up (masks off, m = 1): the features themselves, nothing removed, or noise all the same
+    torch.testing.assert_close(out["selected/warm-up"], x)
+    assert not out["removed/warm-up"].any()
+    assert not torch.allclose(out["noise/warm-up"], x) and out["noise/warm-up"].std() > 0.5
 
 
 # -- named features and input-space masks ---------------------------------------------------------------
