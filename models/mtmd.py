@@ -514,6 +514,17 @@ class MTMD(MSAModel):
 
     # -- training -----------------------------------------------------------------------------------
 
+    def param_groups(self, train_cfg: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+        """Sec. V-B: audio/vision online models at train.unimodal_lr, BERT at train.text_lr, the rest at train.lr."""
+        base = super().param_groups(train_cfg).get("main", [])
+        text_groups = [g for g in base if g.get("name") == "text_encoder"]
+        rest = [p for g in base if g.get("name") != "text_encoder" for p in g["params"]]
+        online = {id(p) for m in self.students for p in self.subtasks[m].parameters()}
+        groups = [{"params": [p for p in rest if id(p) in online], "name": "unimodal",
+                   "lr": float(train_cfg.get("train.unimodal_lr", self.TRAIN_DEFAULTS["train.unimodal_lr"]))},
+                  {"params": [p for p in rest if id(p) not in online]}, *text_groups]
+        return {"main": [g for g in groups if g["params"]]}
+
     def training_step(self, batch: Batch, ctx: Any) -> dict[str, float]:
         with ctx.autocast():
             terms, stash = self.training_losses(batch)
