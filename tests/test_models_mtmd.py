@@ -153,6 +153,14 @@ def test_param_groups_follow_section_vb_learning_rates():
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert sorted(id(p) for g in groups for p in g["params"]) == sorted(id(p) for p in trainable)
     assert not any(p.requires_grad for p in model.momentum_models.parameters())
+    # a fine-tuned BERT (tiny-bert here) trains in its own group at train.text_lr
+    encoded = _model(make_input_spec(("t", "a", "v"), text_kind="encoded"))
+    groups = encoded.param_groups({"train.lr": 1e-3, "train.unimodal_lr": 5e-3, "train.text_lr": 5e-5})["main"]
+    text = next(g for g in groups if g.get("name") == "text_encoder")
+    assert text["lr"] == 5e-5
+    assert {id(p) for p in text["params"]} == {id(p) for p in encoded.subtasks["t"].encoder.text.encoder.parameters()}
+    assert sorted(id(p) for g in groups for p in g["params"]) == sorted(
+        id(p) for p in encoded.parameters() if p.requires_grad)
 
 
 def test_inference_count_leaves_out_training_only_networks():
