@@ -153,7 +153,9 @@ def test_param_groups_follow_section_vb_learning_rates():
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert sorted(id(p) for g in groups for p in g["params"]) == sorted(id(p) for p in trainable)
     assert not any(p.requires_grad for p in model.momentum_models.parameters())
-    # a fine-tuned BERT (tiny-bert here) trains in its own group at train.text_lr
+
+
+def test_a_fine_tuned_bert_trains_in_its_own_group_at_text_lr():
     encoded = _model(make_input_spec(("t", "a", "v"), text_kind="encoded"))
     groups = encoded.param_groups({"train.lr": 1e-3, "train.unimodal_lr": 5e-3, "train.text_lr": 5e-5})["main"]
     text = next(g for g in groups if g.get("name") == "text_encoder")
