@@ -4,6 +4,7 @@ update, and the unimodal labels of Self-MM on a synthetic set whose audio is pur
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -248,8 +249,6 @@ def test_log_det_covariance_is_the_biased_covariance_and_refuses_too_few_samples
 def _mmim(seed=0, **overrides):
     spec = make_input_spec(("t", "a", "v"))
     torch.manual_seed(seed)
-    import dataclasses
-
     return MMIM(dataclasses.replace(MMIM.tiny(), **overrides), spec), spec
 
 
