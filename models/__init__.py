@@ -15,5 +15,7 @@ from msabench.models import mctn  # noqa: F401
 from msabench.models import mfm  # noqa: F401
 from msabench.models import mfn  # noqa: F401
 from msabench.models import mica  # noqa: F401
+from msabench.models import mmim  # noqa: F401
 from msabench.models import mult  # noqa: F401
+from msabench.models import self_mm  # noqa: F401
 from msabench.models import tfn  # noqa: F401
