@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
+
+from msabench.models.layers.subnets import lstm_last_state
 
 
 class RecurrentSubNet(nn.Module):
@@ -31,12 +32,7 @@ class RecurrentSubNet(nn.Module):
         self.linear_1 = nn.Linear(self.directions * hidden, out)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        b = x.shape[0]
+        # x: (B, T, D), mask: (B, T) -> (B, out)
         if mask is None:
             mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-        lengths = mask.sum(dim=1).clamp_min(1).to("cpu", torch.int64)
-        packed = pack_padded_sequence(x.float(), lengths, batch_first=True, enforce_sorted=False)
-        _, (h_n, _) = self.rnn(packed)  # (layers * directions, B, hidden), in the batch's own order
-        last = h_n.view(self.rnn.num_layers, self.directions, b, self.rnn.hidden_size)[-1]  # (directions, B, hidden)
-        h = torch.cat(list(last), dim=-1)  # (B, directions * hidden): forward, then backward
-        return self.linear_1(self.dropout(h))
+        return self.linear_1(self.dropout(lstm_last_state(self.rnn, x, mask)))
