@@ -16,6 +16,7 @@ from msabench.models import mfm  # noqa: F401
 from msabench.models import mfn  # noqa: F401
 from msabench.models import mica  # noqa: F401
 from msabench.models import mmim  # noqa: F401
+from msabench.models import mtmd  # noqa: F401
 from msabench.models import mult  # noqa: F401
 from msabench.models import self_mm  # noqa: F401
 from msabench.models import tfn  # noqa: F401
