@@ -341,6 +341,12 @@ def test_simsiam_stops_the_gradient_of_the_target_and_cosine_has_no_heads():
     simsiam, cosine = _model(spec), _model(spec, attraction="cosine")
     assert set(simsiam.projectors) == set(simsiam.predictors) == {"g", "t", "a", "v"}
     assert len(cosine.projectors) == len(cosine.predictors) == 0
+    batch = _with_missing(random_batch(spec, batch_size=6, seed=7), spec)
+    with torch.no_grad():  # 5.2.6: the plain negative cosine of each representation pair, summed
+        enc_m, enc_c = cosine._encode(batch), cosine._encode(batch.complete_view())
+        expected = -sum(torch.nn.functional.cosine_similarity(enc_m.utterance[k], enc_c.utterance[k], dim=-1).mean()
+                        for k in ("g", "t", "a", "v"))
+        torch.testing.assert_close(cosine._attraction(enc_m, enc_c), expected)
 
 
 def test_inference_count_leaves_out_the_dlfr_networks():
