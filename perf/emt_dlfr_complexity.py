@@ -12,6 +12,7 @@ text 50 tokens x 768, audio 375 x 5, vision 20 x 500).
   as the paper counts. The harness builds BERT without its pooler (EMT reads [CLS] from the last
   hidden state); the reference code's `BertModel.from_pretrained` keeps the unused pooler, so the
   paper's numbers include 768 x 768 + 768 = 590,592 more parameters. Both columns are printed.
+* #Params (Table 8): the same count for each fusion strategy (share-all, the reference config).
 * MACs (Table 8): the fusion module alone (`EMTFusion`, share-all; sharing does not change the
   computation) on one sample at MOSI's padded lengths, every position real: the local text sequence
   has 49 positions (the 50 tokens after [CLS]), audio 375, vision 500. Counted with
@@ -51,15 +52,15 @@ def mosi_config(variant: str | None = None, **overrides: Any) -> Any:
     return dataclasses.replace(config_from_flat(cls.config_cls, flat), **overrides)
 
 
-def inference_params(variant: str) -> int:
-    """Table 9's #Params of one sharing variant: bert-base-uncased's config on the meta device."""
+def inference_params(variant: str | None, **overrides: Any) -> int:
+    """Table 9's #Params of a variant (with `model.*` overrides): bert-base-uncased's config, meta device."""
     from transformers import BertConfig
 
     from msabench.api import MODELS, InputSpec
     from msabench.api.text_encoder import EncoderSettings, config_only, load_pretrained
 
     cls = MODELS.get("emt_dlfr")
-    cfg = mosi_config(variant)
+    cfg = mosi_config(variant, **overrides)
     with config_only(BertConfig()):
         bert = load_pretrained("bert-base-uncased")
         encoder = EncoderSettings(name="bert-base-uncased", frozen=False, max_length=MOSI_LENS["t"])
@@ -99,18 +100,21 @@ def main() -> None:
     args = parser.parse_args()
     params = {v: inference_params(v) for v in PAPER_PARAMS}
     macs = {f: fusion_macs(f) for f in PAPER_MACS}
+    fusion_params = {f: inference_params(None, fusion=f) for f in PAPER_MACS}
     if args.json:
-        print(json.dumps({"params": params, "macs": macs}, indent=2))
+        print(json.dumps({"params": params, "macs": macs, "fusion_params": fusion_params}, indent=2))
         return
     print("Table 9: #Params (M), inference-time networks, bert-base-uncased config")
     print(f"{'variant':<22}{'ours':>9}{'+pooler':>9}{'paper':>8}")
     for v, n in params.items():
         print(f"{v:<22}{n / 1e6:>9.3f}{(n + BERT_POOLER) / 1e6:>9.3f}{PAPER_PARAMS[v]:>8.1f}")
     print("\nTable 8: fusion-module MACs (G), one sample at MOSI lengths (text 49, audio 375, vision 500)")
-    print(f"{'fusion':<8}{'total':>9}{'linear':>9}{'attention':>11}{'paper':>8}")
+    print(f"{'fusion':<8}{'total':>9}{'linear':>9}{'attention':>11}{'paper':>8}"
+          f"{'#Params':>10}{'+pooler':>9}{'paper':>7}")
     for f, m in macs.items():
+        n = fusion_params[f]
         print(f"{f:<8}{m['total'] / 1e9:>9.3f}{m['linear'] / 1e9:>9.3f}{m['attention'] / 1e9:>11.3f}"
-              f"{PAPER_MACS[f]:>8.1f}")
+              f"{PAPER_MACS[f]:>8.1f}{n / 1e6:>10.3f}{(n + BERT_POOLER) / 1e6:>9.3f}{110.5:>7.1f}")
 
 
 if __name__ == "__main__":
