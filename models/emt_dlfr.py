@@ -111,7 +111,17 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from msabench.api import MODELS, Batch, InputSpec, MissingView, ModelOutput, MSAModel, TextInput, drop_positions
+from msabench.api import (
+    MODELS,
+    Batch,
+    InputSpec,
+    MissingView,
+    ModelOutput,
+    MSAModel,
+    TextInput,
+    drop_positions,
+    masked_mean,
+)
 from msabench.api.masking import random_drop_mask
 from msabench.models.layers.transformer import real_positions, sinusoidal_embedding
 
@@ -299,12 +309,6 @@ def _clones(module: nn.Module, n: int, share: bool) -> nn.ModuleList:
     return nn.ModuleList([module if share else copy.deepcopy(module) for _ in range(n)])
 
 
-def masked_time_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    # x: (B, T, d), mask: (B, T) -> (B, d)
-    w = mask.unsqueeze(-1).to(x.dtype)
-    return (x * w).sum(1) / w.sum(1).clamp_min(1.0)
-
-
 class EMTFusion(nn.Module):
     """The fusion module of EMT (Sec. 3.3): `units[layer][unit]` = the two directions of one MPU.
 
@@ -348,7 +352,7 @@ class EMTFusion(nn.Module):
             self._oall(seqs, masks)
         else:
             self._ooll(seqs, masks)
-        g = torch.cat([masked_time_mean(x, m) for x, m in zip(seqs, masks)], dim=-1)  # (B, M*d)
+        g = torch.cat([masked_mean(x, m) for x, m in zip(seqs, masks)], dim=-1)  # (B, M*d)
         return g, seqs
 
     def _oagl(self, context: torch.Tensor, seqs: list[torch.Tensor], masks: list[torch.Tensor]) -> torch.Tensor:
