@@ -5,6 +5,7 @@ model registry (`msabench.api.MODELS`) on its first lookup.
 """
 
 from msabench.models import constant  # noqa: F401
+from msabench.models import emt_dlfr  # noqa: F401
 from msabench.models import ef_lstm  # noqa: F401
 from msabench.models import graph_mfn  # noqa: F401
 from msabench.models import lf_dnn  # noqa: F401
