@@ -215,7 +215,7 @@ class MISA(MSAModel):
 
     @classmethod
     def tiny(cls) -> MISAConfig:
-        return MISAConfig(hidden_size=8, dropout=0.1, fusion_ff=16, token_embed_dim=8)
+        return MISAConfig(hidden_size=32, dropout=0.1, fusion_ff=32, token_embed_dim=8)
 
     def utterances(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One vector per modality: text averaged over its real tokens, audio/vision through the sLSTM."""
