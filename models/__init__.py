@@ -5,17 +5,19 @@ model registry (`msabench.api.MODELS`) on its first lookup.
 """
 
 from msabench.models import constant  # noqa: F401
-from msabench.models import emt_dlfr  # noqa: F401
 from msabench.models import ef_lstm  # noqa: F401
+from msabench.models import emt_dlfr  # noqa: F401
 from msabench.models import graph_mfn  # noqa: F401
 from msabench.models import lf_dnn  # noqa: F401
 from msabench.models import lf_lstm  # noqa: F401
 from msabench.models import linear_probe  # noqa: F401
 from msabench.models import lmf  # noqa: F401
+from msabench.models import mag_bert  # noqa: F401
 from msabench.models import mctn  # noqa: F401
 from msabench.models import mfm  # noqa: F401
 from msabench.models import mfn  # noqa: F401
 from msabench.models import mica  # noqa: F401
+from msabench.models import misa  # noqa: F401
 from msabench.models import mmim  # noqa: F401
 from msabench.models import mtmd  # noqa: F401
 from msabench.models import mult  # noqa: F401
