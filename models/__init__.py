@@ -17,3 +17,4 @@ from msabench.models import mfn  # noqa: F401
 from msabench.models import mica  # noqa: F401
 from msabench.models import mult  # noqa: F401
 from msabench.models import tfn  # noqa: F401
+from msabench.models import tfr_net  # noqa: F401
