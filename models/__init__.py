@@ -4,6 +4,7 @@ Third-party models register through the `msabench.models` entry-point group, loa
 model registry (`msabench.api.MODELS`) on its first lookup.
 """
 
+from msabench.models import almt  # noqa: F401
 from msabench.models import constant  # noqa: F401
 from msabench.models import ef_lstm  # noqa: F401
 from msabench.models import graph_mfn  # noqa: F401
