@@ -3,9 +3,11 @@
 Paper: Z. Yuan, W. Li, H. Xu, W. Yu, "Transformer-based Feature Reconstruction Network for Robust
 Multimodal Sentiment Analysis", ACM MM 2021. The paper is not among the project's papers; the facts
 come from its code, thuiar/TFR-Net, and the copy in MMSA 2.2.1 (src/MMSA/models/missingTask/TFR_NET/
-model.py, alignment.py, generator.py, fusion.py; trainer trains/missingTask/TFR_NET.py), which agree
-on everything used here. EMT-DLFR (shared/papers/emt-dlfr.txt, Sec. 4.3) describes it as intra- and
-inter-modal attention plus a feature reconstruction module, trained and tested at one missing rate.
+model.py, alignment.py, generator.py, fusion.py; trainer trains/missingTask/TFR_NET.py), which have
+the same networks and losses (their configs differ: thuiar's MOSI learning_rate_bert is 1e-5 and its
+weight_sim_loss is commented out; the defaults here are MMSA's). EMT-DLFR (shared/papers/emt-dlfr.txt)
+describes it as intra- and inter-modal attention plus a feature reconstruction module (Sec. 4.5),
+trained and tested at one missing rate (Sec. 5.1.2).
 
 Architecture (unaligned input, `missing-rate` protocol: the batch's fields are the masked view):
 - text through `TextInput` (a fine-tuned BERT by default), dropout `text_dropout`;
