@@ -4,6 +4,7 @@ Third-party models register through the `msabench.models` entry-point group, loa
 model registry (`msabench.api.MODELS`) on its first lookup.
 """
 
+from msabench.models import almt  # noqa: F401
 from msabench.models import constant  # noqa: F401
 from msabench.models import ef_lstm  # noqa: F401
 from msabench.models import emt_dlfr  # noqa: F401
@@ -23,3 +24,4 @@ from msabench.models import mtmd  # noqa: F401
 from msabench.models import mult  # noqa: F401
 from msabench.models import self_mm  # noqa: F401
 from msabench.models import tfn  # noqa: F401
+from msabench.models import tfr_net  # noqa: F401
