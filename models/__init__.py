@@ -10,10 +10,12 @@ from msabench.models import graph_mfn  # noqa: F401
 from msabench.models import lf_dnn  # noqa: F401
 from msabench.models import lf_lstm  # noqa: F401
 from msabench.models import linear_probe  # noqa: F401
+from msabench.models import mad  # noqa: F401
 from msabench.models import lmf  # noqa: F401
 from msabench.models import mctn  # noqa: F401
 from msabench.models import mfm  # noqa: F401
 from msabench.models import mfn  # noqa: F401
 from msabench.models import mica  # noqa: F401
 from msabench.models import mult  # noqa: F401
+from msabench.models import ridg  # noqa: F401
 from msabench.models import tfn  # noqa: F401
