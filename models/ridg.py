@@ -1,10 +1,10 @@
 """`ridg`: Rationale Invariance for Domain Generalisation on S2LIF's multimodal DG backbone.
 
 Paper: L. Chen, Y. Zhang, Y. Song, A. van den Hengel, L. Liu, "Domain Generalization via Rationale
-Invariance", ICCV 2023. Reference code read for facts: the authors' RIDG algorithm as published in
-DomainBed-style and Dassl-style trainers (class `RIDG`, `rational_bank`, `init`, hyper-parameters
-`momentum` and `ridg_reg`). Used as a baseline by S2LIF (../shared/papers/s2lif.txt, Tables 1-2,
-rows "RIDG (V | T-Frozen | T-Fine tuning | M-Frozen | M-Fine tuning)").
+Invariance", ICCV 2023. Reference code read for facts: public RIDG trainers in DomainBed and Dassl
+style (a class `RIDG` with `rational_bank`, `init` and the hyper-parameters `momentum` and
+`ridg_reg`; the authors' repository liangchen527/RIDG announces its code). Used as a baseline by
+S2LIF (../shared/papers/s2lif.txt, Tables 1-2, rows "RIDG (V | T-Frozen | T-Fine tuning | M-Frozen | M-Fine tuning)").
 
 Architecture: the shared DG backbone (`msabench.models.layers.dg_backbone`: text encoder + MLP, frame
 MLP + one-layer Transformer, concatenation) gives the feature vector z (B, D); one linear classifier
@@ -21,7 +21,7 @@ Loss (the paper's rationale invariance, as the reference code computes it):
   ||R - R_bar[c]||^2 (sum over D);
 - L = cross-entropy + `reg_weight` * L_rat.
 
-Defaults: mu = 0.001 and weight 0.01 (issue 16's brief for S2LIF's baseline); training as S2LIF
+Defaults: mu = 0.001 and weight 0.01 (issue 16, S2LIF's RIDG baseline); training as S2LIF
 section 4.2 (Adam, lr 7e-5, batch 16, 200 epochs, best validation epoch); ELECTRA text encoder.
 Variants: the five rows of S2LIF's tables, `ridg@v`, `ridg@t-frozen`, `ridg@t-finetune`,
 `ridg@m-frozen`, `ridg@m-finetune` (`model.branches` and `text.frozen`); plain `ridg` is the
@@ -30,7 +30,7 @@ multimodal model with the frozen encoder (M-Frozen).
 Deviations:
 - The backbone is S2LIF's description of its own encoders, filled in where it is silent (widths,
   text pooling, fusion by concatenation: see dg_backbone.py); the RIDG paper used image CNNs.
-- S2LIF gives no RIDG hyper-parameters; mu and the weight follow the brief, not a tuning.
+- S2LIF gives no RIDG hyper-parameters; mu and the weight are issue 16's, not a tuning.
 - The bank is updated once per micro-batch (with gradient accumulation, several times per
   optimisation step), as the reference updates it once per forward pass.
 - Classification only (RIDG's rationale is per class).
@@ -82,7 +82,7 @@ class RIDG(MSAModel):
 
     @classmethod
     def tiny(cls) -> RIDGConfig:
-        return RIDGConfig(hidden=8, num_heads=2, token_embed_dim=8)
+        return RIDGConfig(hidden=16, num_heads=2, token_embed_dim=8)
 
     def forward(self, batch: Batch) -> ModelOutput:
         feats = self.backbone(batch)
