@@ -11,6 +11,7 @@ from msabench.models import lf_dnn  # noqa: F401
 from msabench.models import lf_lstm  # noqa: F401
 from msabench.models import linear_probe  # noqa: F401
 from msabench.models import lmf  # noqa: F401
+from msabench.models import m3sa  # noqa: F401
 from msabench.models import mctn  # noqa: F401
 from msabench.models import mfm  # noqa: F401
 from msabench.models import mfn  # noqa: F401
