@@ -76,10 +76,23 @@ Deviations (a re-implementation: every choice the paper leaves open is listed):
 - The classifier C's form is not given: a one-hidden-layer MLP (a linear C would make addition
   fusion a mere sum of unimodal predictions, with no interaction between modalities).
 - The filter network FC ("fully-connected network activated by ReLU") is Linear -> ReLU -> Linear,
-  shared by the modalities, its output layer initialised at zero so that every gate starts undecided
-  (soft: s = (0.5, 0.5); hard: log alpha = 0, Louizos's initialisation at drop rate 0.5): with
-  lambda = 1000 a random initialisation saturates the softmax and no gradient reaches the filter.
-  The baseline embeddings start at zero.
+  one per modality (`shared_filter=false`), its output layer initialised at zero so that every gate
+  starts undecided (soft: s = (0.5, 0.5); hard: log alpha = 0, Louizos's initialisation at drop rate
+  0.5): with lambda = 1000 a random output layer saturates each sample's soft gate at a random 0 or 1
+  from the start, and no gradient reaches the filter. Eq. 15's theta_f carries no modality index, so
+  one shared network is the literal reading (`shared_filter=true`); we measured that its single output
+  bias moves every modality's gate together, and at lambda = 1000 all three soft gates then lock at
+  the same 0 or 1 within the first few dozen steps (tiny model, noisy audio, 3 of 3 seeds). The
+  baseline embeddings start at zero.
+- Soft filter dynamics (measured, not a code change): lambda multiplies the filter logits, so under
+  Adam the gates move about lambda times faster than any other output and lock at 0 or 1 (below
+  ~1e-8 gradient, Adam's epsilon freezes them) within the first epoch, before the unimodal networks
+  and C have learned what a modality is worth. On a toy with pure-noise audio the soft filter at
+  lambda = 1000 kept text and dropped audio in 1 of 5 seeds (it dropped text in 3); at lambda = 1
+  without the penalty it kept text (0.94-0.99) and half-closed audio (0.40-0.60) in 5 of 5; the hard
+  filter (defaults) in 5 of 5 (text 0.96-0.98, audio 0.45-0.83). The paper's Fig. 2 pattern (text
+  0.998, audio 0.012) is therefore not reproduced by the soft filter at the paper's lambda here;
+  `soft_scale` and `penalty_weight` are keys, so other values are runs, not code edits.
 - Eq. 21 writes s^m = 1 iff s_bar > 0.5 for training too, which has no gradient; we use the Hard
   Concrete sample in training (the reparameterisation the text describes) and the binary rule at
   evaluation. u is uniform (the text says "Gaussian", a slip: Hard Concrete draws u ~ U(0, 1)).
@@ -150,6 +163,7 @@ class M3SAConfig:
     # eqs. 14-21; modality_filter=false is W/O MFM, baseline_embedding=false W/O BE
     modality_filter: bool = True
     filter: str = "soft"
+    shared_filter: bool = False  # one filter network for every modality (eq. 15's theta_f has no index)
     soft_scale: float = 1000.0  # lambda, eq. 18 and appendix C.4
     penalty_weight: float = 1.0  # l_p, eq. 19 (weight not stated)
     hard_temperature: float = 2.0 / 3.0  # beta, eq. 21 (Louizos et al.)
@@ -261,19 +275,27 @@ class FilterOutput:
 class ModalityFilter(nn.Module):
     """MFM's feature shift and filter (eqs. 14-15, 17-19, 21): the gate s^m of each modality."""
 
-    def __init__(self, cfg: M3SAConfig, n_modalities: int):
+    def __init__(self, cfg: M3SAConfig, modalities: tuple[str, ...]):
         super().__init__()
         self.cfg = cfg
         d = cfg.hidden
-        self.shift_proj = nn.Linear(n_modalities * d, d)  # theta_L of eq. 14
-        self.filter = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, 2 if cfg.filter == "soft" else 1))
-        # the gates start undecided: lambda = 1000 would otherwise saturate the soft filter at once
-        nn.init.zeros_(self.filter[2].weight)
-        nn.init.zeros_(self.filter[2].bias)
+        self.shift_proj = nn.Linear(len(modalities) * d, d)  # theta_L of eq. 14
+        networks = ("shared",) if cfg.shared_filter else modalities
+        self.networks = nn.ModuleDict({k: self._network(d, 2 if cfg.filter == "soft" else 1) for k in networks})
+
+    @staticmethod
+    def _network(d: int, n_out: int) -> nn.Module:
+        net = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, n_out))
+        # every gate starts undecided (soft: s = (0.5, 0.5); hard: log alpha = 0): lambda = 1000 on a
+        # random output layer would saturate each sample's soft gate at a random 0 or 1 from the start
+        nn.init.zeros_(net[2].weight)
+        nn.init.zeros_(net[2].bias)
+        return net
 
     def forward(self, unimodal: dict[str, torch.Tensor]) -> FilterOutput:
         joint = self.shift_proj(torch.cat(list(unimodal.values()), dim=-1))  # (B, d), x'
-        logits = {m: self.filter(F.relu(joint - x)) for m, x in unimodal.items()}  # (B, 2) | (B, 1)
+        logits = {m: self.networks["shared" if self.cfg.shared_filter else m](F.relu(joint - x))
+                  for m, x in unimodal.items()}  # m -> (B, 2) | (B, 1)
         if self.cfg.filter == "soft":
             shares = {m: torch.softmax(self.cfg.soft_scale * z.float(), dim=-1) for m, z in logits.items()}
             penalty = torch.stack([1.0 - (s[:, 0] - s[:, 1]) ** 2 for s in shares.values()]).mean()
@@ -424,7 +446,7 @@ class M3SA(MSAModel):
         d, n = cfg.hidden, len(self.modalities)
         self.unimodal = UnimodalNetworks(cfg, spec, self.modalities)
         if cfg.modality_filter:
-            self.filter = ModalityFilter(cfg, n)
+            self.filter = ModalityFilter(cfg, self.modalities)
             if cfg.baseline_embedding:
                 self.baselines = nn.ParameterDict({m: nn.Parameter(torch.zeros(d)) for m in self.modalities})
         self.fusion = Fusion(cfg.fusion, d, n, cfg.graph_hidden)
