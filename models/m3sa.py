@@ -18,8 +18,8 @@ Architecture (Fig. 1):
 - One classifier C, shared by the unimodal and the multimodal paths (eqs. 5, 9): Linear(d, d) ->
   ReLU -> Linear(d, outputs).
 - Modality filter module (MFM, eqs. 14-16): x' = Linear(x^t (+) x^a (+) x^v) in R^d; the feature
-  shift x^m_shift = ReLU(x' - x^m); a filter network FC = Linear(d, d) -> ReLU -> Linear, shared by
-  the modalities (theta_f carries no modality index in eq. 15), gives s^m; the filtered embedding
+  shift x^m_shift = ReLU(x' - x^m); a filter network FC = Linear(d, d) -> ReLU -> Linear per modality
+  (`shared_filter=true`: one for all, see Deviations) gives s^m; the filtered embedding
   x^m_2 = s^m x^m + (1 - s^m) b^m with a learned baseline embedding b^m per modality.
   * soft filter (`filter=soft`, eqs. 17-20): z^m in R^2, s^m = softmax(lambda z^m) with lambda =
     `soft_scale` = 1000 (appendix C.4); x^m_2 = s^m_1 x^m + s^m_2 b^m; penalty
@@ -46,7 +46,7 @@ Training (section 4.1, eqs. 5-13), two optimisers and two phases per batch:
 `unimodal_loss`: `modulated` (eqs. 10-13), `plain` (the unmodulated l^m: a switch for analysis,
 no paper row) or `none` (no unimodal phase: Table 3's W/O ML).
 
-Switches and variants (protocols/templates.py, m3sa-table1..4): `filter` soft | hard;
+Switches and variants (protocols/templates.py, m3sa-table1..4): `filter` soft | hard; `shared_filter`;
 `modality_filter=false` is W/O MFM (x^m_2 = x^m); `baseline_embedding=false` is W/O BE
 (x^m_2 = s^m x^m); `unimodal_loss=none` is W/O ML; `fusion` add | concat | tensor | graph. Variants:
 m3sa@{hard,soft}, m3sa@{hard,soft}-no-ml, -no-mfm, -no-be, -concat, -tensor, -graph. The plain
