@@ -13,6 +13,7 @@ from msabench.models import lf_dnn  # noqa: F401
 from msabench.models import lf_lstm  # noqa: F401
 from msabench.models import linear_probe  # noqa: F401
 from msabench.models import lmf  # noqa: F401
+from msabench.models import m3sa  # noqa: F401
 from msabench.models import mad  # noqa: F401
 from msabench.models import mag_bert  # noqa: F401
 from msabench.models import mctn  # noqa: F401
