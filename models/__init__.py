@@ -25,6 +25,7 @@ from msabench.models import mmim  # noqa: F401
 from msabench.models import mtmd  # noqa: F401
 from msabench.models import mult  # noqa: F401
 from msabench.models import ridg  # noqa: F401
+from msabench.models import s2lif  # noqa: F401
 from msabench.models import self_mm  # noqa: F401
 from msabench.models import tfn  # noqa: F401
 from msabench.models import tfr_net  # noqa: F401
