@@ -89,7 +89,8 @@ Deviations:
 - Tasks: the reference code is regression-only; the head here has `n_outputs` logits for the
   harness's classification and multi-label tasks (with their losses).
 - Text as plain token ids (`text.encoder=tokens`) gets a trainable embedding of `token_embed_dim`;
-  its [CLS] vector is then the same for every sample. Precomputed text vectors are read as
+  its [CLS] vector would be the same for every sample, so the mean of the word vectors is h_l
+  there (SimSiam's BatchNorm cannot learn from a constant). Precomputed text vectors are read as
   [CLS] ... [SEP] (MMSA's BERT features are).
 - #Params (Table 9) counts the inference-time networks (`inference_parameter_count`, without the
   projectors, predictors and decoders, as the reference code's count_parameters_2). A BERT built
@@ -569,7 +570,12 @@ class EMTDLFR(MSAModel):
                 text_sequence = x[:, 1:]  # (B, T-1, D_t)
                 # the words: after [CLS], before [SEP] (reference: text[:, 1:], lengths - 2)
                 seq_mask = torch.arange(x.shape[1] - 1, device=x.device)[None, :] < (lengths - 2)[:, None]
-                utterance[m], seq = x[:, 0], text_sequence
+                seq = text_sequence
+                if self._plain_token_embedding():
+                    # a context-free embedding's [CLS] is one vector for every sample: the words' mean stands in
+                    utterance[m] = masked_mean(text_sequence, seq_mask)  # (B, D_t)
+                else:
+                    utterance[m] = x[:, 0]  # (B, D_t)
             else:
                 values, mask = batch.modality(m)
                 seq, utterance[m] = self.sequence_encoders[m](values, mask.bool())  # (B, T, D_m), (B, D_m)
@@ -640,6 +646,10 @@ class EMTDLFR(MSAModel):
             field = {"a": "audio", "v": "vision"}.get(m, "text_ids" if ids else "text_feats")
             values[field] = drop_positions(x, drops[m], unk_id=unk)
         return dataclasses.replace(batch, missing=MissingView(drop=drops, complete=complete), **values)
+
+    def _plain_token_embedding(self) -> bool:
+        """Whether text is token ids through a trainable embedding (no contextual encoder)."""
+        return self.spec.text_kind == "tokens" and getattr(self.text_input, "encoder", None) is None
 
     def _text_as_ids(self) -> bool:
         """Whether the batch's text is token ids (plain tokens, or a fine-tuned encoder's input)."""
