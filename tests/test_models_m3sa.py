@@ -204,6 +204,7 @@ def test_soft_filter_eqs_14_to_20():
     model = _model(filter="soft").eval()
     with torch.no_grad():
         for m, c in zip("tav", (0.002, -0.001, 0.0)):  # lambda (z1 - z2) = 2 c lambda: 4, -2, 0
+            model.filter.networks[m][2].weight.zero_()
             model.filter.networks[m][2].bias.copy_(torch.tensor([c, -c]))
             model.baselines[m].normal_()
         batch = random_batch(model.spec, batch_size=5, seed=5)
@@ -230,13 +231,14 @@ def test_hard_filter_is_hard_concrete_in_training_and_binary_at_evaluation():
     with torch.no_grad():
         model.train()
         torch.manual_seed(0)
-        keep = model.encode(batch).keep["t"]  # log alpha = 0 at initialisation
+        keep = model.encode(batch).keep["t"]  # log alpha near 0 at initialisation
         assert keep.min() >= 0.0 and keep.max() <= 1.0
         assert (keep == 0).any() and (keep == 1).any() and ((keep > 0) & (keep < 1)).any()  # mass at 0 and 1
         assert "penalty" not in model(batch).aux_losses  # no extra objective (section 3.4.2)
         model.eval()
         for bias, expected in ((0.05, 1.0), (-0.05, 0.0)):  # 1 iff sigmoid(z)(zeta - gamma) + gamma > 0.5
             for m in "tav":
+                model.filter.networks[m][2].weight.zero_()
                 model.filter.networks[m][2].bias.fill_(bias)
             enc = model.encode(batch)
             assert all(torch.equal(enc.keep[m], torch.full_like(enc.keep[m], expected)) for m in "tav")
@@ -271,6 +273,7 @@ def test_shared_filter_switch():
     assert list(_model().filter.networks) == ["t", "a", "v"]
     batch = random_batch(shared.spec, batch_size=4, seed=8)
     with torch.no_grad():
+        shared.filter.networks["shared"][2].weight.zero_()
         shared.filter.networks["shared"][2].bias.copy_(torch.tensor([0.003, 0.0]))
         keep = shared.eval().encode(batch).keep
     assert all(float(keep[m].mean()) > 0.9 for m in "tav")  # one network decides for every modality
