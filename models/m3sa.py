@@ -91,9 +91,9 @@ Deviations (a re-implementation: every choice the paper leaves open is listed):
   steps at lr 3e-3, 5 seeds) the soft filter at lambda = 1000 ended at text 1 / audio below 0.5 in 2
   seeds and at text 0 / audio 1 in 3; at lambda = 1 without the penalty it kept text (0.82-0.99) and
   half-closed audio (0.41-0.54) in 5 of 5; the hard filter (defaults) in 5 of 5 (text 0.92-0.98,
-  audio 0.31-0.75). The paper's Fig. 2 pattern (text
-  0.998, audio 0.012) is therefore not reproduced by the soft filter at the paper's lambda here;
-  `soft_scale` and `penalty_weight` are keys, so other values are runs, not code edits.
+  audio 0.31-0.75). The paper's Fig. 2 pattern (text 0.998, audio 0.012) is therefore not
+  reproduced reliably by the soft filter at the paper's lambda here; `soft_scale` and
+  `penalty_weight` are keys, so other values are runs, not code edits.
 - Eq. 21 writes s^m = 1 iff s_bar > 0.5 for training too, which has no gradient; we use the Hard
   Concrete sample in training (the reparameterisation the text describes) and the binary rule at
   evaluation. u is uniform (the text says "Gaussian", a slip: Hard Concrete draws u ~ U(0, 1)).
