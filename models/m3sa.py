@@ -52,10 +52,11 @@ Switches and variants (protocols/templates.py, m3sa-table1..4): `filter` soft | 
 m3sa@{hard,soft}, m3sa@{hard,soft}-no-ml, -no-mfm, -no-be, -concat, -tensor, -graph. The plain
 `m3sa` is m3sa@soft (the better MOSI row of Table 1 and the filter of the paper's Fig. 2).
 
-Per-epoch numbers: `training_step` logs the batch-mean filter output per modality (`mask_t`,
-`mask_a`, `mask_v`: s^m_1 of the soft filter, the gate of the hard one), which the loop stores per
-epoch as `train_mask_*` in the train record's losses; `forward` returns them per sample in
-`ModelOutput.features` (`mask_t` ...), next to the unimodal embeddings (`t`, `a`, `v`) and `fusion`.
+Per-epoch numbers: the mean filter gate per modality over the epoch's training samples (`mask_t`,
+`mask_a`, `mask_v`: s^m_1 of the soft filter, the Hard Concrete gate of the hard one) goes into
+every record of the epoch as `model_values` (`on_validation_end`); `forward` returns the gates per
+sample in `ModelOutput.features` (`mask_t` ...; binary at evaluation for the hard filter), next to
+the unimodal embeddings (`t`, `a`, `v`) and `fusion`, for the test-set means of the paper's Fig. 2.
 
 Defaults and presets: learning rate 1e-5 with Adam, L1 (MAE) loss, lambda = 1000 (appendix C.4;
 train.lr = train.text_lr = 1e-5). Not in the paper, from the MIB code (same group, same backbone):
@@ -528,9 +529,13 @@ class M3SA(MSAModel):
             loss = task + sum(out.aux_losses.values())
         ctx.backward(loss)
         ctx.step()
+        sums = ctx.state.setdefault("mask_sums", {})  # the epoch's gates, for `on_validation_end`
+        for key, keep in out.features.items():
+            if key.startswith("mask_"):
+                total, count = sums.get(key, (0.0, 0))
+                sums[key] = (total + float(keep.detach().float().sum()), count + int(keep.shape[0]))
         logged = {"task": float(task.detach()), "total": float(loss.detach())}
         logged.update({k: float(v.detach()) for k, v in out.aux_losses.items()})
-        logged.update({k: float(v.detach().float().mean()) for k, v in out.features.items() if k.startswith("mask_")})
         return logged
 
     def training_step(self, batch: Batch, ctx: Any) -> dict[str, float]:
@@ -539,3 +544,14 @@ class M3SA(MSAModel):
         logged = {} if self.cfg.unimodal_loss == "none" else self.unimodal_phase(batch, ctx)
         logged.update(self.multimodal_phase(batch, ctx))
         return logged
+
+    def on_epoch_start(self, ctx: Any) -> None:
+        ctx.state["mask_sums"] = {}
+
+    def on_validation_end(self, ctx: Any, records: list[dict[str, Any]]) -> None:
+        """The epoch's mean filter gate per modality over its training samples (`mask_t`, `mask_a`,
+        `mask_v`; soft: s^m_1) into every record of the epoch as `model_values`."""
+        values = {k: total / count for k, (total, count) in ctx.state.get("mask_sums", {}).items() if count}
+        if values:
+            for record in records:
+                record["model_values"] = dict(values)
