@@ -52,10 +52,11 @@ Switches and variants (protocols/templates.py, m3sa-table1..4): `filter` soft | 
 m3sa@{hard,soft}, m3sa@{hard,soft}-no-ml, -no-mfm, -no-be, -concat, -tensor, -graph. The plain
 `m3sa` is m3sa@soft (the better MOSI row of Table 1 and the filter of the paper's Fig. 2).
 
-Per-epoch numbers: `training_step` logs the batch-mean filter output per modality (`mask_t`,
-`mask_a`, `mask_v`: s^m_1 of the soft filter, the gate of the hard one), which the loop stores per
-epoch as `train_mask_*` in the train record's losses; `forward` returns them per sample in
-`ModelOutput.features` (`mask_t` ...), next to the unimodal embeddings (`t`, `a`, `v`) and `fusion`.
+Per-epoch numbers: the mean filter gate per modality over the epoch's training samples (`mask_t`,
+`mask_a`, `mask_v`: s^m_1 of the soft filter, the Hard Concrete gate of the hard one) goes into
+every record of the epoch as `model_values` (`on_validation_end`); `forward` returns the gates per
+sample in `ModelOutput.features` (`mask_t` ...; binary at evaluation for the hard filter), next to
+the unimodal embeddings (`t`, `a`, `v`) and `fusion`, for the test-set means of the paper's Fig. 2.
 
 Defaults and presets: learning rate 1e-5 with Adam, L1 (MAE) loss, lambda = 1000 (appendix C.4;
 train.lr = train.text_lr = 1e-5). Not in the paper, from the MIB code (same group, same backbone):
@@ -76,23 +77,24 @@ Deviations (a re-implementation: every choice the paper leaves open is listed):
 - The classifier C's form is not given: a one-hidden-layer MLP (a linear C would make addition
   fusion a mere sum of unimodal predictions, with no interaction between modalities).
 - The filter network FC ("fully-connected network activated by ReLU") is Linear -> ReLU -> Linear,
-  one per modality (`shared_filter=false`), its output layer initialised at zero so that every gate
-  starts undecided (soft: s = (0.5, 0.5); hard: log alpha = 0, Louizos's initialisation at drop rate
-  0.5): with lambda = 1000 a random output layer saturates each sample's soft gate at a random 0 or 1
-  from the start, and no gradient reaches the filter. Eq. 15's theta_f carries no modality index, so
-  one shared network is the literal reading (`shared_filter=true`); we measured that its single output
-  bias moves every modality's gate together, and at lambda = 1000 all three soft gates then lock at
-  the same 0 or 1 within the first few dozen steps (tiny model, noisy audio, 3 of 3 seeds). The
-  baseline embeddings start at zero.
+  one per modality (`shared_filter=false`). For the soft filter its output layer starts at 1/lambda of
+  PyTorch's default initialisation, so that lambda z starts at an ordinary layer's scale (s near 0.5):
+  a default-initialised z times 1000 would fix each sample's gate at a random 0 or 1 from the start,
+  with no gradient to move it. Eq. 15's theta_f carries no modality index, so one shared network is
+  the literal reading (`shared_filter=true`); we measured that its one output bias moves every
+  modality's gate together, and at lambda = 1000 all three soft gates then locked at the same 0 or 1
+  within the first few dozen steps (tiny model, noisy audio, 3 of 3 seeds). The baseline embeddings
+  start at zero.
 - Soft filter dynamics (measured, not a code change): lambda multiplies the filter logits, so under
   Adam the gates move about lambda times faster than any other output and lock at 0 or 1 (below
   ~1e-8 gradient, Adam's epsilon freezes them) within the first epoch, before the unimodal networks
-  and C have learned what a modality is worth. On a toy with pure-noise audio the soft filter at
-  lambda = 1000 kept text and dropped audio in 1 of 5 seeds (it dropped text in 3); at lambda = 1
-  without the penalty it kept text (0.94-0.99) and half-closed audio (0.40-0.60) in 5 of 5; the hard
-  filter (defaults) in 5 of 5 (text 0.96-0.98, audio 0.45-0.83). The paper's Fig. 2 pattern (text
-  0.998, audio 0.012) is therefore not reproduced by the soft filter at the paper's lambda here;
-  `soft_scale` and `penalty_weight` are keys, so other values are runs, not code edits.
+  and C have learned what a modality is worth. On a toy with pure-noise audio (tiny model, 100
+  steps at lr 3e-3, 5 seeds) the soft filter at lambda = 1000 ended at text 1 / audio below 0.5 in 2
+  seeds and at text 0 / audio 1 in 3; at lambda = 1 without the penalty it kept text (0.82-0.99) and
+  half-closed audio (0.41-0.54) in 5 of 5; the hard filter (defaults) in 5 of 5 (text 0.92-0.98,
+  audio 0.31-0.75). The paper's Fig. 2 pattern (text 0.998, audio 0.012) is therefore not
+  reproduced reliably by the soft filter at the paper's lambda here; `soft_scale` and
+  `penalty_weight` are keys, so other values are runs, not code edits.
 - Eq. 21 writes s^m = 1 iff s_bar > 0.5 for training too, which has no gradient; we use the Hard
   Concrete sample in training (the reparameterisation the text describes) and the binary rule at
   evaluation. u is uniform (the text says "Gaussian", a slip: Hard Concrete draws u ~ U(0, 1)).
@@ -281,15 +283,19 @@ class ModalityFilter(nn.Module):
         d = cfg.hidden
         self.shift_proj = nn.Linear(len(modalities) * d, d)  # theta_L of eq. 14
         networks = ("shared",) if cfg.shared_filter else modalities
-        self.networks = nn.ModuleDict({k: self._network(d, 2 if cfg.filter == "soft" else 1) for k in networks})
+        n_out = 2 if cfg.filter == "soft" else 1
+        # soft: the output layer starts at 1/lambda of the default initialisation, so that lambda z
+        # starts at the scale of an ordinary layer (a default-initialised z times 1000 would fix each
+        # sample's gate at a random 0 or 1 from the start, with no gradient to move it)
+        scale = 1.0 / cfg.soft_scale if cfg.filter == "soft" else 1.0
+        self.networks = nn.ModuleDict({k: self._network(d, n_out, scale) for k in networks})
 
     @staticmethod
-    def _network(d: int, n_out: int) -> nn.Module:
+    def _network(d: int, n_out: int, output_scale: float) -> nn.Module:
         net = nn.Sequential(nn.Linear(d, d), nn.ReLU(), nn.Linear(d, n_out))
-        # every gate starts undecided (soft: s = (0.5, 0.5); hard: log alpha = 0): lambda = 1000 on a
-        # random output layer would saturate each sample's soft gate at a random 0 or 1 from the start
-        nn.init.zeros_(net[2].weight)
-        nn.init.zeros_(net[2].bias)
+        with torch.no_grad():
+            net[2].weight.mul_(output_scale)
+            net[2].bias.mul_(output_scale)
         return net
 
     def forward(self, unimodal: dict[str, torch.Tensor]) -> FilterOutput:
@@ -523,9 +529,13 @@ class M3SA(MSAModel):
             loss = task + sum(out.aux_losses.values())
         ctx.backward(loss)
         ctx.step()
+        sums = ctx.state.setdefault("mask_sums", {})  # the epoch's gates, for `on_validation_end`
+        for key, keep in out.features.items():
+            if key.startswith("mask_"):
+                total, count = sums.get(key, (0.0, 0))
+                sums[key] = (total + float(keep.detach().float().sum()), count + int(keep.shape[0]))
         logged = {"task": float(task.detach()), "total": float(loss.detach())}
         logged.update({k: float(v.detach()) for k, v in out.aux_losses.items()})
-        logged.update({k: float(v.detach().float().mean()) for k, v in out.features.items() if k.startswith("mask_")})
         return logged
 
     def training_step(self, batch: Batch, ctx: Any) -> dict[str, float]:
@@ -534,3 +544,14 @@ class M3SA(MSAModel):
         logged = {} if self.cfg.unimodal_loss == "none" else self.unimodal_phase(batch, ctx)
         logged.update(self.multimodal_phase(batch, ctx))
         return logged
+
+    def on_epoch_start(self, ctx: Any) -> None:
+        ctx.state["mask_sums"] = {}
+
+    def on_validation_end(self, ctx: Any, records: list[dict[str, Any]]) -> None:
+        """The epoch's mean filter gate per modality over its training samples (`mask_t`, `mask_a`,
+        `mask_v`; soft: s^m_1) into every record of the epoch as `model_values`."""
+        values = {k: total / count for k, (total, count) in ctx.state.get("mask_sums", {}).items() if count}
+        if values:
+            for record in records:
+                record["model_values"] = dict(values)

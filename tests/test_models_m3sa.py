@@ -169,16 +169,38 @@ def test_unimodal_loss_switch():
     assert _moved(model.unimodal, {n[len("unimodal."):]: v for n, v in before.items() if n.startswith("unimodal.")})
 
 
-def test_training_step_runs_both_phases_and_logs_the_masks():
+def test_training_step_runs_both_phases_and_the_epoch_masks_go_into_the_records():
     model = _model()
-    batch = random_batch(model.spec, batch_size=7, seed=4)
-    ctx = _ctx(model)
-    logged = model.training_step(batch, ctx)
-    assert ctx.step_index == 2  # one step per phase
-    assert {"unimodal", "task", "total", "penalty", "mask_t", "mask_a", "mask_v"} <= set(logged)
-    assert all(0.0 <= logged[f"mask_{m}"] <= 1.0 for m in "tav")
+    with torch.no_grad():  # known gates: s^t_1 = sigmoid(4), s^a_1 = sigmoid(-2), s^v_1 = 1/2 for every sample
+        for m, c in zip("tav", (0.002, -0.001, 0.0)):
+            model.filter.networks[m][2].weight.zero_()
+            model.filter.networks[m][2].bias.copy_(torch.tensor([c, -c]))
+    batches = [random_batch(model.spec, batch_size=n, seed=4 + n) for n in (7, 5)]
+    ctx = _ctx(model, lr=0.0)  # the gates stay as set
+    model.train()
+    model.on_epoch_start(ctx)
+    for b in batches:
+        logged = model.training_step(b, ctx)
+        assert {"unimodal", "task", "total", "penalty"} <= set(logged) and not any(k.startswith("mask") for k in logged)
+    assert ctx.step_index == 4  # one step per phase and batch
+    records = [{"split": "train"}, {"split": "valid"}]
+    model.on_validation_end(ctx, records)
+    values = records[0]["model_values"]
+    assert records[1]["model_values"] == values
+    assert values == pytest.approx({"mask_t": math.exp(4) / (1 + math.exp(4)), "mask_a": 1 / (1 + math.exp(2)),
+                                    "mask_v": 0.5}, rel=1e-5)
+    assert ctx.state["mask_sums"]["mask_a"][1] == 12  # sample-weighted over the epoch's two batches
+    model.on_epoch_start(ctx)  # a new epoch starts from nothing
+    assert ctx.state["mask_sums"] == {}
+    no_filter = _model(modality_filter=False)
+    ctx = _ctx(no_filter)
+    no_filter.on_epoch_start(ctx)
+    no_filter.training_step(batches[0], ctx)
+    records = [{"split": "train"}]
+    no_filter.on_validation_end(ctx, records)
+    assert "model_values" not in records[0]  # W/O MFM: no gates
     with pytest.raises(UserError, match="grad_accum"):
-        model.training_step(batch, _ctx(model, grad_accum=2))
+        model.training_step(batches[0], _ctx(model, grad_accum=2))
 
 
 def test_fine_tuned_text_encoder_is_a_unimodal_network_at_text_lr():
@@ -204,6 +226,7 @@ def test_soft_filter_eqs_14_to_20():
     model = _model(filter="soft").eval()
     with torch.no_grad():
         for m, c in zip("tav", (0.002, -0.001, 0.0)):  # lambda (z1 - z2) = 2 c lambda: 4, -2, 0
+            model.filter.networks[m][2].weight.zero_()
             model.filter.networks[m][2].bias.copy_(torch.tensor([c, -c]))
             model.baselines[m].normal_()
         batch = random_batch(model.spec, batch_size=5, seed=5)
@@ -230,13 +253,14 @@ def test_hard_filter_is_hard_concrete_in_training_and_binary_at_evaluation():
     with torch.no_grad():
         model.train()
         torch.manual_seed(0)
-        keep = model.encode(batch).keep["t"]  # log alpha = 0 at initialisation
+        keep = model.encode(batch).keep["t"]  # log alpha near 0 at initialisation
         assert keep.min() >= 0.0 and keep.max() <= 1.0
         assert (keep == 0).any() and (keep == 1).any() and ((keep > 0) & (keep < 1)).any()  # mass at 0 and 1
         assert "penalty" not in model(batch).aux_losses  # no extra objective (section 3.4.2)
         model.eval()
         for bias, expected in ((0.05, 1.0), (-0.05, 0.0)):  # 1 iff sigmoid(z)(zeta - gamma) + gamma > 0.5
             for m in "tav":
+                model.filter.networks[m][2].weight.zero_()
                 model.filter.networks[m][2].bias.fill_(bias)
             enc = model.encode(batch)
             assert all(torch.equal(enc.keep[m], torch.full_like(enc.keep[m], expected)) for m in "tav")
@@ -271,6 +295,7 @@ def test_shared_filter_switch():
     assert list(_model().filter.networks) == ["t", "a", "v"]
     batch = random_batch(shared.spec, batch_size=4, seed=8)
     with torch.no_grad():
+        shared.filter.networks["shared"][2].weight.zero_()
         shared.filter.networks["shared"][2].bias.copy_(torch.tensor([0.003, 0.0]))
         keep = shared.eval().encode(batch).keep
     assert all(float(keep[m].mean()) > 0.9 for m in "tav")  # one network decides for every modality
