@@ -79,8 +79,6 @@ Deviations (a re-implementation: every choice the paper leaves open is listed):
   train.epochs, so only the best-validation epoch is selected, as MulT's code does.
 - Text: `TextInput` features pass through the temporal conv (the paper: 300-d GloVe); token ids go
   through a trainable embedding of width `token_embed_dim`.
-- The temporal convolution is a private copy of MulT's (models/mult.py `TemporalConv`): a shared
-  layer belongs in models/layers once both owners agree.
 """
 
 from __future__ import annotations
@@ -98,6 +96,7 @@ from msabench.models.layers.transformer import (
     AttentionTrace,
     CrossModalEncoder,
     CrossModalLayer,
+    TemporalConv,
     attention_allowed,
     last_real_step,
     real_positions,
@@ -147,25 +146,6 @@ def mica_preset(batch_size: int, epochs: int, lr: float, d: int, heads: int, tau
         "model.conv_kernel_t": kernels_lva[0], "model.conv_kernel_v": kernels_lva[1],
         "model.conv_kernel_a": kernels_lva[2], "model.layers": layers,
     }
-
-
-class TemporalConv(nn.Module):
-    """Conv1d over time (no padding, no bias) on zeroed padding; the real steps that stay real."""
-
-    def __init__(self, in_dim: int, out_dim: int, kernel: int):
-        super().__init__()
-        self.kernel = kernel
-        self.conv = nn.Conv1d(in_dim, out_dim, kernel_size=kernel, padding=0, bias=False)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # x: (B, T, D_in), mask: (B, T) -> (B, T', E), (B, T') with T' = max(T, k) - k + 1
-        x = x * mask.unsqueeze(-1).to(x.dtype)
-        if x.shape[1] < self.kernel:
-            x = F.pad(x, (0, 0, 0, self.kernel - x.shape[1]))
-        out = self.conv(x.transpose(1, 2)).transpose(1, 2)
-        valid = (mask.long().sum(dim=1) - self.kernel + 1).clamp_min(1)  # a valid convolution's length
-        out_mask = torch.arange(out.shape[1], device=x.device)[None, :] < valid[:, None]
-        return out, out_mask
 
 
 class MergeGate(nn.Module):

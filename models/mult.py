@@ -82,7 +82,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from msabench.api import MODELS, Batch, InputSpec, ModelOutput, MSAModel, TextInput
-from msabench.models.layers.transformer import CrossModalEncoder, EncoderOutput, last_real_step
+from msabench.models.layers.transformer import CrossModalEncoder, EncoderOutput, TemporalConv, last_real_step
 
 MODALITY_ORDER = ("t", "a", "v")  # MMSA's l, a, v
 
@@ -146,25 +146,6 @@ class MulTEncoding:
     memory: dict[str, EncoderOutput] = field(default_factory=dict)
     last: dict[str, torch.Tensor] = field(default_factory=dict)
     fused: torch.Tensor | None = None
-
-
-class TemporalConv(nn.Module):
-    """Conv1d over time (no padding, no bias) on zeroed padding; the real steps that stay real."""
-
-    def __init__(self, in_dim: int, out_dim: int, kernel: int):
-        super().__init__()
-        self.kernel = kernel
-        self.conv = nn.Conv1d(in_dim, out_dim, kernel_size=kernel, padding=0, bias=False)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # x: (B, T, D_in), mask: (B, T) -> (B, T', E), (B, T') with T' = max(T, k) - k + 1
-        x = x * mask.unsqueeze(-1).to(x.dtype)
-        if x.shape[1] < self.kernel:
-            x = F.pad(x, (0, 0, 0, self.kernel - x.shape[1]))
-        out = self.conv(x.transpose(1, 2)).transpose(1, 2)
-        valid = (mask.long().sum(dim=1) - self.kernel + 1).clamp_min(1)  # a valid convolution's length
-        out_mask = torch.arange(out.shape[1], device=x.device)[None, :] < valid[:, None]
-        return out, out_mask
 
 
 @MODELS.register()

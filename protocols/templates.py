@@ -420,7 +420,7 @@ _add(Template(
 # label-column order (IEMOCAP_EMOTIONS, MulT's) does not move a cell.
 _MICA_EMOTIONS = ("happy", "sad", "angry", "neutral")
 _MICA_NOTE = "Acc-2 and F1 are MulT's binary metrics: negative vs positive, zeros excluded (non0)."
-_MICA_BASE = [(None, "EF-LSTM", "ef_lstm"), (None, "LF-LSTM", None)]
+_MICA_BASE = [(None, "EF-LSTM", "ef_lstm"), (None, "LF-LSTM", "lf_lstm")]
 _MICA_PAPER = ("MICA's F1 is most likely MulT's f1_score called with its arguments swapped (predictions as the "
                "truth), so its weights follow the predicted classes; ours is the weighted F1 with the true labels.",
                "MICA's inputs are GloVe (300), COVAREP (74) and Facet (35) features (its section 4.1); compare with "
@@ -428,14 +428,14 @@ _MICA_PAPER = ("MICA's F1 is most likely MulT's f1_score called with its argumen
 _add(Template(
     name="mica-table2", paper="mica", table="2", protocol="standard", title="Comparison on CMU-MOSI (MICA Table 2)",
     datasets=("mosi",), columns=_std_cols("mosi", ("acc7", "acc2", "f1"), group=False),
-    rows=_rows(_MICA_BASE + [(None, "MFM†", None), (None, "RAVEN", None), (None, "MCTN", None), (None, "MuT", "mult"),
+    rows=_rows(_MICA_BASE + [(None, "MFM†", "mfm"), (None, "RAVEN", None), (None, "MCTN", "mctn"), (None, "MuT", "mult"),
                              (None, "MICA (ours)", "mica")]),
     notes=("† needs manually aligned sequences.",), metric_note=_MICA_NOTE, paper_notes=_MICA_PAPER,
 ))
 _add(Template(
     name="mica-table3", paper="mica", table="3", protocol="standard", title="Comparison on CMU-MOSEI (MICA Table 3)",
     datasets=("mosei",), columns=_std_cols("mosei", ("acc7", "acc2", "f1"), group=False),
-    rows=_rows(_MICA_BASE + [(None, "GMFN†", None), (None, "RAVEN", None), (None, "MCTN", None), (None, "MuT", "mult"),
+    rows=_rows(_MICA_BASE + [(None, "GMFN†", "graph_mfn"), (None, "RAVEN", None), (None, "MCTN", "mctn"), (None, "MuT", "mult"),
                              (None, "MICA (ours)", "mica")]),
     notes=("† needs manually aligned sequences.",), metric_note=_MICA_NOTE, paper_notes=_MICA_PAPER,
 ))
@@ -445,7 +445,7 @@ _add(Template(
     columns=tuple(TemplateColumn(f"iemocap:{kind}_{emo}", "Acc" if kind == "acc" else "F1",
                                  (("iemocap", f"{kind}_{emo}"),), group=emo.capitalize(), scale="percent", digits=1)
                   for emo in _MICA_EMOTIONS for kind in ("acc", "f1")),
-    rows=_rows(_MICA_BASE + [(None, "RAVEN", None), (None, "MCTN", None), (None, "MuT", "mult"),
+    rows=_rows(_MICA_BASE + [(None, "RAVEN", None), (None, "MCTN", "mctn"), (None, "MuT", "mult"),
                              (None, "MICA (ours)", "mica")]),
     notes=("F1 per emotion is the weighted F1 of that emotion's binary decision (MulT).",), paper_notes=_MICA_PAPER,
 ))
@@ -461,8 +461,8 @@ _add(Template(
 # -- M3SA -------------------------------------------------------------------------------------------
 _M3SA_METRICS = ("acc7", "acc2", "f1", "mae", "corr")
 _M3SA_NOTE = "Acc-2 is 'positive or negative' (the paper's appendix C.2): zeros excluded (non0), F1 likewise."
-_M3SA_BASE = [(None, "EF-LSTM", "ef_lstm"), (None, "LF-LSTM", None), (None, "TFN", "tfn"), (None, "LMF", "lmf"),
-              (None, "MFN", None), (None, "RAVEN", None), (None, "MULT", "mult")]
+_M3SA_BASE = [(None, "EF-LSTM", "ef_lstm"), (None, "LF-LSTM", "lf_lstm"), (None, "TFN", "tfn"), (None, "LMF", "lmf"),
+              (None, "MFN", "mfn"), (None, "RAVEN", None), (None, "MULT", "mult")]
 _add(Template(
     name="m3sa-table1", paper="m3sa", table="1", protocol="standard", title="Comparison on CMU-MOSI (M3SA Table 1)",
     datasets=("mosi",), columns=_std_cols("mosi", _M3SA_METRICS, group=False),
@@ -508,7 +508,7 @@ _add(Template(
     title="Comparison on CMU-MOSI and CMU-MOSEI (MTMD Table I)", datasets=("mosi", "mosei"),
     columns=_std_cols("mosi", _MTMD_METRICS, pair=True) + _std_cols("mosei", _MTMD_METRICS, pair=True),
     rows=_rows([(None, "EF-LSTM", "ef_lstm"), (None, "LF-DNN", "lf_dnn"), (None, "TFN", "tfn"), (None, "LMF", "lmf"),
-                (None, "MFN", None), (None, "Graph-MFN", None), (None, "MFM", None), (None, "MulT", "mult"),
+                (None, "MFN", "mfn"), (None, "Graph-MFN", "graph_mfn"), (None, "MFM", "mfm"), (None, "MulT", "mult"),
                 (None, "MISA", "misa"), (None, "MAG-BERT", "mag_bert"), (None, "Self-MM", "self_mm"),
                 (None, "MMIM", "mmim"), (None, "MTMD", "mtmd")]),
     metric_note=_MTMD_NOTE,

@@ -38,6 +38,8 @@ _EXPORTS = {
     "drop_positions": "msabench.api.masking",
     "complete_view": "msabench.api.masking",
     "masked_view": "msabench.api.masking",
+    # labels
+    "sentiment_classes": "msabench.api.labels",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -33,12 +33,15 @@ def output_width(spec: InputSpec) -> int:
 
 
 def lstm_last_state(rnn: nn.LSTM, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(B, T, D) with a (B, T) prefix mask -> the last layer's hidden state at each sample's last
-    real position, (B, hidden). A sample with no real position reads out after one step."""
+    """(B, T, D) with a (B, T) prefix mask -> the last layer's final hidden state over each sample's
+    real positions, (B, directions * hidden): forward, then backward when bidirectional. A sample
+    with no real position reads out after one step."""
     lengths = mask.sum(dim=1).clamp_min(1).to("cpu", torch.int64)
     packed = pack_padded_sequence(x.float(), lengths, batch_first=True, enforce_sorted=False)
-    _, (h_n, _) = rnn(packed)  # h_n: (layers, B, hidden), in the batch's own order
-    return h_n[-1]
+    _, (h_n, _) = rnn(packed)  # h_n: (layers * directions, B, hidden), in the batch's own order
+    directions = 2 if rnn.bidirectional else 1
+    last = h_n.view(rnn.num_layers, directions, x.shape[0], rnn.hidden_size)[-1]  # (directions, B, hidden)
+    return torch.cat(list(last), dim=-1)
 
 
 def _batch_norm(norm: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:

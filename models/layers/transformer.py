@@ -9,6 +9,8 @@ copy in MMSA 2.2.1 (src/MMSA/models/subNets/transformers_encoder/). Written from
   sin(p * w_i), the second half cos(p * w_i), w_i = 10000^(-i / (half - 1)); an odd width gets a
   trailing zero channel. Real positions are numbered from 1; padding gets the zero vector (fairseq
   reserves position 0 for its padding index).
+- `TemporalConv`: MulT's 1-D temporal projection (Conv1d over time, no padding, no bias) on zeroed
+  padding, with the mask of the steps a valid convolution keeps (MulT and MICA).
 - `CrossModalLayer`: one pre-LN layer (the tensor2tensor ordering the reference code hard-codes:
   `normalize_before = True`): LayerNorm -> multi-head attention -> residual dropout -> add, then
   LayerNorm -> Linear(E, 4E) -> ReLU -> ReLU dropout -> Linear(4E, E) -> residual dropout -> add.
@@ -231,3 +233,22 @@ class CrossModalEncoder(nn.Module):
                 traces.append(AttentionTrace(queries=q, keys=k, probs=probs, output=h,
                                              query_mask=x_mask, key_mask=key_mask))
         return EncoderOutput(hidden=self.final_norm(h), mask=x_mask, traces=traces)
+
+
+class TemporalConv(nn.Module):
+    """Conv1d over time (no padding, no bias) on zeroed padding; the real steps that stay real."""
+
+    def __init__(self, in_dim: int, out_dim: int, kernel: int):
+        super().__init__()
+        self.kernel = kernel
+        self.conv = nn.Conv1d(in_dim, out_dim, kernel_size=kernel, padding=0, bias=False)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # x: (B, T, D_in), mask: (B, T) -> (B, T', E), (B, T') with T' = max(T, k) - k + 1
+        x = x * mask.unsqueeze(-1).to(x.dtype)
+        if x.shape[1] < self.kernel:
+            x = F.pad(x, (0, 0, 0, self.kernel - x.shape[1]))
+        out = self.conv(x.transpose(1, 2)).transpose(1, 2)
+        valid = (mask.long().sum(dim=1) - self.kernel + 1).clamp_min(1)  # a valid convolution's length
+        out_mask = torch.arange(out.shape[1], device=x.device)[None, :] < valid[:, None]
+        return out, out_mask
