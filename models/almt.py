@@ -46,9 +46,10 @@ mosei/sims); fusion_heads / fusion_mlp_dim (= heads, mlp_dim); bert_pretrained -
 `almt@frozen` / `almt@finetune`: text.frozen true / false (S2LIF's "M-Frozen" and "M-Fine tuning"
 rows); the official code always fine-tunes.
 
-Extension point: `forward` is `predict(unimodal(batch))`. `unimodal` returns each modality's
-`num_tokens` tokens; a variant that acts on the unimodal representations (S2LIF's "ALMT + Mask",
-issue 16) transforms that dict before `predict`.
+`almt@mask-frozen` / `almt@mask-finetune` (S2LIF's "ALMT + Mask" rows, `model.feature_mask`): S2LIF's
+learnable mask (eqs. 6-11) on each modality's `num_tokens` tokens, the sparsity term (eq. 12) weighted
+by `mask_sparsity_weight` added to the task loss. S2LIF does not say where it adds its masks to ALMT
+nor with which weight: both are this re-implementation's choice (layers/learnable_mask.ModalityMasks).
 
 Deviations:
 - Padding is masked in the unimodal transformers: padded frames get no attention weight (the
@@ -77,6 +78,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from msabench.api import MODELS, Batch, InputSpec, ModelOutput, MSAModel, TextInput
+from msabench.models.layers.learnable_mask import ModalityMasks
 
 MODALITY_ORDER = ("t", "a", "v")
 NON_VERBAL = ("a", "v")
@@ -103,6 +105,10 @@ class ALMTConfig:
     regression_loss: str = "mse"
     # msabench: embedding width when text comes as token ids
     token_embed_dim: int = 128
+    # S2LIF Tables 1-2 "ALMT + Mask": learnable masks on each modality's compressed tokens
+    # (layers/learnable_mask.ModalityMasks); the weight is S2LIF's alpha as `s2lif` sets it (not given by the paper)
+    feature_mask: bool = False
+    mask_sparsity_weight: float = 0.01
 
 
 def almt_preset(fusion_layers: int, encoder: str) -> dict[str, Any]:
@@ -289,6 +295,8 @@ class ALMT(MSAModel):
     VARIANTS: ClassVar[dict[str, dict[str, Any]]] = {
         "frozen": {"text.frozen": True},  # S2LIF "ALMT (M-Frozen)"
         "finetune": {"text.frozen": False},  # S2LIF "ALMT (M-Fine tuning)"
+        "mask-frozen": {"text.frozen": True, "model.feature_mask": True},  # S2LIF "ALMT + Mask (M-Frozen)"
+        "mask-finetune": {"text.frozen": False, "model.feature_mask": True},  # "ALMT + Mask (M-Fine tuning)"
     }
 
     def __init__(self, cfg: ALMTConfig, spec: InputSpec):
@@ -308,6 +316,8 @@ class ALMT(MSAModel):
         self.hyper = nn.ModuleList(HyperLayer(cfg, self.sources) for _ in range(cfg.hyper_layers))
         self.fusion = CrossFusion(cfg, cfg.num_tokens, cfg.num_tokens)
         self.out = nn.Linear(cfg.dim, 1 if spec.task == "regression" else int(spec.n_outputs))
+        self.feature_masks = (ModalityMasks({m: cfg.dim for m in self.modalities}, cfg.mask_sparsity_weight)
+                              if cfg.feature_mask else None)
 
     @classmethod
     def tiny(cls) -> ALMTConfig:
@@ -324,6 +334,8 @@ class ALMT(MSAModel):
                 x, mask = batch.modality(m)
                 x = x.float()
             out[m] = self.compress[m](self.proj[m](x.float()), None if mask is None else mask.bool())[0]  # (B, N, D)
+            if self.feature_masks is not None:
+                out[m] = self.feature_masks(m, out[m])  # (B, N, D), eq. 10 on the modality's tokens
         return out
 
     def predict(self, unimodal: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -350,7 +362,12 @@ class ALMT(MSAModel):
                 loss = F.mse_loss(pred.reshape(-1).float(), batch.y.float())
             else:
                 loss = ctx.loss_fn(pred, batch.y)
+            task = loss
+            if self.feature_masks is not None:
+                loss = task + self.feature_masks.penalty()
         ctx.backward(loss)
         ctx.step()
-        value = float(loss.detach())
-        return {"task": value, "total": value}
+        logged = {"task": float(task.detach()), "total": float(loss.detach())}
+        if self.feature_masks is not None:
+            logged.update({f"kept_{m}": share for m, share in self.feature_masks.kept_shares().items()})
+        return logged

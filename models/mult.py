@@ -37,6 +37,11 @@ ReduceLROnPlateau (mode min, factor 0.1) on the valid loss: train.scheduler=plat
 
 Text: `mult@frozen` and `mult@finetune` set text.frozen=true/false; they change nothing until a
 Hugging Face text encoder is configured (text.encoder), which MMSA's use_bert / use_finetune mean.
+`mult@mask-frozen` / `mult@mask-finetune` (S2LIF Tables 1-2 "MuLT + Mask", `model.feature_mask`): S2LIF's
+learnable mask (eqs. 6-11) on each projected unimodal sequence (after the temporal convolution, before
+the cross-modal transformers), the sparsity term (eq. 12) weighted by `mask_sparsity_weight` added to
+the task loss. S2LIF does not say where it adds its masks to MulT nor with which weight: both are this
+re-implementation's choice (layers/learnable_mask.ModalityMasks).
 
 Deviations:
 - Padding is masked (MulT's and MMSA's code mask nothing): padded keys get no attention weight in
@@ -82,6 +87,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from msabench.api import MODELS, Batch, InputSpec, ModelOutput, MSAModel, TextInput
+from msabench.models.layers.learnable_mask import ModalityMasks
 from msabench.models.layers.transformer import CrossModalEncoder, EncoderOutput, TemporalConv, last_real_step
 
 MODALITY_ORDER = ("t", "a", "v")  # MMSA's l, a, v
@@ -113,6 +119,10 @@ class MulTConfig:
     positional_embedding: bool = True
     # msabench: embedding width when text comes as token ids
     token_embed_dim: int = 128
+    # S2LIF Tables 1-2 "MuLT + Mask": learnable masks on the projected unimodal sequences
+    # (layers/learnable_mask.ModalityMasks); the weight is S2LIF's alpha as `s2lif` sets it (not given by the paper)
+    feature_mask: bool = False
+    mask_sparsity_weight: float = 0.01
 
 
 def mult_preset(dim_heads: tuple[int, int], nlevels: int, kernels: tuple[int, int, int],
@@ -178,6 +188,8 @@ class MulT(MSAModel):
     VARIANTS: ClassVar[dict[str, dict[str, Any]]] = {
         "frozen": {"text.frozen": True},
         "finetune": {"text.frozen": False},
+        "mask-frozen": {"text.frozen": True, "model.feature_mask": True},  # S2LIF "MuLT + Mask (M-Frozen)"
+        "mask-finetune": {"text.frozen": False, "model.feature_mask": True},  # "MuLT + Mask (M-Fine tuning)"
     }
 
     def __init__(self, cfg: MulTConfig, spec: InputSpec):
@@ -195,6 +207,8 @@ class MulT(MSAModel):
         for m in self.modalities:
             in_dim = self.text_input.out_dim if m == "t" else int(spec.dims[m])
             self.proj[m] = TemporalConv(in_dim, d, kernels[m]) if in_dim != d else nn.Identity()
+        self.feature_masks = (ModalityMasks({m: d for m in self.modalities}, cfg.mask_sparsity_weight)
+                              if cfg.feature_mask else None)
 
         common = {"relu_dropout": cfg.relu_dropout, "res_dropout": cfg.res_dropout,
                   "embed_dropout": cfg.embed_dropout, "future_mask": cfg.future_mask,
@@ -242,6 +256,8 @@ class MulT(MSAModel):
                 projected[m], masks[m] = proj(x, mask)  # (B, T'_m, E)
             else:
                 projected[m], masks[m] = x * mask.unsqueeze(-1).to(x.dtype), mask
+            if self.feature_masks is not None:
+                projected[m] = self.feature_masks(m, projected[m])  # (B, T'_m, E), eq. 10
         return projected, masks
 
     def encode(self, batch: Batch, return_traces: bool = False) -> MulTEncoding:
@@ -274,13 +290,16 @@ class MulT(MSAModel):
     def training_step(self, batch: Batch, ctx: Any) -> dict[str, float]:
         with ctx.autocast():
             out = self(batch)
-            loss = ctx.loss_fn(out.pred, batch.y)
+            task = ctx.loss_fn(out.pred, batch.y)
+            loss = task if self.feature_masks is None else task + self.feature_masks.penalty()
         ctx.backward(loss)
         if self.cfg.grad_clip_value > 0:
             self._clip_gradient_values(ctx)
         ctx.step()
-        value = float(loss.detach())
-        return {"task": value, "total": value}
+        logged = {"task": float(task.detach()), "total": float(loss.detach())}
+        if self.feature_masks is not None:
+            logged.update({f"kept_{m}": share for m, share in self.feature_masks.kept_shares().items()})
+        return logged
 
     def _clip_gradient_values(self, ctx: Any) -> None:
         """MMSA clips the running sum of micro-batch gradients after every backward; ours holds the

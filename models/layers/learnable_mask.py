@@ -108,3 +108,32 @@ class LearnableMask(nn.Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
+
+
+class ModalityMasks(nn.Module):
+    """One `LearnableMask` per modality over its unimodal representation: the "MSA + Mask" rows of
+    S2LIF's Tables 1-2 (`mult@mask-*`, `almt@mask-*`).
+
+    The paper says only that its learnable masks are added to the baselines (Sec. 4.3: "With the
+    addition of our multimodal learnable masks, the traditional models also gain the ability of DG").
+    Here every modality's representation (..., d_m) is multiplied by its mask vector (eq. 10) from the
+    first step on, and the model adds `weight * sum_m L_sparse_m` (eq. 12) to its task loss, as S2LIF's
+    eqs. 17-18 do with alpha; no learning order, no warm-up, no key-frame mask (those are S2LIF's).
+    """
+
+    def __init__(self, dims: dict[str, int], weight: float, r_init: float = 1.0, s_init: float = 0.0):
+        super().__init__()
+        self.weight = float(weight)
+        self.masks = nn.ModuleDict({m: LearnableMask(d, r_init, s_init) for m, d in dims.items()})
+
+    def forward(self, m: str, x: torch.Tensor) -> torch.Tensor:
+        """x (..., d_m) -> x * m_m, unchanged for a modality without a mask."""
+        return self.masks[m](x) if m in self.masks else x
+
+    def penalty(self) -> torch.Tensor:
+        """weight * sum over modalities of eq. 12, a scalar added to the task loss."""
+        return self.weight * sum(mask.sparsity() for mask in self.masks.values())
+
+    def kept_shares(self) -> dict[str, float]:
+        """modality -> the share of its features the mask passes (logged per step)."""
+        return {m: mask.kept_share() for m, mask in self.masks.items()}
