@@ -278,21 +278,12 @@ class MISA(MSAModel):
             loss = task + sum(out.aux_losses.values())
         ctx.backward(loss)
         if self.cfg.grad_clip_value > 0:
-            self._clip_gradient_values(ctx)
+            ctx.clip_accumulated_values(self.parameters(), self.cfg.grad_clip_value)
         ctx.step()
         logged = {"task": float(task.detach())}
         logged.update({k: float(v.detach()) for k, v in out.aux_losses.items()})
         logged["total"] = float(loss.detach())
         return logged
-
-    def _clip_gradient_values(self, ctx: Any) -> None:
-        """MMSA clips the running sum of micro-batch gradients after every backward; ours holds the
-        sum divided by grad_accum (times the fp16 loss scale), so the bound is scaled alike."""
-        bound = self.cfg.grad_clip_value / max(int(getattr(ctx, "grad_accum", 1)), 1)
-        scaler = getattr(ctx, "scaler", None)
-        if scaler is not None:
-            bound *= float(scaler.get_scale())
-        nn.utils.clip_grad_value_([p for p in self.parameters() if p.grad is not None], bound)
 
     def inference_parameter_count(self) -> int:
         """The reconstruction layers serve the training loss only."""

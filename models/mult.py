@@ -294,19 +294,9 @@ class MulT(MSAModel):
             loss = task if self.feature_masks is None else task + self.feature_masks.penalty()
         ctx.backward(loss)
         if self.cfg.grad_clip_value > 0:
-            self._clip_gradient_values(ctx)
+            ctx.clip_accumulated_values(self.parameters(), self.cfg.grad_clip_value)
         ctx.step()
         logged = {"task": float(task.detach()), "total": float(loss.detach())}
         if self.feature_masks is not None:
             logged.update({f"kept_{m}": share for m, share in self.feature_masks.kept_shares().items()})
         return logged
-
-    def _clip_gradient_values(self, ctx: Any) -> None:
-        """MMSA clips the running sum of micro-batch gradients after every backward; ours holds the
-        sum divided by grad_accum (times the fp16 loss scale), so the bound is scaled alike."""
-        bound = self.cfg.grad_clip_value / max(int(getattr(ctx, "grad_accum", 1)), 1)
-        scaler = getattr(ctx, "scaler", None)
-        if scaler is not None:
-            bound *= float(scaler.get_scale())
-        params = [p for p in self.parameters() if p.grad is not None]
-        nn.utils.clip_grad_value_(params, bound)

@@ -10,6 +10,7 @@ import torch
 
 from msabench.api import MODELS, config_from_flat
 from msabench.api.conformance import make_input_spec, random_batch
+from msabench.api.context import TrainContext
 from msabench.core.config import ModelSpec, resolve_config
 from msabench.models.layers.transformer import (
     CrossModalEncoder,
@@ -188,6 +189,8 @@ class _Ctx:
 
     def step(self):
         self.steps += 1
+
+    clip_accumulated_values = TrainContext.clip_accumulated_values  # the one under test
 
 
 @pytest.mark.parametrize("clip,grad_accum", [(0.6, 1), (0.6, 8), (0.0, 1)])

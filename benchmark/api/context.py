@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -177,6 +177,18 @@ class TrainContext:
             self.scaler.scale(loss).backward()
         else:
             loss.backward()
+
+    def clip_accumulated_values(self, params: Iterable[torch.Tensor], bound: float) -> None:
+        """MMSA's `clip_grad_value_(params, bound)` after each backward (MulT, MISA, TFR-Net trainers).
+
+        MMSA clips the running *sum* of micro-batch gradients; `backward` here accumulates the sum
+        divided by `grad_accum` (times the fp16 loss scale), so the bound is scaled alike and the
+        clipping is the same.
+        """
+        scaled = float(bound) / max(int(self.grad_accum), 1)
+        if self.scaler is not None:
+            scaled *= float(self.scaler.get_scale())
+        nn.utils.clip_grad_value_([p for p in params if p.grad is not None], scaled)
 
     def zero_grad(self, name: str | None = None) -> None:
         for n in self._names(name):
