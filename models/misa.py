@@ -42,6 +42,9 @@ nhead=2) with torch's defaults. meld and iemocap (no MMSA entry) get the mosi se
 bert-base-uncased.
 
 Deviations:
+- CMD's norms are sqrt(sum + 1e-12) (MMSA: sqrt(sum)). When two modalities' shared moments coincide
+  (a collapsed shared space, seen at lr 1e-3 on the synthetic suite) sqrt's gradient at 0 made every
+  loss NaN in the first epoch; the value changes by at most 1e-6 per moment.
 - Each modality's LSTMs run over its own real frames. MMSA packs audio and vision with the *text's*
   lengths (MISA.py alignment(): `lengths = mask_len`), which on unaligned data reads only the first
   few frames; the authors' code ran on word-aligned data, where the lengths agree.
@@ -113,16 +116,24 @@ def _preset(dropout: float, diff: float, sim: float, recon: float, grad_clip: fl
             "train.lr": lr, "train.text_lr": lr, **_BERT, "text.encoder": encoder}
 
 
+CMD_EPS = 1e-12  # shifts the loss by at most moments * 1e-6; see Deviations
+
+
 def cmd(x1: torch.Tensor, x2: torch.Tensor, moments: int) -> torch.Tensor:
     """Central moment discrepancy of two batches (B, D): ||E x1 - E x2|| plus, for k = 2..moments,
     ||c_k(x1) - c_k(x2)|| with c_k the k-th central moment per feature (Zellinger et al. 2017, MISA
     eq. 9, unscaled as in MMSA)."""
     mean1, mean2 = x1.mean(dim=0), x2.mean(dim=0)
     centred1, centred2 = x1 - mean1, x2 - mean2
-    total = (mean1 - mean2).pow(2).sum().sqrt()
+    total = _distance(mean1, mean2)
     for k in range(2, moments + 1):
-        total = total + (centred1.pow(k).mean(dim=0) - centred2.pow(k).mean(dim=0)).pow(2).sum().sqrt()
+        total = total + _distance(centred1.pow(k).mean(dim=0), centred2.pow(k).mean(dim=0))
     return total
+
+
+def _distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """||a - b||, with CMD_EPS under the root: sqrt's gradient at 0 is infinite (NaN after the chain rule)."""
+    return ((a - b).pow(2).sum() + CMD_EPS).sqrt()
 
 
 def orthogonality(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
@@ -164,7 +175,7 @@ def _projection(in_dim: int, hidden: int) -> nn.Sequential:
 class MISA(MSAModel):
     name: ClassVar[str] = "misa"
     config_cls: ClassVar[type] = MISAConfig
-    impl_version: ClassVar[int] = 1
+    impl_version: ClassVar[int] = 2  # 2: CMD_EPS under the roots
     USES_TEXT_ENCODER: ClassVar[bool] = True
     TRAIN_DEFAULTS: ClassVar[dict[str, Any]] = {
         "train.optimizer": "adam",
