@@ -95,3 +95,12 @@ def test_caps_bound_from_above_but_set_can_exceed_them():
     assert resolve_config(FakeModel, spec, "mosi", policy=low, caps={"train.epochs": 10})["train.epochs"] == 3
     cfg = resolve_config(FakeModel, spec, "mosi", caps={"train.epochs": 10}, user_set={"train.epochs": 40})
     assert cfg["train.epochs"] == 40
+
+
+def test_the_word_none_is_a_string_for_string_keys_and_null_elsewhere():
+    """`train.scheduler=none` names the scheduler "none"; `train.lr=none` is still refused."""
+    cfg = resolve_config(FakeModel, parse_model_spec("fake:train.scheduler=none"), "mosi",
+                         user_set={"train.scheduler": None})
+    assert cfg["train.scheduler"] == "none"
+    with pytest.raises(UserError, match="train.lr=null is not a value"):
+        resolve_config(FakeModel, parse_model_spec("fake:train.lr=none"), "mosi")

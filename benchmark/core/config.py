@@ -182,6 +182,9 @@ def check_types(resolved: dict[str, Any], defaults: dict[str, Any], where: str) 
     for key, value in resolved.items():
         if key not in defaults or defaults[key] is None:
             continue
+        if value is None and isinstance(defaults[key], str):
+            out[key] = "none"  # `train.scheduler=none`: for a string key the word is the string, not null
+            continue
         if value is None:
             raise UserError(f"{where}: {key}=null is not a value; it takes a {type(defaults[key]).__name__} "
                             f"(default {defaults[key]!r}): give one, or drop the key for the default")
