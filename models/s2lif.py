@@ -412,26 +412,24 @@ class S2LIF(MSAModel):
             return torch.randn_like(selected) * spread, vector
         return selected, vector
 
+    def _keyframes(self, m: str, h: torch.Tensor, mask: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, float | None]:
+        """Key-frame masking (A.1) on the visual frames h (B, T, D): (h, frames still visible, L_recon,
+        share of real frames kept); other modalities, or the switch off, pass through."""
+        if m != "v" or self.keyframe is None:
+            return h, mask, None, None
+        h, keep, recon = self.keyframe(h, mask)
+        return h, mask & (keep > 0.5), recon, float(keep.detach().sum() / mask.sum().clamp_min(1))
+
     def _branch(self, batch: Batch, m: str, masks_on: bool) -> Branch:
         x, mask = self._inputs(batch, m)
-        kept_frames = recon = None
         if self.cfg.mask_space == "input":
             premask = masked_mean(x, mask)
             tokens, vector = self._evidence_tokens(m, x, mask, masks_on)
-            h = self._encode(m, tokens, mask)
-            visible = mask
-            if m == "v" and self.keyframe is not None:
-                h, keep, recon = self.keyframe(h, mask)
-                visible = mask & (keep > 0.5)
-                kept_frames = float(keep.detach().sum() / mask.sum().clamp_min(1))
+            h, visible, recon, kept_frames = self._keyframes(m, self._encode(m, tokens, mask), mask)
             evidence = mask_attention_pool(vector, tokens, h, visible)
         else:
-            h = self._encode(m, x, mask)
-            visible = mask
-            if m == "v" and self.keyframe is not None:
-                h, keep, recon = self.keyframe(h, mask)
-                visible = mask & (keep > 0.5)
-                kept_frames = float(keep.detach().sum() / mask.sum().clamp_min(1))
+            h, visible, recon, kept_frames = self._keyframes(m, self._encode(m, x, mask), mask)
             premask = masked_mean(h, visible)
             tokens, vector = self._evidence_tokens(m, h, visible, masks_on)
             evidence = mask_attention_pool(vector, tokens, tokens, visible)
