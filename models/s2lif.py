@@ -211,8 +211,12 @@ class KeyframeMask(nn.Module):
         states, _ = self.gru(x)  # (B, T, D)
         return last_real_step(states, mask)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(frames x * D, keep D (B, T) in {0, 1} (0 on padding), L_recon)."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, reconstruct: bool | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(frames x * D, keep D (B, T) in {0, 1} (0 on padding), L_recon or None).
+
+        L_recon (two GRU passes) is computed in training only unless `reconstruct` asks for it: the
+        loss serves training, and evaluation runs every epoch over every split."""
         # x: (B, T, D) frame features, mask: (B, T) bool real frames
         local = local_difference(x, mask, self.stride)  # (B, T, D)
         allowed = attention_allowed(mask, mask, future_mask=False)  # (B, T, T)
@@ -224,6 +228,8 @@ class KeyframeMask(nn.Module):
             keep = (logits[..., 1] >= logits[..., 0]).float()  # keep probability >= 0.5
         keep = keep * mask.float()
         kept = x * keep.unsqueeze(-1).to(x.dtype)  # (B, T, D)
+        if not (self.training if reconstruct is None else reconstruct):
+            return kept, keep, None
         with torch.no_grad():
             target = self.last_state(x, mask)
         recon = (self.last_state(kept, mask) - target).pow(2).mean(dim=-1).mean()  # eq. 23
@@ -419,7 +425,8 @@ class S2LIF(MSAModel):
         if m != "v" or self.keyframe is None:
             return h, mask, None, None
         h, keep, recon = self.keyframe(h, mask)
-        return h, mask & (keep > 0.5), recon, float(keep.detach().sum() / mask.sum().clamp_min(1))
+        kept_frames = float(keep.detach().sum() / mask.sum().clamp_min(1)) if self.training else None  # a log
+        return h, mask & (keep > 0.5), recon, kept_frames
 
     def _branch(self, batch: Batch, m: str, masks_on: bool) -> Branch:
         x, mask = self._inputs(batch, m)

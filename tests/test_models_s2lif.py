@@ -190,16 +190,17 @@ def test_keyframe_decisions_reconstruction_and_padding():
     x = torch.randn(3, 7, 8)
     mask = torch.arange(7)[None, :] < torch.tensor([7, 3, 5])[:, None]
     module.eval()
-    kept, keep, recon = module(x, mask)
+    assert module(x, mask)[2] is None  # evaluation skips the training-only loss ...
+    kept, keep, recon = module(x, mask, reconstruct=True)  # ... unless asked for
     assert set(keep.unique().tolist()) <= {0.0, 1.0} and keep[~mask].abs().sum() == 0
     torch.testing.assert_close(kept, x * keep[..., None])
     with torch.no_grad():  # a decision MLP that keeps every frame: nothing to reconstruct
         module.decide[-1].bias.copy_(torch.tensor([-50.0, 50.0]))
-    kept, keep, recon = module(x, mask)
+    kept, keep, recon = module(x, mask, reconstruct=True)
     assert torch.equal(keep, mask.float()) and float(recon.detach()) == pytest.approx(0.0, abs=1e-10)
     with torch.no_grad():  # ... one that drops every frame: the GRU sees zeros, the loss is positive
         module.decide[-1].bias.copy_(torch.tensor([50.0, -50.0]))
-    assert float(module(x, mask)[2].detach()) > 0
+    assert float(module(x, mask, reconstruct=True)[2].detach()) > 0
     module.train()  # sampled decisions are trained through the straight-through estimator
     module.decide[-1].bias.data.zero_()
     _, keep, recon = module(x, mask)
