@@ -123,9 +123,12 @@ def prepare_tensors(spec: RunSpec, datasets, tokens: bool, device: str = "cpu") 
     train_domains = spec.train_domains or sources
     train_parts = {name: train_tensors(name) for name in train_domains}
     eval_sets: list[EvalSet] = []
+    eval_train = bool(spec.config.get("train.eval_train", True))  # runs stored before the key evaluated it
     for name in spec.datasets:
         splits = SPLITS_OF_SOURCES if name in sources else SPLITS_OF_TARGETS
         for split in splits:
+            if split == "train" and not eval_train:
+                continue
             data = train_parts[name] if split == "train" and name in train_parts else tensors(name, split, spec.rate)
             eval_sets.append(EvalSet(split, name, data, spec.rate))
     for rate in spec.eval_rates:

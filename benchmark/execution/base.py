@@ -33,9 +33,11 @@ class SweepOutcome:
 
         todo = []
         for spec in specs:
-            if should_run(store.run_dir(spec.run_id).status(), retry_failed):
+            run_dir = store.run_dir(spec.run_id)
+            if should_run(run_dir.status(), retry_failed):
                 todo.append(spec)
             else:
+                run_dir.release_stale_lock()
                 self.add(spec, "skipped")
         return todo
 
@@ -46,6 +48,7 @@ def run_one(spec: RunSpec, store, options: RunOptions, retry_failed: bool) -> st
 
     run_dir = store.run_dir(spec.run_id)
     if not should_run(run_dir.status(), retry_failed):
+        run_dir.release_stale_lock()  # a worker killed after finishing the run left its lock
         return "skipped"
     try:
         return _claim_and_run(spec, run_dir, options, retry_failed)
