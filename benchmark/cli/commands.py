@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from msabench.cli.app import cli, out_option
+from msabench.cli.app import EXIT_FAILED_RUNS, cli, out_option
 from msabench.core.config import parse_assignment
 from msabench.core.errors import UserError
 from msabench.plan.sweep import MAX_SEEDS
@@ -156,10 +156,18 @@ def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, 
 
     check_precision(precision, resolve_device(device))
     options = RunOptions(device=device, precision=precision, threads=threads, data_root=data_root)
-    run_sweep(specs, out=out, options=options, executor=executor, retry_failed=retry_failed, workers=workers,
-              runs_per_gpu=runs_per_gpu, address=address,
-              tracking=TrackingSettings(enabled=not no_mlflow, uri=tracking_uri, experiment=experiment),
-              echo=click.echo)
+    outcome = run_sweep(specs, out=out, options=options, executor=executor, retry_failed=retry_failed,
+                        workers=workers, runs_per_gpu=runs_per_gpu, address=address,
+                        tracking=TrackingSettings(enabled=not no_mlflow, uri=tracking_uri, experiment=experiment),
+                        echo=click.echo)
+    exit_on_failed_runs(outcome)
+
+
+def exit_on_failed_runs(outcome) -> None:
+    """A sweep with failed runs (now, or earlier and not retried) exits EXIT_FAILED_RUNS (docs/architecture.md §3)."""
+    if outcome.failed:
+        click.echo(f"msabench: {len(outcome.failed)} run(s) failed (listed above); exit {EXIT_FAILED_RUNS}", err=True)
+        click.get_current_context().exit(EXIT_FAILED_RUNS)
 
 
 def _table_requests(table, models, datasets, setting, seeds, modalities, rates, selection, user_set, data_root, tiny):

@@ -362,6 +362,24 @@ def run_sweep(specs: Sequence, *, out: str, options, executor: str = "local", re
         progress.close()
         view.close()
     for line in summary_lines(outcome, len(specs), time.perf_counter() - started, out, view_summary(view, out),
-                              text_cache_totals(store, outcome.done)):
+                              text_cache_totals(store, outcome.done), failed_run_labels(store, outcome.failed)):
         echo(line)
     return outcome
+
+
+def failed_run_labels(store, run_ids: Sequence[str]) -> dict[str, str]:
+    """run id -> "(model datasets seed N): reason" of failed runs, for the sweep summary."""
+    labels = {}
+    for run_id in run_ids:
+        rd = store.run_dir(run_id)
+        try:
+            spec = rd.read_spec_dict()
+            what = f"({spec['model']} {'+'.join(spec['datasets'])} seed {spec['seed']})"
+        except Exception:  # noqa: BLE001 - a run that failed before writing spec.json is still named
+            what = ""
+        try:
+            reason = str((rd.read_failed() or {}).get("reason", "")).splitlines()[0]
+        except Exception:  # noqa: BLE001
+            reason = ""
+        labels[run_id] = f"{what}: {reason}" if reason else what
+    return labels
