@@ -113,5 +113,5 @@ def load(out: str | Path, *, warn=None) -> Results:
     from msabench.report.build import load_views, store_gaps
 
     out = str(out)
-    views = load_views(out, warn=warn or (lambda message: warnings.warn(message, stacklevel=3)))
+    views = load_views(out, warn=warn or (lambda text: warnings.warn(text.removeprefix("warning: "), stacklevel=3)))
     return Results(out=out, views=views, gaps=store_gaps(out))

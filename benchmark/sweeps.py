@@ -22,7 +22,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from msabench.core.errors import UserError
 from msabench.core.types import RunSpec, canonical_json
 from msabench.plan.sweep import SweepFile, load_sweep, plan_requests, sweep_from_dict
 
@@ -137,26 +136,11 @@ def plan(sweep: SweepFile | str | Path | dict, *, tiny: bool = False, data_root:
         sweep = load_sweep(sweep)
     requests = sweep.for_run(data_root=data_root, tiny=tiny)
     if sweep.select is None:
-        specs = plan_requests(requests)
-        _check_grid_applied(sweep, specs)
-        return Study(sweep=sweep, search=specs)
+        return Study(sweep=sweep, search=plan_requests(requests))
     candidates = plan_requests(requests)
     seeds = sweep.select.search_seeds or (min(s.seed for s in candidates),)
     search = plan_requests([replace(r, seeds=tuple(seeds)) for r in requests])
-    _check_grid_applied(sweep, search + candidates)
     return Study(sweep=sweep, search=search, candidates=candidates)
-
-
-def _check_grid_applied(sweep: SweepFile, specs: Sequence[RunSpec]) -> None:
-    """Every run's resolved config holds one of its grid values (a protocol cap on the synthetic suite,
-    e.g. of train.epochs or data.scale, can override a grid key)."""
-    for spec in specs:
-        for key, value in grid_point(spec, sweep.grid_keys).items():
-            allowed = sweep.grid_values.get(key, ())
-            if canonical_json(value) not in {canonical_json(v) for v in allowed}:
-                raise UserError(f"sweep file {sweep.path}: grid key {key} resolves to {value!r} for {spec.model}, "
-                                f"not one of its grid values {list(allowed)}: the protocol caps it here; drop {key} "
-                                "from the grid")
 
 
 def grid_point(spec: RunSpec | dict, grid_keys: Sequence[str]) -> dict[str, Any]:
@@ -206,7 +190,7 @@ def choose(study: Study, out: str | Path) -> list[Choice]:
     groups: dict[str, dict[str, Any]] = {}
     for spec in study.search:
         view = by_id.get(spec.run_id)
-        if spec.train_domains and set(spec.train_domains) != set(spec.source_domains or spec.datasets[:1]):
+        if RunView(run_id=spec.run_id, spec=spec.to_dict(), records=[]).is_helper:
             continue  # a lodo helper: scored through its main run
         group = groups.setdefault(_group_key(spec, keys), {"label": _group_label(spec), "points": {},
                                                           "rule": study.sweep.select.rule or spec.selection_rules[0]})

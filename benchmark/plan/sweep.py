@@ -35,7 +35,7 @@ from __future__ import annotations
 import time
 import tomllib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,6 @@ class SweepFile:
     name: str
     requests: tuple[Request, ...]
     grid_keys: tuple[str, ...] = ()
-    grid_values: dict[str, tuple] = field(default_factory=dict)  # every value a grid key takes (all models)
     select: ConfigSelection | None = None
 
     def for_run(self, data_root: str | None = None, tiny: bool = False) -> list[Request]:
@@ -292,7 +291,7 @@ def sweep_from_dict(data: dict[str, Any], *, where: str = "<dict>", default_name
                              modalities=modalities, rates=rates, selection=data.get("selection"),
                              user_set=dict(user_set), tiny=tiny) for setting in settings)
     return SweepFile(path=where, name=str(data.get("name", default_name)), requests=requests,
-                     grid_keys=tuple(sorted(grid_values)), grid_values=grid_values, select=select)
+                     grid_keys=tuple(sorted(grid_values)), select=select)
 
 
 def _select(path: str, table: Any, grid_keys: set[str]) -> ConfigSelection:
