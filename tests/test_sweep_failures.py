@@ -82,3 +82,24 @@ def test_failure_hints_say_a_new_config_is_a_new_run(tmp_path, capsys, fault_mod
                      reasons["host_oom"]), reasons["host_oom"]
     for reason in reasons.values():  # the old, contradictory advice is gone
         assert not re.search(r"lower train\.\w+[^;]*then rerun it with --retry-failed", reason), reason
+
+
+def test_a_grid_study_with_a_failed_search_run_chooses_among_the_others_and_exits_3(tmp_path, capsys,
+                                                                                     fault_models):
+    study = tmp_path / "study.toml"
+    study.write_text('protocol = "standard"\nmodels = ["raises"]\ndatasets = ["synth-mosi"]\nseeds = [1, 2]\n'
+                     'tiny = true\n[set]\n"train.epochs" = 2\n[grid]\n"model.when" = [1, 5]\n[select]\nrule = "val"\n')
+    out = tmp_path / "store"
+    assert main(["run", "--sweep", str(study), "--out", str(out), "--no-mlflow", "--threads", "1"]) == 3
+    stdout, err = capsys.readouterr()
+    # model.when=1 fails in epoch 1; model.when=5 never misbehaves in 2 epochs: it is chosen and re-run
+    assert "selected (val: mean validation score over the search seeds, lower is better): raises synth-mosi: " \
+           "model.when=5" in stdout
+    assert "done 1, failed 1, skipped 0 of 2 runs" in stdout and "done 1, failed 0, skipped 1 of 2 runs" in stdout
+    assert "1 run(s) failed" in err
+    # with every configuration failing there is nothing to choose: no final runs, exit 3, and it says why
+    study.write_text(study.read_text().replace("[1, 5]", "[1, 0]"))
+    assert main(["run", "--sweep", str(study), "--out", str(tmp_path / "other"), "--no-mlflow", "--threads", "1"]) == 3
+    stdout, err = capsys.readouterr()
+    assert "raises synth-mosi: none (no configuration has a score for every search seed" in stdout
+    assert "chosen configurations over seeds 1,2: 0 runs" in stdout and "their final runs were not started" in err
