@@ -4,6 +4,8 @@ through `msabench.results`, gives the same tables as `msabench export` and `msab
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -73,3 +75,9 @@ def test_runs_and_selected_metrics(notebook_store):
         res.selected("best-test")
     tables = res.tables()
     assert [t.id for t in tables] == list(res.table_frames())
+
+
+def test_the_api_modules_import_without_torch():
+    """A notebook that only reads results never pays for torch (docs/architecture.md §1, layering)."""
+    code = "import sys, msabench.results, msabench.sweeps; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
