@@ -157,8 +157,10 @@ def run_loop(
         model.on_epoch_end(ctx)
         train_loss = {k: float(np.mean(v)) for k, v in losses.items()}
         if any(not np.isfinite(v) for v in train_loss.values()):
-            raise NonFiniteLoss(f"training loss is not finite at epoch {epoch}: {train_loss}; lower train.lr or "
-                                "clip gradients (--set train.clip=1.0), then rerun it with --retry-failed")
+            raise NonFiniteLoss(f"training loss is not finite at epoch {epoch}: {train_loss}; "
+                                "a lower train.lr or gradient clipping (--set train.clip=1.0) makes a new run "
+                                "(a new config is a new run id; this one stays failed), while --retry-failed "
+                                "reruns this same config")
         train_seconds = time.perf_counter() - started
 
         epoch_records = []

@@ -224,6 +224,7 @@ def _check_exposes_features(spec: RunSpec, model, eval_sets: list[EvalSet], devi
 def failure_reason(exc: BaseException) -> dict[str, Any]:
     reason = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)):
-        reason += (" -- out of memory: lower train.batch_size (--set train.batch_size=N), run fewer runs at once"
-                   " (--workers, --runs-per-gpu), then rerun it with --retry-failed")
+        reason += (" -- out of memory: run fewer runs at once (--workers, --runs-per-gpu) and rerun it with "
+                   "--retry-failed, or lower train.batch_size (--set train.batch_size=N), which makes a new run "
+                   "(a new config is a new run id; this one stays failed)")
     return {"reason": reason, "traceback": traceback.format_exc()}
