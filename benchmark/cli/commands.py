@@ -155,7 +155,10 @@ def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, 
     from msabench.tracking import TrackingSettings
 
     check_precision(precision, resolve_device(device))
-    options = RunOptions(device=device, precision=precision, threads=threads, data_root=data_root)
+    from msabench.data.datasets import registered_cards
+
+    options = RunOptions(device=device, precision=precision, threads=threads, data_root=data_root,
+                         dataset_cards=registered_cards())
     run_sweep(specs, out=out, options=options, executor=executor, retry_failed=retry_failed, workers=workers,
               runs_per_gpu=runs_per_gpu, address=address,
               tracking=TrackingSettings(enabled=not no_mlflow, uri=tracking_uri, experiment=experiment),
