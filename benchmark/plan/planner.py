@@ -25,11 +25,12 @@ _LOADED: dict[tuple, Any] = {}
 
 def load_for_config(name: str, cfg: dict[str, Any], data_root: str | None):
     """Load the dataset `name` with the data options of a resolved config, once per process."""
-    from msabench.data.datasets import load_dataset
+    from msabench.data.datasets import DATASETS, load_dataset
 
     options = dict(source=cfg["data.source"], seed=int(cfg["data.seed"]), scale=float(cfg["data.scale"]),
                    aligned=bool(cfg["data.aligned"]), noise_modality=cfg["data.noise_modality"] or None)
-    key = (name, data_root, *options.values())
+    card = DATASETS.get(name).card if name in DATASETS else ""  # two cards may share a name across a process
+    key = (name, data_root, card, *options.values())
     if key not in _LOADED:
         _LOADED[key] = load_dataset(name, data_root=data_root, **options)
     return _LOADED[key]
