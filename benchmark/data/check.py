@@ -249,10 +249,10 @@ def _check_dir(d: Path) -> list[DatasetData]:
         if found:
             return found
     metas = [*d.glob("*/meta.json"), *d.glob("*/*/meta.json")]
-    synth = sorted(p.parent for p in metas if (p.parent / "arrays").is_dir())
+    synth = sorted(p.parent for p in metas if (p.parent / "arrays").is_dir() or (p.parent / "data.pkl").is_file())
     cards = sorted(d.glob(f"*/{CARD_FILE}"))
     if synth or cards:
-        return [_synthetic_folder(p) for p in synth] + [_card(p) for p in cards]
+        return [_check_dir(p)[0] for p in synth] + [_card(p) for p in cards]
     from msabench.data.readers_common import DATA_ROOT_HINT
 
     raise UserError(f"no dataset found under {d}; {DATA_ROOT_HINT}, or give a data file.")
