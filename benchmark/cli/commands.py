@@ -347,11 +347,21 @@ def check(ctx, baseline, out, run_fresh, write, k, floor, selection, keep) -> No
         raise UserError("--k, --floor and --selection go with --write-baseline; the baseline file holds them")
     if run_fresh and explicit_out:
         raise UserError("give --out DIR (check that store) or --run (fresh runs), not both")
-    lines = checking.check(baseline, out=out if explicit_out else None, run=not explicit_out, keep=keep,
-                           echo=lambda m: click.echo(m, err=True))
-    for line in lines:
+    result = checking.check(baseline, out=out if explicit_out else None, run=not explicit_out, keep=keep,
+                            echo=lambda m: click.echo(m, err=True))
+    for line in result.regressions + result.missing_cells:
         click.echo(line)
-    if lines:
-        click.echo(f"check: {len(lines)} regression(s) against {baseline}", err=True)
+    if result.missing_runs:
+        shown = ", ".join(result.missing_runs[:5]) + (", ..." if len(result.missing_runs) > 5 else "")
+        click.echo(f"missing runs: {len(result.missing_runs)} of the baseline's runs are not done in the store "
+                   f"({shown}); run them (`msabench run` with the baseline's settings, or `msabench check --baseline "
+                   f"{baseline} --run`), then check again")
+    if not result.ok:
+        found = [f"{len(result.regressions)} regression(s)"]
+        if result.missing_runs:
+            found.append(f"{len(result.missing_runs)} missing run(s)")
+        if result.missing_cells:
+            found.append(f"{len(result.missing_cells)} missing cell(s)")
+        click.echo(f"check: {', '.join(found)} against {baseline}", err=True)
         sys.exit(1)  # SystemExit: msabench.cli.app.main maps click's own Exit codes to 0
     click.echo(f"check: every cell of {baseline} holds")
