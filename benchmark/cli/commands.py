@@ -116,6 +116,12 @@ def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, 
         raise UserError("--runs-per-gpu goes with --executor process or ray")
     if no_mlflow and tracking_uri:
         raise UserError("give --tracking-uri or --no-mlflow, not both")
+    if address is None:
+        from msabench.execution.process import oversubscription
+
+        warning = oversubscription(executor, workers, threads)
+        if warning:
+            click.echo(warning, err=True)
     from msabench.plan.sweep import load_sweep, plan_requests
 
     if sweep_file:
@@ -280,13 +286,18 @@ def report(out, table, fmt, selection, output, compare_paper, reference, plots) 
     from msabench.report.build import build_report
 
     text = build_report(out, table=table, fmt=fmt, selection=selection, compare_paper=compare_paper,
-                        reference=reference, plots=plots, warn=lambda m: click.echo(m, err=True))
+                        reference=reference, plots=plots, warn=lambda m: click.echo(m, err=True),
+                        terminal=not output and stdout_is_terminal())
     if output:
         from msabench.store.runs import atomic_write_text
 
         atomic_write_text(output, text)
     else:
         sys.stdout.write(text)
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
 
 
 @cli.command("sync-mlflow")
