@@ -163,3 +163,22 @@ def test_mmsa_pickle_card_with_classes(tmp_path):
     DATASETS._items.pop("moods")
     with pytest.raises(UserError, match="holds classification labels but"):
         load_dataset("moods", data_root=tmp_path)
+
+
+def test_the_readme_card_is_a_valid_card_and_data_check_and_listing_read_cards(capsys, tmp_path):
+    from msabench.data.cards import read_card
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme[readme.index("```toml\nname = \"talkshow\"") + len("```toml\n"):]
+    (tmp_path / "dataset.toml").write_text(block[:block.index("```")])
+    card = read_card(tmp_path / "dataset.toml")
+    assert (card.name, card.layout, card.label_range, card.dims) == ("talkshow", "label-csv", (-3.0, 3.0),
+                                                                     {"t": 768, "a": 74})
+    write_corpus(tmp_path / "root" / "talkshow")
+    code, out, err = cli(capsys, "data", "check", str(tmp_path / "root" / "talkshow"), "--json")
+    assert code == 0, err
+    (summary,) = json.loads(out)["datasets"]
+    assert summary["name"] == "talkshow" and summary["family"] == "mosi"
+    code, out, _ = cli(capsys, "datasets", "--data-root", str(tmp_path / "root"))
+    assert code == 0 and any(line.split()[:2] == ["talkshow", "real"] for line in out.splitlines())
+

@@ -96,9 +96,14 @@ def protocols(as_json: bool) -> None:
 
 @cli.command()
 @json_option
-def datasets(as_json: bool) -> None:
-    """List the dataset names (real and synthetic)."""
-    from msabench.data.datasets import describe_datasets
+@click.option("--data-root", default=None,
+              help="Also list the corpora registered by cards under it (DIR/*/dataset.toml).")
+def datasets(as_json: bool, data_root: str | None) -> None:
+    """List the dataset names (real, synthetic, and your own from their cards)."""
+    from msabench.data.datasets import describe_datasets, register_root_cards
+
+    if data_root:
+        register_root_cards(data_root)
 
     info = describe_datasets()
     _emit(info, as_json, [f"{n:18s} {d.get('kind', '')}  {d.get('summary', '')}" for n, d in info.items()])

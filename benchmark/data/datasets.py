@@ -189,6 +189,14 @@ def register_cards(cards: dict[str, str]) -> None:
         register_card(path)
 
 
+def register_root_cards(data_root: str | os.PathLike[str]) -> list[str]:
+    """Register every card under the data root (`DIR/*/dataset.toml`); their names."""
+    from msabench.data.cards import CARD_FILE
+
+    root = resolve_data_root(data_root)
+    return [register_card(p).name for p in sorted(root.glob(f"*/{CARD_FILE}"))] if root is not None else []
+
+
 def registered_cards() -> dict[str, str]:
     """name -> card file of every corpus registered from a card in this process."""
     return {name: info.card for name, info in DATASETS.items() if info.card}
