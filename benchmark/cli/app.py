@@ -193,13 +193,12 @@ def data_synth(preset, dest, seed, scale, aligned, noise_modality, mmsa_pickle, 
     options = dict(dest=dest, seed=seed, scale=scale, aligned=aligned, noise_modality=noise_modality)
     nbytes = bytes_to_write(preset, mmsa_pickle=mmsa_pickle, **options)
     where = cache_root(dest)
-    if nbytes > confirm_threshold() and not yes:
-        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+    if nbytes > confirm_threshold():
+        if not yes and not (sys.stdin.isatty() and sys.stderr.isatty()):
             raise UserError(f"{preset} would write about {human(nbytes)} under {where}, more than the "
                             f"{human(confirm_threshold())} written without asking; add --yes to write it")
-        if not click.confirm(f"{preset}: write about {human(nbytes)} under {where}?", err=True):
+        if not yes and not click.confirm(f"{preset}: write about {human(nbytes)} under {where}?", err=True):
             raise UserError(f"nothing written: {preset} needs about {human(nbytes)}; use a smaller --scale")
-    if nbytes:
         click.echo(f"writing about {human(nbytes)} under {where}", err=True)
     folder = generate(preset, mmsa_pickle=mmsa_pickle, confirmed=True, **options)
     click.echo(str(folder))

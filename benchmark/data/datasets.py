@@ -313,13 +313,16 @@ def load_real(info: DatasetInfo, root: Path, source: str) -> DatasetData:
     return data
 
 
+CARD_SOURCES = {"label-csv": "label-csv", "mmsa-pkl": "pkl"}  # a card's layout as the data.source naming it
+
+
 def load_card(info: DatasetInfo, source: str, aligned: bool) -> DatasetData:
     """Read a card's corpus with the built-in readers, its label range and its dims checked."""
     from msabench.data import readers
     from msabench.data.cards import check_dims, read_card
 
     card = read_card(info.card)
-    if source not in ("auto", card.layout.split("-")[-1], card.layout):
+    if source not in ("auto", CARD_SOURCES[card.layout]):
         raise UserError(f"dataset {card.name!r} is read from its card ({card.layout}); drop data.source={source} "
                         "(or set it to auto).")
     if aligned:

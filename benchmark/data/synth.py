@@ -190,29 +190,26 @@ def generate(preset: str, *, dest: str | Path | None = None, seed: int = 0, scal
     root = cache_root(dest)
     folder = root / f"{base}-{digest}"
     where = "--dest" if dest is not None else "MSABENCH_CACHE (default ~/.cache/msabench)"
-    command = _synth_command(base, opts, mmsa_pickle)
-    arrays_bytes, pickle_bytes = estimate_bytes(base, opts)
-    if not _is_complete(folder, digest):
+    complete = _is_complete(folder, digest)
+    if not complete:
         if folder.exists():
             raise UserError(f"{folder} exists but is not a complete synthetic dataset for these "
                             "options; remove it and run again.")
         if root.exists() and not root.is_dir():
             raise UserError(f"{root} is a file, not a folder: point {where} at a folder")
-        check_room(root, arrays_bytes + (pickle_bytes if mmsa_pickle else 0), f"synthetic {base}", confirmed,
-                   f"run `{command}` (it asks first)")
+    check_room(root, _pending_bytes(folder, base, opts, complete, mmsa_pickle), f"synthetic {base}", confirmed,
+               f"run `{_synth_command(base, opts, mmsa_pickle)}` (it asks first)")
+    if not complete:
         try:
             _generate_into(root, folder, base, opts, digest)
         except OSError as exc:  # a read-only or full cache, a parent that is a file, ...
             raise UserError(f"cannot write the synthetic dataset under {root} ({exc.strerror or exc}); free space "
                             f"or point {where} at a writable folder") from None
     if mmsa_pickle:
-        lacking = [d for d in _domain_folders(folder, base) if not (d / "data.pkl").is_file()]
-        if lacking:
-            check_room(root, pickle_bytes * len(lacking) // len(PRESETS[base].domains),
-                       f"the MMSA pickle of {base}", confirmed, f"run `{command}` (it asks first)")
         try:
-            for d in lacking:
-                write_mmsa_pickle(d)
+            for d in _domain_folders(folder, base):
+                if not (d / "data.pkl").is_file():
+                    write_mmsa_pickle(d)
         except OSError as exc:
             raise UserError(f"cannot write the MMSA pickle under {folder} ({exc.strerror or exc}); free space "
                             f"or point {where} at a writable folder") from None
@@ -237,8 +234,11 @@ def bytes_to_write(preset: str, *, dest=None, seed: int = 0, scale: float = 1.0,
     opts = _options(seed, scale, aligned, noise_modality)
     digest = options_hash(base, opts)
     folder = cache_root(dest) / f"{base}-{digest}"
+    return _pending_bytes(folder, base, opts, _is_complete(folder, digest), mmsa_pickle)
+
+
+def _pending_bytes(folder: Path, base: str, opts: dict, complete: bool, mmsa_pickle: bool) -> int:
     arrays_bytes, pickle_bytes = estimate_bytes(base, opts)
-    complete = _is_complete(folder, digest)
     total = 0 if complete else arrays_bytes
     if mmsa_pickle:
         domains = _domain_folders(folder, base)
