@@ -182,3 +182,21 @@ def test_the_readme_card_is_a_valid_card_and_data_check_and_listing_read_cards(c
     code, out, _ = cli(capsys, "datasets", "--data-root", str(tmp_path / "root"))
     assert code == 0 and any(line.split()[:2] == ["talkshow", "real"] for line in out.splitlines())
 
+
+
+def test_a_worker_registers_the_cards_its_driver_registered_by_path(tmp_path):
+    """A spawned worker or a Ray task starts with no card registered: `RunOptions.dataset_cards`
+    carries them (name -> card file) and the runner registers them before loading."""
+    from msabench.data.datasets import register_cards, resolve_dataset_arg
+    from msabench.engine.options import RunOptions
+
+    folder = write_corpus(tmp_path / "somewhere" / "talkshow")
+    assert resolve_dataset_arg(str(folder), None) == "talkshow"
+    options = RunOptions(dataset_cards=registered_cards())
+    assert options.dataset_cards == {"talkshow": str((folder / "dataset.toml").resolve())}
+    DATASETS._items.pop("talkshow")  # what a fresh worker sees
+    with pytest.raises(UserError, match="unknown dataset 'talkshow'"):
+        load_dataset("talkshow")
+    register_cards(options.dataset_cards)
+    register_cards(options.dataset_cards)  # again: a no-op
+    assert load_dataset("talkshow").dims() == {"t": 6, "a": 3}
