@@ -54,7 +54,9 @@ def parse_sets(pairs: tuple[str, ...]) -> dict:
 @cli.command()
 @click.option("--protocol", "protocol", default="standard", show_default=True)
 @click.option("--model", "models", multiple=True, help="NAME[@VARIANT][:key=value,...]; repeatable; 'all'.")
-@click.option("--dataset", "datasets", multiple=True, help="Repeatable; default: the protocol's synthetic suite.")
+@click.option("--dataset", "datasets", multiple=True,
+              help="A name (any case), or a corpus's dataset card (dataset.toml or its folder); repeatable; "
+                   "default: the protocol's synthetic suite.")
 @click.option("--setting", default=None, help="DG setting A|B|C.")
 @click.option("--seeds", default=None, help="Comma-separated, e.g. 1,2,3.")
 @click.option("--n-seeds", type=int, default=None)
