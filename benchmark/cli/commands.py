@@ -67,7 +67,7 @@ def parse_sets(pairs: tuple[str, ...]) -> dict:
 @out_option
 @click.option("--device", default="auto", show_default=True, help="auto|cpu|cuda|cuda:N")
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16", "fp16"]))
-@click.option("--executor", default="local", show_default=True, help="local|process|ray")
+@click.option("--executor", default="local", show_default=True, help="local|process|ray|slurm")
 @click.option("--workers", type=int, default=None,
               help="process: worker processes (default cores // threads, or one per GPU x --runs-per-gpu); "
                    "ray: most runs in flight.")
@@ -75,7 +75,16 @@ def parse_sets(pairs: tuple[str, ...]) -> dict:
               help="process/ray: runs sharing one GPU (ignored, with a note, when no GPU is in use).")
 @click.option("--address", default=None, help="ray: address of an existing cluster (default: a local one).")
 @click.option("--threads", type=int, default=0,
-              help="Torch threads per run (0: torch's default; process: cores // workers; ray: 1).")
+              help="Torch threads per run (0: torch's default; process: cores // workers; ray, slurm: 1).")
+@click.option("--slurm-partition", "slurm_partition", default=None, help="slurm: the partition (default: Slurm's).")
+@click.option("--slurm-time", "slurm_time", default="60", show_default=True,
+              help="slurm: time limit per run, minutes or [D-]HH:MM:SS (near it a run is requeued).")
+@click.option("--slurm-gpus-per-task", "slurm_gpus", type=int, default=0, show_default=True,
+              help="slurm: GPUs per run.")
+@click.option("--slurm-array-parallelism", "slurm_parallelism", type=int, default=None,
+              help="slurm: most runs at once (default: all).")
+@click.option("--slurm-opt", "slurm_opts", multiple=True, metavar="KEY=VALUE",
+              help="slurm: any other sbatch option, e.g. mem=16G, account=proj; repeatable.")
 @click.option("--sweep", "sweep_file", default=None, help="A sweep file (TOML): the study's runs, instead of "
               "--protocol/--model/--dataset/...")
 @click.option("--tracking-uri", "tracking_uri", default=None,
@@ -89,8 +98,9 @@ def parse_sets(pairs: tuple[str, ...]) -> dict:
 @click.option("--table", "table", default=None,
               help="Run what a paper template needs (its registered rows; list them with `msabench tables`).")
 def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, selection, data_root, sets, out,
-        device, precision, executor, workers, runs_per_gpu, address, threads, sweep_file, tracking_uri, no_mlflow,
-        experiment, retry_failed, dry_run, tiny, from_run, table) -> None:
+        device, precision, executor, workers, runs_per_gpu, address, threads, slurm_partition, slurm_time, slurm_gpus,
+        slurm_parallelism, slurm_opts, sweep_file, tracking_uri, no_mlflow, experiment, retry_failed, dry_run, tiny,
+        from_run, table) -> None:
     """Plan and execute a sweep (resumable: done runs are skipped)."""
     from msabench.plan.request import Request
 
@@ -116,6 +126,7 @@ def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, 
         raise UserError("--runs-per-gpu goes with --executor process or ray")
     if no_mlflow and tracking_uri:
         raise UserError("give --tracking-uri or --no-mlflow, not both")
+    slurm = _slurm_settings(executor, slurm_partition, slurm_time, slurm_gpus, slurm_parallelism, slurm_opts)
     from msabench.plan.sweep import load_sweep, plan_requests
 
     if sweep_file:
@@ -147,7 +158,14 @@ def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, 
         click.echo(f"{len(specs)} runs")
         est = estimate(specs, Store(out), retry_failed)
         click.echo(est.describe(effective_workers(executor, workers, threads, runs_per_gpu, device,
-                                                  est.known + est.unknown)))
+                                                  est.known + est.unknown, slurm)))
+        if slurm is not None and est.known + est.unknown:
+            from msabench.engine.options import RunOptions
+            from msabench.execution.slurm_executor import describe_sbatch
+
+            click.echo(f"sbatch parameters of the job array ({est.known + est.unknown} runs to do):")
+            for line in describe_sbatch(slurm, RunOptions(device=device, threads=threads), est.known + est.unknown):
+                click.echo(f"  {line}")
         return
     from msabench.engine.options import RunOptions
     from msabench.engine.runner import check_precision, resolve_device
@@ -157,9 +175,31 @@ def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, 
     check_precision(precision, resolve_device(device))
     options = RunOptions(device=device, precision=precision, threads=threads, data_root=data_root)
     run_sweep(specs, out=out, options=options, executor=executor, retry_failed=retry_failed, workers=workers,
-              runs_per_gpu=runs_per_gpu, address=address,
+              runs_per_gpu=runs_per_gpu, address=address, slurm=slurm,
               tracking=TrackingSettings(enabled=not no_mlflow, uri=tracking_uri, experiment=experiment),
               echo=click.echo)
+
+
+SLURM_OPTIONS = ("slurm_partition", "slurm_time", "slurm_gpus", "slurm_parallelism", "slurm_opts")
+
+
+def _slurm_settings(executor, partition, time_text, gpus, parallelism, opts):
+    """The --slurm-* options as SlurmSettings (None for other executors, which refuse them)."""
+    if executor != "slurm":
+        ctx = click.get_current_context()
+        given = [p.opts[0] for p in ctx.command.params if p.name in SLURM_OPTIONS
+                 and ctx.get_parameter_source(p.name) not in (None, click.core.ParameterSource.DEFAULT)]
+        if given:
+            raise UserError(f"{', '.join(given)} go(es) with --executor slurm (got --executor {executor})")
+        return None
+    from msabench.execution.slurm_executor import SlurmSettings, parse_options, parse_time
+
+    if gpus < 0:
+        raise UserError(f"--slurm-gpus-per-task {gpus}: must be 0 or more")
+    if parallelism is not None and parallelism < 1:
+        raise UserError(f"--slurm-array-parallelism {parallelism}: must be at least 1")
+    return SlurmSettings(partition=partition, time_minutes=parse_time(time_text), gpus_per_task=gpus,
+                         array_parallelism=parallelism, extra=parse_options(opts))
 
 
 def _table_requests(table, models, datasets, setting, seeds, modalities, rates, selection, user_set, data_root, tiny):
