@@ -10,7 +10,8 @@ MLflow is written by the driver only, as for every executor.
 
 A task that nears its time limit (or is preempted with a signal) is checkpointed by submitit and
 requeued (at most `REQUEUES` times): the requeued task calls `run_one` again, which skips what the
-store has done and redoes the interrupted run. A task that Slurm itself ends TIMEOUT, PREEMPTED or
+store has done and redoes the interrupted run (runs have no mid-run checkpoint; a SIGTERM stops the
+run at once, its lock released, so nothing waits for a stale lock). A task that Slurm itself ends TIMEOUT, PREEMPTED or
 NODE_FAIL is resubmitted by the driver (same bound). A task cancelled with `scancel` is left as the
 user asked: its run stays incomplete and the next `msabench run` redoes it. Any other end without a
 result (FAILED, OUT_OF_MEMORY, ...) marks the run failed, as a dead worker does for `process`.
@@ -18,8 +19,10 @@ result (FAILED, OUT_OF_MEMORY, ...) marks the run failed, as a dead worker does 
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -136,6 +139,10 @@ def describe_sbatch(settings: SlurmSettings, options, n_runs: int) -> list[str]:
 
 
 # -- the task side ---------------------------------------------------------------------------------------
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 class SlurmTask:
     """The callable each array task runs; checkpointable, so submitit requeues it at the time limit."""
 
@@ -143,6 +150,10 @@ class SlurmTask:
                  retry_failed: bool) -> tuple[str, str]:
         from msabench.execution.base import run_task
 
+        # submitit ignores SIGTERM (it waits for its requeue signal); a run has no state worth saving
+        # (a requeued task redoes it from the store), so stop at once and release the run's lock
+        # cleanly rather than be killed KillWait later and leave a lock that must go stale on another host.
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)
         return run_task(spec_dict, run_id, out_root, options, retry_failed)
 
     def checkpoint(self, *args: Any, **kwargs: Any):
@@ -163,18 +174,23 @@ def check_slurm() -> None:
     if missing:
         raise UserError(f"--executor slurm: {', '.join(missing)} not found on PATH; run msabench on a Slurm login "
                         f"node (or `module load slurm`), or choose --executor local|process|ray")
+    conf = os.environ.get("SLURM_CONF")
+    if conf and not os.path.isfile(conf):  # Slurm's commands would retry reading it for a minute
+        raise UserError(f"--executor slurm: SLURM_CONF={conf} does not exist; point it at the cluster's slurm.conf "
+                        f"(or unset it)")
     try:
         ping = _slurm_command(["scontrol", "ping"])
     except subprocess.TimeoutExpired:
         ping = None
-    said = " ".join(((ping.stdout + " " + ping.stderr) if ping else "no answer in time").split())
     if ping is None or ping.returncode != 0 or " is UP" not in ping.stdout:
+        lines = (ping.stdout + "\n" + ping.stderr).splitlines() if ping else ["no answer in time"]
+        said = next((line.strip() for line in lines if line.strip() and "*" not in line), "no answer")
         raise UserError(f"--executor slurm: the Slurm controller does not answer (scontrol ping: {said[:200]}); "
                         f"check that slurmctld is up and that SLURM_CONF (or /etc/slurm/slurm.conf) names it")
 
 
 def _array_states(array_ids: set[str]) -> dict[str, str] | None:
-    """'ARRAYID_TASK' -> JobState of every task Slurm still knows (ended ones for MinJobAge); None when
+    """'ARRAYID_TASK' (or 'JOBID') -> JobState of every task Slurm still knows (ended ones for MinJobAge); None when
     the controller did not answer."""
     states: dict[str, str] = {}
     for array_id in array_ids:
@@ -189,6 +205,9 @@ def _array_states(array_ids: set[str]) -> dict[str, str] | None:
         for line in shown.stdout.splitlines():
             fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
             task, state = fields.get("ArrayTaskId", ""), fields.get("JobState", "")
+            if not task:  # a sweep of one run is a plain job (submitit submits no array of one)
+                states[fields.get("JobId", array_id)] = state
+                continue
             for part in task.split("%")[0].strip("[]").split(","):  # a pending range: 3-5 (or 3-5%2)
                 low, _, high = part.partition("-")
                 if low.isdigit():
