@@ -54,6 +54,9 @@ class SlurmCluster:
             d.mkdir(mode=0o700)
         f = self.folder
         memory_mb = 2000
+        # cred_expire: a requeued job may start again only after it (default 120 s); KillWait: the
+        # seconds between SIGTERM and SIGKILL of a cancelled job (default 30 s); sched_interval: how
+        # often pending jobs are looked at besides on events (default 60 s; a requeued job waits for it)
         self.conf.write_text(f"""\
 ClusterName=msabenchtest
 SlurmctldHost={NODE}(127.0.0.1)
@@ -63,7 +66,7 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket={self.munge_socket}
+AuthInfo=socket={self.munge_socket},cred_expire=5
 StateSaveLocation={state}
 SlurmdSpoolDir={spool}
 SlurmctldPidFile={f}/slurmctld.pid
@@ -75,6 +78,7 @@ TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 SchedulerType=sched/builtin
+SchedulerParameters=sched_interval=2
 SwitchType=switch/none
 MpiDefault=none
 JobAcctGatherType=jobacct_gather/none

@@ -7,7 +7,6 @@ cluster."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -117,38 +116,47 @@ def _running_task(env: dict) -> str | None:
     return ids[0] if len(ids) == 1 else None
 
 
+def _act_on_a_training_run(out: Path, env: dict, driver, command: list[str], skip: set[str],
+                           timeout: float = 180) -> tuple[str, str]:
+    """Once a run other than `skip` holds its lock (it is training) and one task runs, run `command`
+    on that task; (task, run id)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert driver.poll() is None, driver.communicate()
+        locks = [p for p in out.glob("runs/*/lock") if p.parent.name not in skip]
+        task = _running_task(env) if locks else None
+        if task is not None:
+            subprocess.run([*command, task], env=env, check=True, timeout=30)
+            return task, locks[0].parent.name
+        time.sleep(0.1)
+    raise AssertionError(f"no run was seen training within {timeout:g}s")
+
+
 @pytest.mark.slow
-@pytest.mark.time_limit(300)
-def test_a_task_cancelled_mid_run_is_redone_by_the_next_run(cluster, tmp_path):
+@pytest.mark.time_limit(420)
+def test_a_requeued_task_resumes_and_a_cancelled_one_is_redone_by_the_next_run(cluster, tmp_path):
+    """Two runs, one at a time: the first run's task is requeued mid-run (as a preemption does) and
+    redoes it; the second's is cancelled mid-run, left incomplete, and redone by the next sweep."""
     out = tmp_path / "slurm"
     cmd = [*MSABENCH, "run", *SLOW, "--executor", "slurm", "--threads", "1", "--slurm-array-parallelism", "1",
            "--no-mlflow", "--out", str(out)]
     env = dict(os.environ)
     driver = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    cancelled = None
     try:
-        deadline = time.time() + 180
-        while time.time() < deadline and cancelled is None:
-            assert driver.poll() is None, driver.communicate()
-            locks = list(out.glob("runs/*/lock"))
-            if locks:  # one run holds its lock, so it is training: cancel its task now
-                task = _running_task(env)
-                if task is not None:
-                    holder = json.loads(locks[0].read_text())["pid"]
-                    subprocess.run(["scancel", task], env=env, check=True, timeout=30)
-                    cancelled = (task, locks[0].parent.name, holder)
-            time.sleep(0.1)
-        assert cancelled is not None, "no run was seen training"
+        requeued, requeued_run = _act_on_a_training_run(out, env, driver, ["scontrol", "requeue"], set())
+        cancelled, cancelled_run = _act_on_a_training_run(out, env, driver, ["scancel"], {requeued_run})
         stdout, stderr = driver.communicate(timeout=180)
     finally:
         if driver.poll() is None:
             driver.kill()
             driver.wait()
     assert driver.returncode == 0, stderr
-    task, run_id, _ = cancelled
-    assert f"its Slurm job {task} was cancelled" in stderr and "re-run the same command" in stderr, stderr
+    assert f"its Slurm job {cancelled} was cancelled" in stderr and "re-run the same command" in stderr, stderr
     assert "done 1, failed 0, skipped 1 of 2 runs" in stdout, stdout
-    assert Store(out).run_dir(run_id).status() == "incomplete"  # cancelled mid-run, not after
+    assert Store(out).run_dir(requeued_run).status() == "done"
+    log = next((out / "slurm" / requeued).glob("*_log.out")).read_text()
+    assert log.count("Starting with JobEnvironment") == 2, log  # the requeued task ran again
+    assert Store(out).run_dir(cancelled_run).status() == "incomplete"  # cancelled mid-run, not after
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
     assert again.returncode == 0, again.stderr
     assert "done 1, failed 0, skipped 1 of 2 runs" in again.stdout, again.stdout
