@@ -190,3 +190,13 @@ def test_a_controller_that_does_not_answer_is_exit_2_with_one_line(cluster, tmp_
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "the Slurm controller does not answer" in err and "check that slurmctld is up" in err
     assert not (tmp_path / "out" / "slurm").exists()
+
+
+@pytest.mark.slow
+def test_sbatch_refusing_the_array_is_exit_2_with_one_line(cluster, tmp_path, capsys):
+    code = main(["run", *STUDY, "--executor", "slurm", "--slurm-partition", "nosuch", "--no-mlflow",
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "sbatch refused the job array" in err and "invalid partition" in err.lower(), err
+    assert not any(rd.status() == "done" for rd in Store(tmp_path / "out").runs())

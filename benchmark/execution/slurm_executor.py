@@ -19,6 +19,8 @@ result (FAILED, OUT_OF_MEMORY, ...) marks the run failed, as a dead worker does 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import shutil
@@ -112,7 +114,7 @@ def sbatch_parameters(settings: SlurmSettings, options, n_runs: int) -> dict[str
         "job_name": "msabench", "time": settings.time_minutes, "cpus_per_task": threads,
         "array_parallelism": settings.array_parallelism or n_runs,
         # submitit's requeue signal: 90 s before the limit, less for short limits (a quarter of it)
-        "signal_delay_s": min(90, max(10, settings.time_minutes * 15)),
+        "signal_delay_s": min(90, settings.time_minutes * 15),
         "setup": [f"export {name}={threads}" for name in THREAD_ENV],
     }
     if settings.partition:
@@ -253,10 +255,13 @@ def run_slurm(specs: Sequence, store, options, retry_failed: bool = False,
         executor.update_parameters(**sbatch_parameters(settings, options, len(batch)))
         n = len(batch)
         try:
-            jobs = executor.map_array(SlurmTask(), [s.to_dict() for s, _ in batch], [s.run_id for s, _ in batch],
-                                      [out_root] * n, [task_options] * n, [retry_failed] * n)
-        except (subprocess.CalledProcessError, submitit.core.utils.FailedSubmissionError) as exc:
-            said = " ".join(str(getattr(exc, "stderr", None) or getattr(exc, "output", None) or exc).split())
+            with contextlib.redirect_stderr(io.StringIO()):  # submitit prints sbatch's complaint; ours says it
+                jobs = executor.map_array(SlurmTask(), [s.to_dict() for s, _ in batch],
+                                          [s.run_id for s, _ in batch], [out_root] * n, [task_options] * n,
+                                          [retry_failed] * n)
+        except (subprocess.CalledProcessError, submitit.core.utils.FailedJobError,
+                submitit.core.utils.FailedSubmissionError) as exc:
+            said = " ".join(str(getattr(exc, "stderr", None) or exc).split())
             raise UserError(f"--executor slurm: sbatch refused the job array ({said[:300]}); check --slurm-partition, "
                             f"--slurm-time and --slurm-opt against `sinfo`") from None
         say(f"submitted Slurm job array {jobs[0].job_id.split('_')[0]} ({n} runs; logs in {out_root}/slurm/)")
