@@ -46,7 +46,7 @@ def test_slurm_time_and_options_are_parsed_or_refused():
 
 def test_slurm_options_go_with_the_slurm_executor_and_dry_run_prints_sbatch(tmp_path, capsys):
     assert main(["run", *STUDY, "--out", str(tmp_path), "--slurm-partition", "gpu", "--dry-run"]) == 2
-    assert "--slurm-partition go(es) with --executor slurm" in capsys.readouterr().err
+    assert "--slurm-partition goes with --executor slurm" in capsys.readouterr().err
     assert main(["run", *STUDY, "--out", str(tmp_path), "--executor", "slurm", "--slurm-time", "2:00:00",
                  "--slurm-partition", "gpu", "--slurm-gpus-per-task", "1", "--slurm-array-parallelism", "4",
                  "--slurm-opt", "mem=8G", "--threads", "2", "--dry-run"]) == 0

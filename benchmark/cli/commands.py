@@ -190,7 +190,8 @@ def _slurm_settings(executor, partition, time_text, gpus, parallelism, opts):
         given = [p.opts[0] for p in ctx.command.params if p.name in SLURM_OPTIONS
                  and ctx.get_parameter_source(p.name) not in (None, click.core.ParameterSource.DEFAULT)]
         if given:
-            raise UserError(f"{', '.join(given)} go(es) with --executor slurm (got --executor {executor})")
+            raise UserError(f"{', '.join(given)} {'goes' if len(given) == 1 else 'go'} with --executor slurm "
+                            f"(got --executor {executor})")
         return None
     from msabench.execution.slurm_executor import SlurmSettings, parse_options, parse_time
 
