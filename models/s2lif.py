@@ -220,7 +220,7 @@ class KeyframeMask(nn.Module):
         # x: (B, T, D) frame features, mask: (B, T) bool real frames
         local = local_difference(x, mask, self.stride)  # (B, T, D)
         allowed = attention_allowed(mask, mask, future_mask=False)  # (B, T, T)
-        global_, _, _, _ = self.global_attention(x, x, x, allowed)  # (B, T, D), eq. 21
+        global_, _, _, _ = self.global_attention(x, x, x, allowed, need_probs=False)  # (B, T, D), eq. 21
         logits = self.decide(torch.cat([local, global_], dim=-1)).float()  # (B, T, 2): 0 drop, 1 keep
         if self.training:
             keep = F.gumbel_softmax(logits, tau=1.0, hard=True)[..., 1]  # sampled, straight-through

@@ -14,6 +14,7 @@ from msabench.api.context import TrainContext
 from msabench.core.config import ModelSpec, resolve_config
 from msabench.models.layers.transformer import (
     CrossModalEncoder,
+    MultiheadAttention,
     attention_allowed,
     real_positions,
     sinusoidal_embedding,
@@ -128,6 +129,25 @@ def test_traces_expose_queries_keys_and_masked_probabilities():
         assert torch.equal(trace.probs[1, :, :, 4:], torch.zeros(2, 5, 2))  # padded keys
         torch.testing.assert_close(trace.probs.sum(-1), torch.ones(2, 2, 5))
     assert enc(x, xm, src, sm).traces is None
+
+
+def test_fused_attention_equals_the_explicit_one_with_and_without_visible_keys():
+    """need_probs=False takes scaled_dot_product_attention: the same outputs and gradients, and a
+    query that sees no key gets zero output there too (no NaN)."""
+    torch.manual_seed(0)
+    attention = MultiheadAttention(8, 2)
+    q, kv = torch.randn(3, 5, 8, requires_grad=True), torch.randn(3, 6, 8, requires_grad=True)
+    allowed = torch.rand(3, 5, 6) > 0.4
+    allowed[0, 2] = False  # a query with no visible key
+    outputs = []
+    for need_probs in (True, False):
+        out, _, _, probs = attention(q, kv, kv, allowed, need_probs=need_probs)
+        assert (probs is None) != need_probs
+        grads = torch.autograd.grad(out.square().sum(), (q, kv, attention.q_proj.weight))
+        outputs.append((out, *grads))
+    for explicit, fused in zip(*outputs):
+        torch.testing.assert_close(fused, explicit, rtol=1e-5, atol=1e-6)
+    assert torch.equal(outputs[1][0][0, 2], attention.out_proj.bias.detach())  # zero attention, then out_proj
 
 
 def test_model_structure_follows_the_reference():

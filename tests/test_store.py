@@ -250,6 +250,25 @@ def test_dead_pid_lock_is_stale(run):
         assert run.status() == "running"
 
 
+def test_a_finished_runs_stale_lock_is_removed_when_a_sweep_skips_it(store):
+    """A worker killed between writing `done` and releasing its lock leaves both; the next sweep skips
+    the run and removes the lock (a live lock, or a foreign host's, stays)."""
+    from msabench.execution.base import run_one
+
+    done, foreign = store.run(make_spec(seed=1)), store.run(make_spec(seed=2))
+    for seed, rd in ((1, done), (2, foreign)):
+        with rd.claim(heartbeat_interval=5):
+            rd.write_spec(make_spec(seed=seed))
+            rd.append_records([record(0)])
+            rd.mark_done()
+    write_lock(done.lock_path, pid=dead_pid(), stale_after=3600)
+    write_lock(foreign.lock_path, host="other-host", pid=dead_pid(), stale_after=3600)
+    assert run_one(make_spec(seed=1), store, options=None, retry_failed=False) == "skipped"
+    assert run_one(make_spec(seed=2), store, options=None, retry_failed=False) == "skipped"
+    assert not done.lock_path.exists() and done.status() == "done"
+    assert foreign.lock_path.exists()
+
+
 def test_live_foreign_lock_is_respected(run):
     write_lock(run.lock_path, host="other-host", pid=dead_pid(), stale_after=3600)  # pid is not ours to judge
     assert run.status() == "running"

@@ -118,7 +118,7 @@ def test_summary_names_store_counts_and_report_command():
 
     lines = summary_lines(Outcome, 3, 12.0, "my store", "MLflow: 2 runs logged")
     assert lines[0] == "done 2, failed 1, skipped 0 of 3 runs in 12s; store my store"
-    assert lines[1] == "MLflow: 2 runs logged" and "--retry-failed" in lines[2]
+    assert lines[1] == "MLflow: 2 runs logged" and lines[2] == "failed (now) c" and "--retry-failed" in lines[3]
     assert lines[-1] == "report: msabench report --out 'my store'"
 
 

@@ -15,7 +15,9 @@ from msabench.core.errors import UserError
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        cli.main(args=argv, prog_name="msabench", standalone_mode=False)
+        # Without standalone mode click returns the code of a command's ctx.exit(N) (e.g. run's
+        # EXIT_FAILED_RUNS) instead of raising, and a command's own return value otherwise.
+        code = cli.main(args=argv, prog_name="msabench", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.exceptions.Abort:
@@ -34,5 +36,5 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("msabench: interrupted; re-run the same command to resume", err=True)
         return 130
-    return 0
+    return code if isinstance(code, int) else 0
 

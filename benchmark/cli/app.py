@@ -14,6 +14,9 @@ from msabench import __version__
 from msabench.core.errors import UserError
 
 DEFAULT_OUT = "./msabench-runs"
+# Exit codes: 0 success; 1 `check` found regressions; 2 bad input (nothing started); 3 a sweep ended
+# with failed runs (now, or earlier and not retried; the others' results are kept); 130 interrupted.
+EXIT_FAILED_RUNS = 3
 
 out_option = click.option(
     "--out", "out", default=lambda: os.environ.get("MSABENCH_OUT", DEFAULT_OUT), show_default="./msabench-runs",

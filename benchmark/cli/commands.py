@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from msabench.cli.app import cli, out_option
+from msabench.cli.app import EXIT_FAILED_RUNS, cli, out_option
 from msabench.core.config import parse_assignment
 from msabench.core.errors import UserError
 from msabench.plan.sweep import MAX_SEEDS
@@ -135,7 +135,11 @@ def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, 
                  and ctx.get_parameter_source(p.name) not in (None, click.core.ParameterSource.DEFAULT)]
         if given:
             raise UserError(f"--sweep {sweep_file} holds the study: drop {', '.join(given)} (or edit the file)")
-        requests = load_sweep(sweep_file).for_run(data_root=data_root, tiny=tiny)
+        _run_study(load_sweep(sweep_file), out=out, data_root=data_root, tiny=tiny, dry_run=dry_run,
+                   executor=executor, workers=workers, runs_per_gpu=runs_per_gpu, address=address, threads=threads,
+                   device=device, precision=precision, retry_failed=retry_failed, no_mlflow=no_mlflow,
+                   tracking_uri=tracking_uri, experiment=experiment, slurm=slurm)
+        return
     elif table is not None:  # the runs a paper template needs
         requests = _table_requests(table, models, datasets, setting, parse_seeds(seeds, n_seeds), modalities,
                                    parse_rates(rates), selection, parse_sets(sets), data_root, tiny)
@@ -149,23 +153,7 @@ def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, 
         )]
     specs = plan_requests(requests)
     if dry_run:
-        from msabench.plan.sweep import effective_workers, estimate
-        from msabench.store.runs import Store
-
-        for s in specs:
-            click.echo(f"{s.run_id}  {s.protocol} {s.setting or '-'} {'+'.join(s.datasets)} {s.model} "
-                       f"seed={s.seed} rate={s.rate:g} modalities={','.join(s.modalities)}")
-        click.echo(f"{len(specs)} runs")
-        est = estimate(specs, Store(out), retry_failed)
-        click.echo(est.describe(effective_workers(executor, workers, threads, runs_per_gpu, device,
-                                                  est.known + est.unknown, slurm)))
-        if slurm is not None and est.known + est.unknown:
-            from msabench.engine.options import RunOptions
-            from msabench.execution.slurm_executor import describe_sbatch
-
-            click.echo(f"sbatch parameters of the job array ({est.known + est.unknown} runs to do):")
-            for line in describe_sbatch(slurm, RunOptions(device=device, threads=threads), est.known + est.unknown):
-                click.echo(f"  {line}")
+        _list_runs(specs, out, retry_failed, executor, workers, threads, runs_per_gpu, device, slurm=slurm)
         return
     from msabench.engine.options import RunOptions
     from msabench.engine.runner import check_precision, resolve_device
@@ -174,10 +162,89 @@ def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, 
 
     check_precision(precision, resolve_device(device))
     options = RunOptions(device=device, precision=precision, threads=threads, data_root=data_root)
-    run_sweep(specs, out=out, options=options, executor=executor, retry_failed=retry_failed, workers=workers,
-              runs_per_gpu=runs_per_gpu, address=address, slurm=slurm,
-              tracking=TrackingSettings(enabled=not no_mlflow, uri=tracking_uri, experiment=experiment),
-              echo=click.echo)
+    outcome = run_sweep(specs, out=out, options=options, executor=executor, retry_failed=retry_failed,
+                        workers=workers, runs_per_gpu=runs_per_gpu, address=address, slurm=slurm,
+                        tracking=TrackingSettings(enabled=not no_mlflow, uri=tracking_uri, experiment=experiment),
+                        echo=click.echo)
+    exit_on_failed_runs(outcome)
+
+
+def _list_runs(specs, out, retry_failed, executor, workers, threads, runs_per_gpu, device, grid_keys=(),
+               slurm=None) -> None:
+    """--dry-run: one line per run (with its grid point), the count, the time estimate (and, for slurm, the
+    sbatch parameters of the job array)."""
+    from msabench.plan.sweep import effective_workers, estimate
+    from msabench.store.runs import Store
+
+    for s in specs:
+        point = ",".join(f"{k}={s.config[k]}" for k in grid_keys if k in s.config)
+        click.echo(f"{s.run_id}  {s.protocol} {s.setting or '-'} {'+'.join(s.datasets)} {s.model} "
+                   f"seed={s.seed} rate={s.rate:g} modalities={','.join(s.modalities)}"
+                   + (f"  {point}" if point else ""))
+    click.echo(f"{len(specs)} runs")
+    est = estimate(specs, Store(out), retry_failed)
+    todo = est.known + est.unknown
+    click.echo(est.describe(effective_workers(executor, workers, threads, runs_per_gpu, device, todo, slurm)))
+    if slurm is not None and todo:
+        from msabench.engine.options import RunOptions
+        from msabench.execution.slurm_executor import describe_sbatch
+
+        click.echo(f"sbatch parameters of the job array ({todo} runs to do):")
+        for line in describe_sbatch(slurm, RunOptions(device=device, threads=threads), todo):
+            click.echo(f"  {line}")
+
+
+def _run_study(sweep, *, out, data_root, tiny, dry_run, executor, workers, runs_per_gpu, address, threads, device,
+               precision, retry_failed, no_mlflow, tracking_uri, experiment, slurm=None) -> None:
+    """`run --sweep FILE`: plain sweeps and grid studies, through msabench.sweeps (the Python API)."""
+    from msabench import sweeps
+
+    study = sweeps.plan(sweep, tiny=tiny, data_root=data_root)
+    keys = sweep.grid_keys
+    if dry_run:
+        if study.selects:
+            click.echo(f"phase 1, grid search: every configuration with seeds {study.seeds}")
+        _list_runs(study.search, out, retry_failed, executor, workers, threads, runs_per_gpu, device, keys, slurm)
+        if study.selects:
+            _describe_phase_two(study, out, retry_failed, executor, workers, threads, runs_per_gpu, device)
+        return
+    outcome = sweeps.run(study, out, executor=executor, workers=workers, threads=threads, device=device,
+                         precision=precision, retry_failed=retry_failed, runs_per_gpu=runs_per_gpu, address=address,
+                         slurm=slurm, mlflow=not no_mlflow, tracking_uri=tracking_uri, experiment=experiment,
+                         data_root=data_root, echo=click.echo)
+    if outcome.unchosen:
+        click.echo(f"msabench: {len(outcome.unchosen)} group(s) have no configuration with every search run done; "
+                   "their final runs were not started (fix the failures, then re-run with --retry-failed)", err=True)
+    if outcome.failed or outcome.unchosen:
+        exit_on_failed_runs(outcome, force=True)
+
+
+def _describe_phase_two(study, out, retry_failed, executor, workers, threads, runs_per_gpu, device) -> None:
+    from msabench import sweeps
+
+    rule = study.sweep.select.rule or "the protocol's default rule"
+    groups, runs = study.phase_two_size()
+    click.echo(f"phase 2: per model and dataset ({groups} group(s)), the configuration with the best mean "
+               f"validation score under {rule} (never test) is re-run over seeds {study.final_seeds}: "
+               f"{runs} runs, the ones already run in phase 1 included")
+    choices = sweeps.choose(study, out)
+    if choices and all(c.config is not None for c in choices):
+        for choice in choices:
+            click.echo(choice.describe())
+        click.echo("phase 2 from the search runs in the store:")
+        _list_runs(sweeps.final_specs(study, choices), out, retry_failed, executor, workers, threads, runs_per_gpu,
+                   device, study.sweep.grid_keys)
+    else:
+        click.echo("(the chosen configurations are known once the phase 1 runs are done)")
+
+
+def exit_on_failed_runs(outcome, force: bool = False) -> None:
+    """A sweep with failed runs (now, or earlier and not retried) exits EXIT_FAILED_RUNS (docs/architecture.md §3)."""
+    if outcome.failed or force:
+        if outcome.failed:
+            click.echo(f"msabench: {len(outcome.failed)} run(s) failed (listed above); exit {EXIT_FAILED_RUNS}",
+                       err=True)
+        click.get_current_context().exit(EXIT_FAILED_RUNS)
 
 
 SLURM_OPTIONS = ("slurm_partition", "slurm_time", "slurm_gpus", "slurm_parallelism", "slurm_opts")

@@ -35,6 +35,9 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "train.scheduler_factor": 0.1,  # plateau: lr multiplier
     "train.warmup_ratio": 0.1,  # linear: share of all steps spent warming up
     "train.min_epochs": 0,  # early stopping never ends a run before this many epochs
+    # Evaluate the training split after every epoch too: no selection rule or report reads it (the
+    # training losses are logged either way), so protocols that need speed turn it off (§6).
+    "train.eval_train": True,
     "data.source": "auto",  # auto | pkl | aligned | label-csv
     "data.scale": 1.0,  # synthetic suite only
     "data.seed": 0,  # synthetic suite generation seed
@@ -61,6 +64,7 @@ ID_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "train.scheduler_factor": 0.1,
     "train.warmup_ratio": 0.1,
     "train.min_epochs": 0,
+    "train.eval_train": True,
     "text.pooling": "sequence",
     "text.layer": -1,
     "text.dtype": "float32",

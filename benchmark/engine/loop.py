@@ -1,7 +1,8 @@
 """The one generic training loop (design 6).
 
 Per epoch: `on_epoch_start`, the model's `training_step` over shuffled training batches,
-`on_epoch_end`, then every (split, domain) evaluated with predictions kept. Early stopping and
+`on_epoch_end`, then every (split, domain) evaluated with predictions kept (the training split only
+with `train.eval_train`). Early stopping and
 checkpoint choice both use `msabench.evaluation.selection`, so they agree with the report.
 """
 
@@ -135,6 +136,10 @@ def run_loop(
     result = LoopResult(records=[], predictions={}, checkpoints={}, chosen_epochs={})
     for es in eval_sets:
         result.predictions[f"ids/{_key(es)}"] = es.data.ids.astype(str)
+    # The epoch's training losses go into the first training split's record, or into the first record
+    # when the training split is not evaluated (train.eval_train=false).
+    evaluates_train = any(es.split == "train" for es in eval_sets)
+    losses_record_of = eval_sets[0] if eval_sets and (eval_sets[0].split == "train" or not evaluates_train) else None
 
     for epoch in range(epochs):
         started = time.perf_counter()
@@ -152,8 +157,10 @@ def run_loop(
         model.on_epoch_end(ctx)
         train_loss = {k: float(np.mean(v)) for k, v in losses.items()}
         if any(not np.isfinite(v) for v in train_loss.values()):
-            raise NonFiniteLoss(f"training loss is not finite at epoch {epoch}: {train_loss}; lower train.lr or "
-                                "clip gradients (--set train.clip=1.0), then rerun it with --retry-failed")
+            raise NonFiniteLoss(f"training loss is not finite at epoch {epoch}: {train_loss}; "
+                                "a lower train.lr or gradient clipping (--set train.clip=1.0) makes a new run "
+                                "(a new config is a new run id; this one stays failed), while --retry-failed "
+                                "reruns this same config")
         train_seconds = time.perf_counter() - started
 
         epoch_records = []
@@ -167,7 +174,7 @@ def run_loop(
                 metrics = task_metrics(task, pred, true, family=family)
             eval_loss = float(loss_fn(torch.from_numpy(pred), es.data.y_tensor)) if len(pred) else float("nan")
             loss = {"task": eval_loss}
-            if es.split == "train" and es.domain == eval_sets[0].domain:
+            if es is losses_record_of:
                 loss.update({f"train_{k}": v for k, v in train_loss.items()})
             record = {
                 "schema": 1, "run_id": spec.run_id, "epoch": epoch, "split": es.split, "domain": es.domain,

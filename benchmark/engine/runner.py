@@ -123,9 +123,12 @@ def prepare_tensors(spec: RunSpec, datasets, tokens: bool, device: str = "cpu") 
     train_domains = spec.train_domains or sources
     train_parts = {name: train_tensors(name) for name in train_domains}
     eval_sets: list[EvalSet] = []
+    eval_train = bool(spec.config.get("train.eval_train", True))  # runs stored before the key evaluated it
     for name in spec.datasets:
         splits = SPLITS_OF_SOURCES if name in sources else SPLITS_OF_TARGETS
         for split in splits:
+            if split == "train" and not eval_train:
+                continue
             data = train_parts[name] if split == "train" and name in train_parts else tensors(name, split, spec.rate)
             eval_sets.append(EvalSet(split, name, data, spec.rate))
     for rate in spec.eval_rates:
@@ -221,6 +224,7 @@ def _check_exposes_features(spec: RunSpec, model, eval_sets: list[EvalSet], devi
 def failure_reason(exc: BaseException) -> dict[str, Any]:
     reason = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)):
-        reason += (" -- out of memory: lower train.batch_size (--set train.batch_size=N), run fewer runs at once"
-                   " (--workers, --runs-per-gpu), then rerun it with --retry-failed")
+        reason += (" -- out of memory: run fewer runs at once (--workers, --runs-per-gpu) and rerun it with "
+                   "--retry-failed, or lower train.batch_size (--set train.batch_size=N), which makes a new run "
+                   "(a new config is a new run id; this one stays failed)")
     return {"reason": reason, "traceback": traceback.format_exc()}

@@ -108,18 +108,42 @@ def select_epoch(
     if rule == "last":
         epochs = [int(r["epoch"]) for r in records]
         return max(epochs) if epochs else None
+    scores, direction = rule_scores(records, rule, task=task, sources=sources, targets=targets,
+                                    train_rate=train_rate, lodo_records=lodo_records)
+    best = _best(scores, direction)
+    if rule != "lodo":
+        return best
+    epochs = {int(r["epoch"]) for r in records}
+    return min(best, max(epochs)) if best is not None and epochs else best
+
+
+def rule_scores(records: Sequence[dict[str, Any]], rule: str, *, task: str, sources: Sequence[str],
+                targets: Sequence[str] = (), train_rate: float = 0.0,
+                lodo_records: Sequence[Sequence[dict[str, Any]]] = ()) -> tuple[dict[int, float], str]:
+    """The validation score per epoch that `rule` optimises, and its direction ("min" | "max").
+    `last` optimises nothing: it has no scores."""
+    check_rule(rule, "selection rule")
+    if rule == "last":
+        raise UserError("selection rule 'last' picks the last epoch and has no validation score; "
+                        "use val (or the protocol's validation rule) to compare configurations")
     if rule == "val":
         metric, direction = selection_metric(task)
-        return _best(_per_epoch_mean(records, "valid", sources, metric, train_rate), direction)
+        return _per_epoch_mean(records, "valid", sources, metric, train_rate), direction
     if rule == "train-domain":
-        return _best(_per_epoch_mean(records, "valid", sources, "acc", train_rate), "max")
+        return _per_epoch_mean(records, "valid", sources, "acc", train_rate), "max"
     if rule == "oracle":
         if not targets:
             raise UserError("selection 'oracle' needs target domains: it applies to the DG protocols only")
-        return _best(_per_epoch_mean(records, "valid", targets, "acc", train_rate), "max")
-    best = _lodo_best(lodo_records, sources, train_rate)
-    epochs = {int(r["epoch"]) for r in records}
-    return min(best, max(epochs)) if best is not None and epochs else best
+        return _per_epoch_mean(records, "valid", targets, "acc", train_rate), "max"
+    return _lodo_scores(lodo_records, sources, train_rate), "max"
+
+
+def selection_score(records: Sequence[dict[str, Any]], rule: str, **kwargs: Any) -> tuple[float | None, str]:
+    """The validation score of a run under `rule` (the best of `rule_scores`; None when it cannot be
+    answered) and its direction: what a grid study compares configurations by. Never a test value."""
+    scores, direction = rule_scores(records, rule, **kwargs)
+    best = _best(scores, direction)
+    return (None if best is None else scores[best]), direction
 
 
 def lodo_clamp(records: Sequence[dict[str, Any]], *, sources: Sequence[str], train_rate: float = 0.0,
@@ -134,16 +158,19 @@ def lodo_clamp(records: Sequence[dict[str, Any]], *, sources: Sequence[str], tra
 
 
 def _lodo_best(lodo_records, sources, train_rate) -> int | None:
+    return _best(_lodo_scores(lodo_records, sources, train_rate), "max")
+
+
+def _lodo_scores(lodo_records, sources, train_rate) -> dict[int, float]:
     # lodo: each helper run was validated on its held-out source; average those per epoch.
     if not lodo_records:
-        return None
+        return {}
     per_helper = []
     for helper in lodo_records:
         held_out = sorted({r["domain"] for r in helper if r["split"] == "valid"} & set(sources))
         per_helper.append(_per_epoch_mean(helper, "valid", held_out, "acc", train_rate))
     common = set.intersection(*(set(s) for s in per_helper)) if per_helper else set()
-    mean = {e: sum(s[e] for s in per_helper) / len(per_helper) for e in common}
-    return _best(mean, "max")
+    return {e: sum(s[e] for s in per_helper) / len(per_helper) for e in common}
 
 
 def metrics_at(records: Sequence[dict[str, Any]], epoch: int, split: str, domain: str,

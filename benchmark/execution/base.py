@@ -14,16 +14,29 @@ from msabench.core.errors import UserError
 from msabench.core.types import RunSpec
 from msabench.engine.options import RunOptions
 
+# The status of a run that failed in an earlier sweep and is not retried (no --retry-failed): it
+# counts as failed in this sweep too, never as skipped, so a re-run cannot turn a failure into success.
+FAILED_EARLIER = "failed-earlier"
+
+
+def not_run_status(store_status: str) -> str:
+    """What a sweep reports for a run the store says not to run: failed when it failed before."""
+    return FAILED_EARLIER if store_status == "failed" else "skipped"
+
 
 @dataclass
 class SweepOutcome:
     done: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # already done, failed without --retry-failed, or running
+    failed: list[str] = field(default_factory=list)  # failed now, or earlier and not retried
+    skipped: list[str] = field(default_factory=list)  # already done, or held by another sweep
+    failed_earlier: list[str] = field(default_factory=list)  # the part of `failed` that failed in an earlier sweep
     progress: Callable[[RunSpec, str], None] | None = None
 
     def add(self, spec: RunSpec, status: str) -> None:
-        getattr(self, status if status in ("done", "failed") else "skipped").append(spec.run_id)
+        if status == FAILED_EARLIER:
+            self.failed_earlier.append(spec.run_id)
+        getattr(self, status if status == "done" else "failed" if status in ("failed", FAILED_EARLIER)
+                else "skipped").append(spec.run_id)
         if self.progress is not None:
             self.progress(spec, status)
 
@@ -33,20 +46,26 @@ class SweepOutcome:
 
         todo = []
         for spec in specs:
-            if should_run(store.run_dir(spec.run_id).status(), retry_failed):
+            run_dir = store.run_dir(spec.run_id)
+            status = run_dir.status()
+            if should_run(status, retry_failed):
                 todo.append(spec)
             else:
-                self.add(spec, "skipped")
+                run_dir.release_stale_lock()
+                self.add(spec, not_run_status(status))
         return todo
 
 
 def run_one(spec: RunSpec, store, options: RunOptions, retry_failed: bool) -> str:
-    """Run `spec` unless the store says not to; returns the resulting status."""
+    """Run `spec` unless the store says not to; returns the resulting status ("done", "failed",
+    "skipped" or FAILED_EARLIER)."""
     from msabench.store.runs import should_run
 
     run_dir = store.run_dir(spec.run_id)
-    if not should_run(run_dir.status(), retry_failed):
-        return "skipped"
+    status = run_dir.status()
+    if not should_run(status, retry_failed):
+        run_dir.release_stale_lock()  # a worker killed after finishing the run left its lock
+        return not_run_status(status)
     try:
         return _claim_and_run(spec, run_dir, options, retry_failed)
     except UserError:
@@ -62,8 +81,9 @@ def _claim_and_run(spec: RunSpec, run_dir, options: RunOptions, retry_failed: bo
     with run_dir.claim() as claimed:
         if not claimed:
             return "skipped"  # another worker took it between the check and the claim
-        if not should_run(run_dir.status(ignore_own_lock=True), retry_failed):
-            return "skipped"
+        status = run_dir.status(ignore_own_lock=True)
+        if not should_run(status, retry_failed):
+            return not_run_status(status)
         run_dir.reset()
         try:
             execute(spec, run_dir, options)

@@ -46,6 +46,7 @@ class Progress:
         self.estimate = estimate_seconds  # serial seconds of the runs to do, from stored timings
         self.workers = max(1, workers)
         self.counts = {"done": 0, "failed": 0, "skipped": 0}
+        self.failed_earlier = 0  # counted in "failed", but not executed now (they cost no time)
         self.started = time.perf_counter()
         self.first_exec: float | None = None
         self.last = ""
@@ -62,7 +63,7 @@ class Progress:
 
     def eta(self, now: float | None = None) -> float | None:
         now = time.perf_counter() if now is None else now
-        executed = self.counts["done"] + self.counts["failed"]
+        executed = self.counts["done"] + self.counts["failed"] - self.failed_earlier
         left = self.total - self.processed
         if left <= 0:
             return 0.0
@@ -73,17 +74,23 @@ class Progress:
         return None
 
     def update(self, spec: Any, status: str) -> None:
+        from msabench.execution.base import FAILED_EARLIER
+
+        earlier = status == FAILED_EARLIER
         with self._lock:
-            key = status if status in self.counts else "skipped"
+            key = "failed" if earlier else status if status in self.counts else "skipped"
             self.counts[key] += 1
+            self.failed_earlier += earlier
             now = time.perf_counter()
-            self.last = f"{status} {describe_spec(spec)}"
+            shown = "failed" if earlier else status
+            what = describe_spec(spec) + (" (failed in an earlier sweep, not retried)" if earlier else "")
+            self.last = f"{shown} {what}"
             if self.tty:
-                if status == "failed":  # a failure keeps its own line above the bar
-                    self.stream.write(f"\r\x1b[Kfailed: {describe_spec(spec)} (`msabench status` says why)\n")
+                if key == "failed":  # a failure keeps its own line above the bar
+                    self.stream.write(f"\r\x1b[Kfailed: {what} (`msabench status` says why)\n")
                 self._draw(now)
             else:
-                self.stream.write(f"[{self.processed}/{self.total}] {status:8s} {describe_spec(spec)}  "
+                self.stream.write(f"[{self.processed}/{self.total}] {shown:8s} {what}  "
                                   f"({fmt_duration(now - self.started)} elapsed, ETA {fmt_duration(self.eta(now))})\n")
                 self.stream.flush()
 
@@ -125,10 +132,18 @@ class Progress:
                 self.stream.flush()
 
 
+MAX_FAILED_LISTED = 20  # the summary names this many failed runs; `msabench status` lists them all
+
+
 def summary_lines(outcome: Any, total: int, seconds: float, out: str, mlflow_line: str | None = None,
-                  text_cache: dict[str, int] | None = None) -> list[str]:
-    """The end-of-sweep summary: counts, store, frozen text cache, MLflow, the report command (and failed runs)."""
-    lines = [f"done {len(outcome.done)}, failed {len(outcome.failed)}, skipped {len(outcome.skipped)} of {total} "
+                  text_cache: dict[str, int] | None = None, failed_labels: dict[str, str] | None = None) -> list[str]:
+    """The end-of-sweep summary: counts, store, frozen text cache, MLflow, the report command, and
+    which runs failed (`failed_labels`: run id -> what the run is and why it failed)."""
+    earlier = set(getattr(outcome, "failed_earlier", ()) or ())
+    failed_text = f"failed {len(outcome.failed)}"
+    if earlier:
+        failed_text += f" ({len(earlier)} in an earlier sweep, not retried)"
+    lines = [f"done {len(outcome.done)}, {failed_text}, skipped {len(outcome.skipped)} of {total} "
              f"runs in {fmt_duration(seconds)}; store {out}"]
     if text_cache:
         lines.append(f"text encoder cache: {text_cache['hits']} hits, {text_cache['misses']} misses"
@@ -136,6 +151,12 @@ def summary_lines(outcome: Any, total: int, seconds: float, out: str, mlflow_lin
     if mlflow_line:
         lines.append(mlflow_line)
     if outcome.failed:
+        labels = failed_labels or {}
+        for run_id in outcome.failed[:MAX_FAILED_LISTED]:
+            when = "earlier, not retried" if run_id in earlier else "now"
+            lines.append(f"failed ({when}) {run_id}{(' ' + labels[run_id]) if labels.get(run_id) else ''}")
+        if len(outcome.failed) > MAX_FAILED_LISTED:
+            lines.append(f"... and {len(outcome.failed) - MAX_FAILED_LISTED} more failed runs")
         lines.append(f"failed runs are kept with their reason: `msabench status --out {shlex.quote(str(out))}` lists "
                      f"them, --retry-failed reruns them")
     lines.append(f"report: msabench report --out {shlex.quote(str(out))}")

@@ -16,6 +16,14 @@ A sweep file is the reproducible record of a study (read with tomllib; nothing i
     tiny = true
     [set]                                  # --set for every run
     "train.lr" = 0.001                     # (train.lr = 0.001 also works)
+    [grid]                                 # one configuration per combination, for every model
+    "train.lr" = [0.001, 0.0003]           # (a model table's own grid = {...} for its model.* keys)
+    [select]                               # choose one configuration on validation, then re-run it
+    rule = "val"                           # a selection rule with a validation score (never test)
+    search_seeds = [1]                     # the grid's seeds (default: the first of seeds)
+
+A grid is expanded at plan time into model specs with the grid's keys inline (`lf_dnn:train.lr=0.001`),
+so `--dry-run` lists its runs; the study with [select] runs in two phases (msabench.sweeps).
 
 Unknown keys are errors with close matches. On the command line, --sweep goes with execution
 options (--out, --executor, --workers, --threads, --device, MLflow, --dry-run, ...) and --tiny;
@@ -35,19 +43,33 @@ from msabench.core.errors import UserError, did_you_mean
 from msabench.plan.request import Request
 
 TOP_KEYS = ("name", "description", "protocol", "models", "datasets", "seeds", "n_seeds", "setting", "settings",
-            "rates", "modalities", "selection", "set", "tiny")
-MODEL_KEYS = ("name", "variant", "variants", "set")
+            "rates", "modalities", "selection", "set", "tiny", "grid", "select")
+MODEL_KEYS = ("name", "variant", "variants", "set", "grid")
+SELECT_KEYS = ("rule", "search_seeds")
+MAX_GRID = 1_000  # configurations per model: beyond this a typo, not a study
 NAMESPACES = ("model", "train", "data", "text")
 MAX_SEEDS = 10_000  # seeds per study: beyond this a typo, not a study (and the plan alone would fill memory)
 
 
 @dataclass(frozen=True)
+class ConfigSelection:
+    """A grid study's [select]: the rule whose validation score picks a configuration, and the seeds
+    the grid runs with (None: the first of the study's seeds)."""
+
+    rule: str | None = None  # None: each protocol's default rule
+    search_seeds: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
 class SweepFile:
-    """A sweep file read: its name and its study as `Request`s (one per setting)."""
+    """A sweep file read: its name and its study as `Request`s (one per setting); a grid study also
+    names its grid keys (the config keys its configurations differ in) and its [select]."""
 
     path: str
     name: str
     requests: tuple[Request, ...]
+    grid_keys: tuple[str, ...] = ()
+    select: ConfigSelection | None = None
 
     def for_run(self, data_root: str | None = None, tiny: bool = False) -> list[Request]:
         """The requests with the command line's execution options (`--data-root`, `--tiny`)."""
@@ -98,9 +120,49 @@ def flatten_set(path: str, table: Any, where: str = "set") -> dict[str, Any]:
     return flat
 
 
-def _model_entries(path: str, value: Any) -> tuple[str, ...]:
+def _grid(path: str, table: Any, where: str) -> dict[str, tuple]:
+    """A grid table: namespaced keys, each with a non-empty list of distinct values."""
+    flat = flatten_set(path, table, where)
+    grid = {}
+    for key, values in flat.items():
+        if not isinstance(values, list) or not values:
+            raise _err(path, f"{where}: {key} must be a list of the values to try, e.g. {key} = [0.001, 0.0003]")
+        if len({repr(v) for v in values}) != len(values):
+            raise _err(path, f"{where}: {key} lists a value twice ({values!r})")
+        grid[key] = tuple(values)
+    return grid
+
+
+def grid_points(grid: dict[str, tuple]) -> list[dict[str, Any]]:
+    """Every combination of a grid, in the file's order (the first key varies slowest)."""
+    points: list[dict[str, Any]] = [{}]
+    for key, values in grid.items():
+        points = [{**p, key: v} for p in points for v in values]
+    return points
+
+
+def _with_grid(path: str, spec, grid: dict[str, tuple]) -> list[str]:
     from msabench.core.config import ModelSpec, parse_model_spec
 
+    both = sorted(set(grid) & set(spec.overrides))
+    if both:
+        raise _err(path, f"models: {spec.label}: {', '.join(both)} is both set and in a grid; give it in one place")
+    points = grid_points(grid)
+    if len(points) > MAX_GRID:
+        raise _err(path, f"models: {spec.label}: the grid has {len(points)} configurations; at most {MAX_GRID}")
+    texts = [str(ModelSpec(spec.name, spec.variant, {**spec.overrides, **point})) for point in points]
+    for text in texts:
+        parse_model_spec(text)
+    return texts
+
+
+def _model_entries(path: str, value: Any,
+                   grid: dict[str, tuple] | None = None) -> tuple[tuple[str, ...], dict[str, tuple]]:
+    """The model specs of `models` with every grid point inline, and every value each grid key takes."""
+    from msabench.core.config import ModelSpec, parse_model_spec
+
+    grid = grid or {}
+    values: dict[str, list] = {k: list(v) for k, v in grid.items()}
     if isinstance(value, (str, dict)):
         value = [value]
     if not isinstance(value, list) or not value:
@@ -108,8 +170,7 @@ def _model_entries(path: str, value: Any) -> tuple[str, ...]:
     out: list[str] = []
     for item in value:
         if isinstance(item, str):
-            parse_model_spec(item)  # syntax errors now, with the spec named
-            out.append(item.strip())
+            out += _with_grid(path, parse_model_spec(item), grid)  # syntax errors now, with the spec named
             continue
         if not isinstance(item, dict):
             raise _err(path, f"models: {item!r} is neither a spec string nor a table")
@@ -128,13 +189,17 @@ def _model_entries(path: str, value: Any) -> tuple[str, ...]:
         bad = [k for k in overrides if not k.startswith(("model.", "train.", "data.", "text."))]
         if bad:
             raise _err(path, f"models: {name}: bad keys {bad}")
+        own_grid = _grid(path, item["grid"], f"models: {name}: grid") if "grid" in item else {}
+        twice = sorted(set(own_grid) & set(grid))
+        if twice:
+            raise _err(path, f"models: {name}: grid key {', '.join(twice)} is in the sweep's [grid] too; give it once")
+        for key, own in own_grid.items():
+            values.setdefault(key, []).extend(own)
         for variant in variants:
-            text = str(ModelSpec(name, variant or None, overrides))
-            parse_model_spec(text)
-            out.append(text)
+            out += _with_grid(path, ModelSpec(name, variant or None, overrides), {**grid, **own_grid})
     if len(set(out)) != len(out):
         raise _err(path, f"models lists a spec twice: {sorted({m for m in out if out.count(m) > 1})}")
-    return tuple(out)
+    return tuple(out), {k: tuple(v) for k, v in values.items()}
 
 
 def load_sweep(path: str | Path) -> SweepFile:
@@ -156,6 +221,13 @@ def load_sweep(path: str | Path) -> SweepFile:
                           "save it as UTF-8") from None
     except OSError as exc:
         raise UserError(f"--sweep {where}: cannot read it ({exc.strerror or exc}); check the path") from None
+    return sweep_from_dict(data, where=where, default_name=p.stem)
+
+
+def sweep_from_dict(data: dict[str, Any], *, where: str = "<dict>", default_name: str = "sweep") -> SweepFile:
+    """A sweep from the table a sweep file holds (the Python API passes a dict; same keys, same checks)."""
+    if not isinstance(data, dict):
+        raise _err(where, f"a sweep is a table of keys ({', '.join(TOP_KEYS)}), got {type(data).__name__}")
     _check_keys(where, data, TOP_KEYS, "")
     protocol = data.get("protocol", "standard")
     if not isinstance(protocol, str):
@@ -163,7 +235,14 @@ def load_sweep(path: str | Path) -> SweepFile:
     for text_key in ("name", "description", "selection"):
         if text_key in data and not isinstance(data[text_key], str):
             raise _err(where, f"{text_key} must be a string")
-    models = _model_entries(where, data["models"]) if "models" in data else ()
+    grid = _grid(where, data["grid"], "grid") if "grid" in data else {}
+    user_set = flatten_set(where, data["set"]) if "set" in data else {}
+    both = sorted(set(grid) & set(user_set))
+    if both:
+        raise _err(where, f"{', '.join(both)} is both in [set] and in [grid]; give it in one place")
+    if grid and "models" not in data:
+        raise _err(where, "a [grid] needs models = [...]: the grid's keys are set per model spec")
+    models, grid_values = _model_entries(where, data["models"], grid) if "models" in data else ((), {})
     datasets = _str_list(where, "datasets", data["datasets"]) if "datasets" in data else ()
     if "seeds" in data and "n_seeds" in data:
         raise _err(where, "give seeds or n_seeds, not both")
@@ -204,14 +283,43 @@ def load_sweep(path: str | Path) -> SweepFile:
             raise _err(where, f"rates must be distinct, increasing and in [0, 1], got {data['rates']!r}")
         rates = values
     modalities = _str_list(where, "modalities", data["modalities"], comma=True) if "modalities" in data else None
-    user_set = flatten_set(where, data["set"]) if "set" in data else {}
+    select = _select(where, data["select"], set(grid_values)) if "select" in data else None
     tiny = data.get("tiny", False)
     if not isinstance(tiny, bool):
         raise _err(where, f"tiny must be true or false, got {tiny!r}")
     requests = tuple(Request(protocol=protocol, models=models, datasets=datasets, setting=setting, seeds=seeds,
                              modalities=modalities, rates=rates, selection=data.get("selection"),
                              user_set=dict(user_set), tiny=tiny) for setting in settings)
-    return SweepFile(path=where, name=str(data.get("name", p.stem)), requests=requests)
+    return SweepFile(path=where, name=str(data.get("name", default_name)), requests=requests,
+                     grid_keys=tuple(sorted(grid_values)), select=select)
+
+
+def _select(path: str, table: Any, grid_keys: set[str]) -> ConfigSelection:
+    if not isinstance(table, dict):
+        raise _err(path, "select must be a table, e.g. [select] rule = \"val\"")
+    _check_keys(path, table, SELECT_KEYS, " in [select]")
+    if not grid_keys:
+        raise _err(path, "[select] chooses among a grid's configurations: add a [grid] (or a model's grid = {...})")
+    rule = table.get("rule")
+    if rule is not None:
+        from msabench.evaluation.selection import check_rule
+
+        if not isinstance(rule, str):
+            raise _err(path, f"[select] rule must be a string, got {rule!r}")
+        check_rule(rule, f"sweep file {path}: [select] rule")
+        if rule == "last":
+            raise _err(path, "[select] rule 'last' has no validation score to compare configurations by; use val "
+                             "(or the protocol's validation rule, e.g. train-domain)")
+    seeds = table.get("search_seeds")
+    if seeds is not None:
+        if isinstance(seeds, int) and not isinstance(seeds, bool):
+            seeds = [seeds]
+        if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in seeds)):
+            raise _err(path, f"[select] search_seeds must be a list of distinct non-negative whole numbers, "
+                             f"got {table['search_seeds']!r:.80}")
+        seeds = tuple(seeds)
+    return ConfigSelection(rule=rule, search_seeds=seeds)
 
 
 def plan_requests(requests: Sequence[Request]) -> list:
@@ -366,6 +474,24 @@ def run_sweep(specs: Sequence, *, out: str, options, executor: str = "local", re
         progress.close()
         view.close()
     for line in summary_lines(outcome, len(specs), time.perf_counter() - started, out, view_summary(view, out),
-                              text_cache_totals(store, outcome.done)):
+                              text_cache_totals(store, outcome.done), failed_run_labels(store, outcome.failed)):
         echo(line)
     return outcome
+
+
+def failed_run_labels(store, run_ids: Sequence[str]) -> dict[str, str]:
+    """run id -> "(model datasets seed N): reason" of failed runs, for the sweep summary."""
+    labels = {}
+    for run_id in run_ids:
+        rd = store.run_dir(run_id)
+        try:
+            spec = rd.read_spec_dict()
+            what = f"({spec['model']} {'+'.join(spec['datasets'])} seed {spec['seed']})"
+        except Exception:  # noqa: BLE001 - a run that failed before writing spec.json is still named
+            what = ""
+        try:
+            reason = str((rd.read_failed() or {}).get("reason", "")).splitlines()[0]
+        except Exception:  # noqa: BLE001
+            reason = ""
+        labels[run_id] = f"{what}: {reason}" if reason else what
+    return labels

@@ -17,7 +17,7 @@ from typing import Any
 
 from msabench.core.types import short_hash
 from msabench.data.names import family_of, is_synthetic
-from msabench.evaluation.selection import caption_text, metrics_at, select_epoch
+from msabench.evaluation.selection import caption_text, metrics_at, select_epoch, selection_score
 from msabench.protocols import kind_of, protocol_of
 from msabench.report.table import Cell, Column, Row, Table
 
@@ -112,6 +112,15 @@ def selected_epoch(view: RunView, rule: str, lodo: Sequence[Sequence[dict[str, A
     s = view.spec
     return select_epoch(view.records, rule, task=s["task"], sources=s.get("train_domains") or view.sources,
                         targets=s.get("target_domains", ()), train_rate=float(s["rate"]), lodo_records=lodo)
+
+
+def validation_score(view: RunView, rule: str,
+                     lodo: Sequence[Sequence[dict[str, Any]]] = ()) -> tuple[float | None, str]:
+    """The run's validation score under `rule` (what the rule optimises, at its best epoch) and its
+    direction: how a grid study compares configurations (never on test)."""
+    s = view.spec
+    return selection_score(view.records, rule, task=s["task"], sources=s.get("train_domains") or view.sources,
+                           targets=s.get("target_domains", ()), train_rate=float(s["rate"]), lodo_records=lodo)
 
 
 def chosen_metrics(view: RunView, rule: str, lodo: Sequence[Sequence[dict[str, Any]]] = (),

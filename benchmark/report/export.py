@@ -26,12 +26,12 @@ FORMATS = ("csv", "parquet")
 _TYPES = {"seed": int, "epoch": int, "rate": float, "eval_rate": float, "value": float}
 
 
-def run_rows(run_dir) -> Iterator[dict[str, Any]]:
-    spec = run_dir.read_spec_dict()
+def run_identity(run_id: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """The identity columns of a run (the first columns of every export row)."""
     model = str(spec.get("model", ""))
     datasets = list(spec.get("datasets") or [])
-    base = {
-        "run_id": run_dir.run_id, "protocol": spec.get("protocol", ""),
+    return {
+        "run_id": run_id, "protocol": spec.get("protocol", ""),
         "protocol_version": str(spec.get("protocol_version", "")), "setting": spec.get("setting") or "",
         "model": model, "variant": model.split("@", 1)[1] if "@" in model else "",
         "datasets": "+".join(datasets), "data": "synthetic" if all_synthetic(datasets) else "real",
@@ -39,13 +39,22 @@ def run_rows(run_dir) -> Iterator[dict[str, Any]]:
         "modalities": ",".join(spec.get("modalities") or []), "label_rule": spec.get("label_rule", ""),
         "task": spec.get("task", ""),
     }
-    for rec in run_dir.read_records():
+
+
+def record_rows(run_id: str, spec: dict[str, Any], records) -> Iterator[dict[str, Any]]:
+    """The export rows of one run's records (all of them, or the ones passed: e.g. one epoch's)."""
+    base = run_identity(run_id, spec)
+    for rec in records:
         where = {"epoch": int(rec["epoch"]), "split": rec["split"], "domain": rec["domain"],
                  "eval_rate": float(rec.get("rate") or 0.0)}
         for kind, values in (("metric", rec.get("metrics") or {}), ("loss", rec.get("loss") or {})):
             for name, value in sorted(values.items()):
                 yield {**base, **where, "kind": kind, "metric": name,
                        "value": float("nan") if value is None else float(value)}
+
+
+def run_rows(run_dir) -> Iterator[dict[str, Any]]:
+    return record_rows(run_dir.run_id, run_dir.read_spec_dict(), run_dir.read_records())
 
 
 def rows(out: str | Path) -> Iterator[dict[str, Any]]:
@@ -59,13 +68,17 @@ def rows(out: str | Path) -> Iterator[dict[str, Any]]:
         yield from run_rows(rd)
 
 
+def records_frame(row_dicts, columns: tuple[str, ...] = COLUMNS):
+    """Export rows as a pandas DataFrame, with the column types the parquet export uses."""
+    import pandas as pd
+
+    frame = pd.DataFrame(list(row_dicts), columns=list(columns))
+    return frame.astype({c: ("int64" if t is int else "float64") for c, t in _TYPES.items() if c in columns})
+
+
 def to_pandas(out: str | Path):
-    """The tidy table as a pandas DataFrame (needs pandas)."""
-    try:
-        import pandas as pd
-    except ImportError:
-        raise UserError("to_pandas needs pandas: pip install pandas") from None
-    return pd.DataFrame(list(rows(out)), columns=list(COLUMNS))
+    """The tidy table as a pandas DataFrame (the rows `msabench export` writes)."""
+    return records_frame(rows(out))
 
 
 def write_csv(out: str | Path, stream) -> int:

@@ -14,6 +14,8 @@ import io
 import json
 import math
 import re
+from collections.abc import Iterator
+from typing import Any
 
 from msabench.report.table import Cell, Column, Row, Table, format_part
 
@@ -212,17 +214,15 @@ CSV_FIELDS = ("table", "row", "row_label", "row_group", "row_kind", "n_seeds", "
               "rank", "mark", "text")
 
 
-def _csv_number(value: float | None, col: Column, std: bool = False) -> str:
+def _csv_number(value: float | None, col: Column, std: bool = False) -> float | None:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    shown = value * 100 if col.scale == "percent" else value
-    return repr(float(shown))
+        return None
+    return float(value * 100 if col.scale == "percent" else value)
 
 
-def to_csv(tables: list[Table]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_FIELDS)
+def table_records(tables: list[Table]) -> Iterator[dict[str, Any]]:
+    """One dict per shown cell part (the CSV_FIELDS), numbers as shown (percent scaled), None when absent:
+    the rows of `report --format csv` and of the Python API's table DataFrames."""
     for t in tables:
         for row in t.rows:
             for col in t.columns:
@@ -232,12 +232,20 @@ def to_csv(tables: list[Table]) -> str:
                     if part is None:
                         continue
                     metric = col.parts[i] if i < len(col.parts) else (col.metric or col.key)
-                    writer.writerow([
-                        t.id, row.key, row.label, row.group, row.kind, row.n_seeds or "", col.key, col.group,
+                    yield dict(zip(CSV_FIELDS, (
+                        t.id, row.key, row.label, row.group, row.kind, row.n_seeds or None, col.key, col.group,
                         col.subgroup, col.label, i, metric, col.scale, _csv_number(part.mean, col),
-                        _csv_number(part.std, col), part.n or "", _csv_number(part.published, col),
-                        part.rank or "", part.mark + part.flag, part.text or "",
-                    ])
+                        _csv_number(part.std, col), part.n or None, _csv_number(part.published, col),
+                        part.rank or None, part.mark + part.flag, part.text or "",
+                    )))
+
+
+def to_csv(tables: list[Table]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_FIELDS)
+    for record in table_records(tables):
+        writer.writerow(["" if v is None else repr(v) if isinstance(v, float) else v for v in record.values()])
     return buf.getvalue()
 
 

@@ -188,6 +188,21 @@ class RunDir:
         lock.start_heartbeat()
         return lock
 
+    def release_stale_lock(self) -> bool:
+        """Remove the lock a dead worker left on a finished run (killed between writing `done` or
+        `failed.json` and releasing): taken over like any stale lock, then released. A live lock is
+        never touched. Returns whether one was removed."""
+        if not self.lock_path.exists() or lock_state(self.lock_path, self.stale_after) != "stale":
+            return False
+        lock = RunLock(self.lock_path, DEFAULT_HEARTBEAT, self.stale_after)
+        try:
+            if not lock.try_acquire():
+                return False
+        except StoreError:
+            return False
+        lock.release()
+        return True
+
     def _released(self, lock: RunLock) -> None:
         if self._lock is lock:
             self._lock = None

@@ -130,8 +130,10 @@ class MultiheadAttention(nn.Module):
         nn.init.xavier_uniform_(self.out_proj.weight)
         nn.init.zeros_(self.out_proj.bias)
 
-    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, allowed: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, allowed: torch.Tensor,
+                need_probs: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(output, queries, keys, probs); probs is None unless `need_probs`: then the fused kernel
+        (`scaled_dot_product_attention`) computes the same attention without materialising them."""
         # query: (B, Tq, E); key, value: (B, Tk, E); allowed: (B, Tq, Tk) bool
         b, tq, e = query.shape
         tk = key.shape[1]
@@ -139,6 +141,9 @@ class MultiheadAttention(nn.Module):
         qh = q.view(b, tq, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, Tq, Dh)
         kh = k.view(b, tk, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, Tk, Dh)
         vh = v.view(b, tk, self.num_heads, self.head_dim).transpose(1, 2)
+        if not need_probs:
+            attended = self._fused(qh, kh, vh, allowed)  # (B, H, Tq, Dh)
+            return self.out_proj(attended.transpose(1, 2).reshape(b, tq, e)), q, k, None
         scores = torch.matmul(qh.float(), kh.float().transpose(-1, -2)) / math.sqrt(self.head_dim)
         visible = allowed[:, None, :, :]  # (B, 1, Tq, Tk)
         scores = scores.masked_fill(~visible, float("-inf"))
@@ -148,6 +153,16 @@ class MultiheadAttention(nn.Module):
         attended = torch.matmul(self.attn_dropout(probs).to(vh.dtype), vh)  # (B, H, Tq, Dh)
         out = self.out_proj(attended.transpose(1, 2).reshape(b, tq, e))
         return out, q, k, probs
+
+    def _fused(self, qh: torch.Tensor, kh: torch.Tensor, vh: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        """The attention of `forward` in one kernel; a query with no visible key gets zero weights there,
+        so here its row sees every key (no NaN) and its output is zeroed afterwards."""
+        # qh: (B, H, Tq, Dh); kh, vh: (B, H, Tk, Dh); allowed: (B, Tq, Tk) bool
+        any_visible = allowed.any(dim=-1, keepdim=True)  # (B, Tq, 1)
+        visible = (allowed | ~any_visible)[:, None]  # (B, 1, Tq, Tk)
+        dropout = self.attn_dropout.p if self.training else 0.0
+        attended = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=visible, dropout_p=dropout)
+        return attended * any_visible[:, None].to(attended.dtype)  # (B, H, Tq, Dh)
 
 
 class CrossModalLayer(nn.Module):
@@ -167,15 +182,16 @@ class CrossModalLayer(nn.Module):
         self.relu_dropout = nn.Dropout(relu_dropout)
         self.res_dropout = nn.Dropout(res_dropout)
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor, source: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor, source: torch.Tensor | None = None,
+                need_probs: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """x: (B, Tq, E); source: (B, Tk, E) or None (self-attention); allowed: (B, Tq, Tk).
 
-        Returns (output (B, Tq, E), queries (B, Tq, E), keys (B, Tk, E), probs (B, H, Tq, Tk)).
+        Returns (output (B, Tq, E), queries (B, Tq, E), keys (B, Tk, E), probs (B, H, Tq, Tk) or None
+        unless `need_probs`).
         """
         h = self.attn_norm(x)
         kv = h if source is None else self.attn_norm(source)
-        attended, q, k, probs = self.attention(h, kv, kv, allowed)
+        attended, q, k, probs = self.attention(h, kv, kv, allowed, need_probs)
         x = x + self.res_dropout(attended)
         h = self.relu_dropout(F.relu(self.fc1(self.ffn_norm(x))))
         x = x + self.res_dropout(self.fc2(h))
@@ -228,7 +244,7 @@ class CrossModalEncoder(nn.Module):
         allowed = attention_allowed(x_mask, key_mask, self.future_mask)  # (B, Tq, Tk)
         traces: list[AttentionTrace] | None = [] if return_traces else None
         for layer in self.layers:
-            h, q, k, probs = layer(h, allowed, src)
+            h, q, k, probs = layer(h, allowed, src, need_probs=return_traces)
             if traces is not None:
                 traces.append(AttentionTrace(queries=q, keys=k, probs=probs, output=h,
                                              query_mask=x_mask, key_mask=key_mask))
