@@ -248,7 +248,10 @@ def run(sweep: Study | SweepFile | str | Path | dict, out: str | Path, *, execut
 
     study = sweep if isinstance(sweep, Study) else plan(sweep, tiny=tiny, data_root=data_root)
     check_precision(precision, resolve_device(device))
-    options = RunOptions(device=device, precision=precision, threads=threads, data_root=data_root)
+    from msabench.data.datasets import registered_cards
+
+    options = RunOptions(device=device, precision=precision, threads=threads, data_root=data_root,
+                         dataset_cards=registered_cards())  # the corpora planning registered by path
     tracking = TrackingSettings(enabled=mlflow, uri=tracking_uri, experiment=experiment)
     common = dict(out=str(out), options=options, executor=executor, retry_failed=retry_failed, workers=workers,
                   runs_per_gpu=runs_per_gpu, address=address, slurm=slurm, tracking=tracking, echo=echo,

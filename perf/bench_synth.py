@@ -6,7 +6,7 @@ For each case, two jobs run side by side in one run, each in a fresh subprocess 
 `--repeat` times; the median is reported):
 
 * `generate`: `msabench.data.synth.generate(preset, scale=...)` into a fresh temporary folder
-  (the whole dataset: data.pkl, arrays/*.npy, json files);
+  (the whole dataset: arrays/*.npy and json files; MMSA's data.pkl is written only on request);
 * `baseline`: for each split, the same float arrays (text, audio, vision, same shapes) drawn with
   `numpy.random.default_rng().standard_normal(shape, dtype=float32)` and written with `np.save`,
   one array at a time (each freed before the next).

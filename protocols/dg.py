@@ -230,7 +230,9 @@ _DG_COMMON = dict(
     settings=("A", "B", "C"),
     # The yardstick pair (docs/architecture.md §5) and the constant floor; at linear_probe's default lr (0.03)
     # both probes converge within 5 epochs on synth-dg.
-    quick_models=("constant", "linear_probe", "linear_probe:model.features=invariant"),
+    # S2LIF itself in its small configuration (`s2lif@quick`: its docstring says how it differs from
+    # the paper's recipe) against the probes.
+    quick_models=("constant", "linear_probe", "linear_probe:model.features=invariant", "s2lif@quick"),
     # The README's main job (dg-multisource, 3 settings x 3 seeds x the quick list, with the lodo
     # helpers) within 10 minutes on 2 CPU cores; patience = the epoch cap: every epoch is logged
     # for the post-hoc rules.

@@ -82,7 +82,7 @@ def test_tolerance_is_max_of_k_std_and_floor():
     assert tolerance({"metric": "mae", "std": 0.001}, tol) == pytest.approx(0.05)
 
 
-def test_missing_cells_are_regressions(store, tmp_path, capsys):
+def test_missing_runs_are_told_apart_from_regressions(store, tmp_path, capsys):
     baseline = tmp_path / "b.json"
     write_baseline(str(baseline), str(store))
     smaller = tmp_path / "smaller"
@@ -91,8 +91,17 @@ def test_missing_cells_are_regressions(store, tmp_path, capsys):
         if json.loads((run / "spec.json").read_text())["model"] == "lf_dnn":
             shutil.rmtree(run)
     assert main(["check", "--baseline", str(baseline), "--out", str(smaller)]) == 1
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert lines and all("lf_dnn" in x and "missing" in x for x in lines)
+    out, err = capsys.readouterr()
+    (line,) = out.strip().splitlines()  # one line for the missing runs, no cell lines
+    assert line.startswith("missing runs: 6 of the baseline's runs are not done") and "lf_dnn" in line
+    assert "tfn" not in line and "check: 0 regression(s), 6 missing run(s)" in err
+    # a regression beside missing runs: each said as what it is
+    both = _perturb(smaller, tmp_path / "both", "tfn", "acc2_has0", 0.3)
+    assert main(["check", "--baseline", str(baseline), "--out", str(both)]) == 1
+    out, err = capsys.readouterr()
+    lines = out.strip().splitlines()
+    assert len(lines) == 3 and all("moved +" in x for x in lines[:2]) and lines[2].startswith("missing runs: 6")
+    assert "check: 2 regression(s), 6 missing run(s)" in err
 
 
 def test_bad_input_exits_2(store, tmp_path, capsys):

@@ -46,12 +46,19 @@ def test_data_synth_then_check(capsys, tmp_path):
     code, out, err = run_cli(capsys, "data", "synth", "synth-mosi", "--scale", "0.05", "--dest", str(tmp_path))
     assert code == 0, err
     folder = Path(out.strip().splitlines()[-1])
-    assert (folder / "data.pkl").exists()
+    assert not (folder / "data.pkl").exists()  # the arrays are the one copy; the folder is checked from them
+    code, out, err = run_cli(capsys, "data", "check", str(folder), "--json")
+    assert code == 0, err
+    (from_arrays,) = json.loads(out)["datasets"]
+    code, out, err = run_cli(capsys, "data", "synth", "synth-mosi", "--scale", "0.05", "--dest", str(tmp_path),
+                             "--mmsa-pickle")
+    assert code == 0 and Path(out.strip().splitlines()[-1]) == folder, err
     code, out, err = run_cli(capsys, "data", "check", str(folder / "data.pkl"), "--json")
     assert code == 0, err
     summary = json.loads(out)
     (dataset,) = summary["datasets"]
     assert dataset["synthetic"] is True and set(dataset["splits"]) == {"train", "valid", "test"}
+    assert dataset["splits"] == from_arrays["splits"]
 
 
 @pytest.mark.parametrize("args,needle", [

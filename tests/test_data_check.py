@@ -159,11 +159,13 @@ def test_synthetic_folder(tmp_path):
 
 def test_real_synth_folder_if_available(tmp_path):
     synth = pytest.importorskip("msabench.data.synth")
-    synth.load_synth("synth-mosi", seed=0, scale=0.02, dest=tmp_path)
+    synth.generate("synth-mosi", seed=0, scale=0.02, dest=tmp_path, mmsa_pickle=True)
     pkls = sorted(tmp_path.rglob("data.pkl"))
-    assert pkls, "load_synth(dest=...) wrote no data.pkl"
+    assert pkls, "generate(mmsa_pickle=True) wrote no data.pkl"
     (ds,) = check_path(pkls[0])["datasets"]
     assert ds["synthetic"] and ds["family"] == "mosi"
+    (from_arrays,) = check_path(pkls[0].parent)["datasets"]  # the folder: read from its arrays, as runs do
+    assert from_arrays["splits"] == ds["splits"]
 
 
 def test_features_npz(tmp_path):

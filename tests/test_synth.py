@@ -133,6 +133,8 @@ def test_pickle_is_mmsa_layout_and_matches_arrays(small_root):
     from msabench.data.safe_pickle import ALLOWED_GLOBALS
 
     folder = synth.generate("synth-sims", dest=small_root, scale=SMALL)
+    assert not (folder / "data.pkl").exists()  # one copy of the data unless MMSA's pickle is asked for
+    assert synth.generate("synth-sims", dest=small_root, scale=SMALL, mmsa_pickle=True) == folder
     with open(folder / "data.pkl", "rb") as f:
         data = pickle.load(f)  # MMSA reads it with plain pickle.load
 
@@ -152,6 +154,13 @@ def test_pickle_is_mmsa_layout_and_matches_arrays(small_root):
         assert part["text_bert"].shape == (n, 3, 39) and part["regression_labels"].dtype == np.float32
         assert part["audio"].flags.writeable  # MMSA sets audio[audio == -inf] = 0 in place
         for key, value in part.items():
+            if key == "text_bert":  # rebuilt from the token ids and lengths: (ids, mask, zero segments)
+                ids = np.load(folder / "arrays" / f"{split}_text_ids.npy")
+                lengths = np.load(folder / "arrays" / f"{split}_text_lengths.npy")
+                np.testing.assert_array_equal(value[:, 0], ids)
+                np.testing.assert_array_equal(value[:, 1].sum(1), lengths)
+                assert not value[:, 2].any()
+                continue
             np.testing.assert_array_equal(np.asarray(value), np.load(folder / "arrays" / f"{split}_{key}.npy"))
     for name in ("vocab.txt", "ground_truth.json", "meta.json"):
         assert (folder / name).is_file()
@@ -245,8 +254,9 @@ def test_vocab_and_tokens(small_root):
     assert d.special_ids == {"pad": 0, "unk": 100, "cls": 101, "sep": 102, "mask": 103}
     assert len(set(v)) == len(v) and all(re.fullmatch(r"[a-z]+", w) for w in v[104:])
     lookup = {w: i for i, w in enumerate(v)}
-    folder = synth.generate("synth-dg/meld", dest=small_root, scale=SMALL)
-    bert = np.load(folder / "arrays" / "train_text_bert.npy")
+    folder = synth.generate("synth-dg/meld", dest=small_root, scale=SMALL, mmsa_pickle=True)
+    with open(folder / "data.pkl", "rb") as f:
+        bert = pickle.load(f)["train"]["text_bert"]
     s = d.splits["train"]
     for i, text in enumerate(s.raw_text):
         ids = [101] + [lookup[w] for w in text.split(" ")] + [102]  # whitespace + vocab lookup
@@ -322,9 +332,9 @@ def test_cache_root_from_env(tmp_path, monkeypatch):
     folder = synth.generate("synth-iemocap", scale=0.005)
     assert folder.parent == tmp_path / "cache" / "synth" and folder.name.startswith("synth-iemocap-")
     assert re.fullmatch(r"synth-iemocap-[0-9a-f]{16}", folder.name)
-    before = (folder / "data.pkl").stat().st_mtime_ns
+    before = (folder / "arrays" / "train_text.npy").stat().st_mtime_ns
     assert synth.generate("synth-iemocap", scale=0.005) == folder
-    assert (folder / "data.pkl").stat().st_mtime_ns == before  # reused, not rewritten
+    assert (folder / "arrays" / "train_text.npy").stat().st_mtime_ns == before  # reused, not rewritten
 
 
 def test_interrupted_generation_leaves_no_complete_folder(tmp_path, monkeypatch):
@@ -353,7 +363,7 @@ def test_interrupted_generation_leaves_no_complete_folder(tmp_path, monkeypatch)
         leftover.mkdir()
         (leftover / "meta.json").write_text(json.dumps({"hash": digest, "generator_version": synth.GENERATOR_VERSION}))
     folder = synth.generate("synth-mosi", dest=tmp_path, scale=SMALL)
-    assert folder.name == final and (folder / "data.pkl").stat().st_size > 0
+    assert folder.name == final and (folder / "arrays" / "train_text.npy").stat().st_size > 0
     assert other.exists() and not dead.exists()  # another host's temp is left alone; a dead pid's removed
     # a folder under the final name that is not complete is an error, never silently used
     opts1 = {"seed": 1, "scale": SMALL, "aligned": False, "noise_modality": None}

@@ -152,9 +152,9 @@ def test_corrupt_or_half_written_entry_is_rebuilt(cache_dir, damage):
 def test_cache_cli_lists_and_clears(cache_dir, capsys):
     cached_array(BASE_PARTS, lambda: np.zeros((1, 1, 2), dtype=np.float32))
     assert main(["cache", "list", "--json"]) == 0
-    entries = json.loads(capsys.readouterr().out)
+    entries = json.loads(capsys.readouterr().out)["text"]
     assert [e["key"] for e in entries] == [cache_key(BASE_PARTS)] and entries[0]["parts"]["split"] == "train"
-    assert main(["cache", "clear"]) == 0
+    assert main(["cache", "clear", "--only", "text"]) == 0
     assert "deleted 1 entries" in capsys.readouterr().out and not list(cache_dir.glob("*.npy"))
 
 

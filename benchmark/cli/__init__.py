@@ -20,8 +20,11 @@ def main(argv: list[str] | None = None) -> int:
         code = cli.main(args=argv, prog_name="msabench", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("msabench: aborted; re-run the same command to resume (done runs are kept and skipped)", err=True)
+    except click.exceptions.Abort as exc:
+        # click turns Ctrl-C (KeyboardInterrupt) into Abort; say what happened and how to go on
+        ctrl_c = isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt)
+        click.echo(f"msabench: {'interrupted' if ctrl_c else 'aborted'}; re-run the same command to resume (done "
+                   "runs are kept and skipped)", err=True)
         return 130
     except click.UsageError as exc:
         hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
@@ -34,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"msabench: error: {' '.join(str(exc).splitlines())}", err=True)  # one line, always
         return 2
     except KeyboardInterrupt:
-        click.echo("msabench: interrupted; re-run the same command to resume", err=True)
+        click.echo("msabench: interrupted; re-run the same command to resume (done runs are kept and skipped)",
+                   err=True)
         return 130
     return code if isinstance(code, int) else 0
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import click
 
@@ -98,9 +99,14 @@ def protocols(as_json: bool) -> None:
 
 @cli.command()
 @json_option
-def datasets(as_json: bool) -> None:
-    """List the dataset names (real and synthetic)."""
-    from msabench.data.datasets import describe_datasets
+@click.option("--data-root", default=None,
+              help="Also list the corpora registered by cards under it (DIR/*/dataset.toml).")
+def datasets(as_json: bool, data_root: str | None) -> None:
+    """List the dataset names (real, synthetic, and your own from their cards)."""
+    from msabench.data.datasets import describe_datasets, register_root_cards
+
+    if data_root:
+        register_root_cards(data_root)
 
     info = describe_datasets()
     _emit(info, as_json, [f"{n:18s} {d.get('kind', '')}  {d.get('summary', '')}" for n, d in info.items()])
@@ -116,33 +122,51 @@ def tables(as_json: bool) -> None:
     _emit(info, as_json, [f"{n:16s} {t['title']}" for n, t in info.items()] or ["(no templates yet)"])
 
 
+CACHE_KINDS = ("synth", "text")
+
+
 @cli.group()
 def cache() -> None:
-    """The frozen text-encoder cache ($MSABENCH_CACHE/text)."""
+    """The cache ($MSABENCH_CACHE, default ~/.cache/msabench): synthetic datasets and frozen text encodings."""
 
 
 @cache.command("list")
 @json_option
 def cache_list(as_json: bool) -> None:
-    """List the cached encoder outputs."""
+    """List the synthetic datasets and the cached encoder outputs, with their sizes."""
+    from msabench.data.synth import cache_root
+    from msabench.data.synth_cache import human, list_synth
     from msabench.store.text_cache import list_entries, text_cache_dir
 
-    entries = list_entries()
-    lines = [f"{e['key'][:16]}  {e['bytes'] / 2**20:8.1f} MiB  " + (
+    folders, entries = list_synth(cache_root()), list_entries()
+    lines = [f"{f['folder']:40s} {human(f['bytes']):>10s}  " + (
+        "incomplete (an interrupted generation)" if f.get("incomplete") else
+        f"{f['name']} scale {f['options'].get('scale')} seed {f['options'].get('seed')}"
+        + (" aligned" if f["options"].get("aligned") else "") + (" + data.pkl" if f["mmsa_pickle"] else ""))
+        for f in folders]
+    lines.append(f"{len(folders)} synthetic datasets, {human(sum(f['bytes'] for f in folders))} in {cache_root()}")
+    lines += [f"{e['key'][:16]}  {e['bytes'] / 2**20:8.1f} MiB  " + (
         "incomplete (rebuilt on next use)" if e.get("incomplete") else
         f"{e['parts'].get('encoder')} {e['parts'].get('pooling')} layer {e['parts'].get('layer')} "
         f"{e['parts'].get('dtype')} max_length {e['parts'].get('max_length')} split {e['parts'].get('split')} "
         f"mask {e['parts'].get('mask')}") for e in entries]
     total = sum(e["bytes"] for e in entries)
-    _emit(entries, as_json, lines + [f"{len(entries)} entries, {total / 2**20:.1f} MiB in {text_cache_dir()}"])
+    lines.append(f"{len(entries)} entries, {total / 2**20:.1f} MiB in {text_cache_dir()}")
+    _emit({"synth": folders, "text": entries}, as_json, lines)
 
 
 @cache.command("clear")
-def cache_clear() -> None:
-    """Delete every cached encoder output (they are recomputed when needed)."""
+@click.option("--only", type=click.Choice(CACHE_KINDS), default=None, help="Clear one part only.")
+def cache_clear(only: str | None) -> None:
+    """Delete the cached synthetic datasets and encoder outputs (recomputed, identical, when needed)."""
+    from msabench.data.synth import cache_root
+    from msabench.data.synth_cache import clear_synth
     from msabench.store.text_cache import clear, text_cache_dir
 
-    click.echo(f"deleted {clear()} entries from {text_cache_dir()}")
+    if only in (None, "synth"):
+        click.echo(f"deleted {clear_synth(cache_root())} synthetic datasets from {cache_root()}")
+    if only in (None, "text"):
+        click.echo(f"deleted {clear()} entries from {text_cache_dir()}")
 
 
 @cli.group()
@@ -158,13 +182,28 @@ def data() -> None:
 @click.option("--aligned", is_flag=True, help="Write the aligned_50 layout.")
 @click.option("--noise-modality", type=click.Choice(["t", "a", "v"]), default=None,
               help="Replace this modality by pure noise.")
-def data_synth(preset, dest, seed, scale, aligned, noise_modality) -> None:
+@click.option("--mmsa-pickle", "mmsa_pickle", is_flag=True,
+              help="Also write MMSA's data.pkl (a second copy of the data, for MMSA itself or `data check`).")
+@click.option("--yes", "-y", "yes", is_flag=True, help="Write more than the confirmation threshold without asking "
+              "(env MSABENCH_SYNTH_CONFIRM_GB, default 4).")
+def data_synth(preset, dest, seed, scale, aligned, noise_modality, mmsa_pickle, yes) -> None:
     """Generate a synthetic preset (deterministic; cached)."""
-    from msabench.data.synth import generate
+    from msabench.data.synth import bytes_to_write, cache_root, generate
+    from msabench.data.synth_cache import confirm_threshold, human
 
     if scale <= 0:
         raise UserError(f"--scale {scale}: must be positive")
-    folder = generate(preset, dest=dest, seed=seed, scale=scale, aligned=aligned, noise_modality=noise_modality)
+    options = dict(dest=dest, seed=seed, scale=scale, aligned=aligned, noise_modality=noise_modality)
+    nbytes = bytes_to_write(preset, mmsa_pickle=mmsa_pickle, **options)
+    where = cache_root(dest)
+    if nbytes > confirm_threshold():
+        if not yes and not (sys.stdin.isatty() and sys.stderr.isatty()):
+            raise UserError(f"{preset} would write about {human(nbytes)} under {where}, more than the "
+                            f"{human(confirm_threshold())} written without asking; add --yes to write it")
+        if not yes and not click.confirm(f"{preset}: write about {human(nbytes)} under {where}?", err=True):
+            raise UserError(f"nothing written: {preset} needs about {human(nbytes)}; use a smaller --scale")
+        click.echo(f"writing about {human(nbytes)} under {where}", err=True)
+    folder = generate(preset, mmsa_pickle=mmsa_pickle, confirmed=True, **options)
     click.echo(str(folder))
 
 

@@ -54,7 +54,9 @@ def parse_sets(pairs: tuple[str, ...]) -> dict:
 @cli.command()
 @click.option("--protocol", "protocol", default="standard", show_default=True)
 @click.option("--model", "models", multiple=True, help="NAME[@VARIANT][:key=value,...]; repeatable; 'all'.")
-@click.option("--dataset", "datasets", multiple=True, help="Repeatable; default: the protocol's synthetic suite.")
+@click.option("--dataset", "datasets", multiple=True,
+              help="A name (any case), or a corpus's dataset card (dataset.toml or its folder); repeatable; "
+                   "default: the protocol's synthetic suite.")
 @click.option("--setting", default=None, help="DG setting A|B|C.")
 @click.option("--seeds", default=None, help="Comma-separated, e.g. 1,2,3.")
 @click.option("--n-seeds", type=int, default=None)
@@ -127,6 +129,12 @@ def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, 
     if no_mlflow and tracking_uri:
         raise UserError("give --tracking-uri or --no-mlflow, not both")
     slurm = _slurm_settings(executor, slurm_partition, slurm_time, slurm_gpus, slurm_parallelism, slurm_opts)
+    if address is None and executor != "slurm":  # a cluster's cores are not this machine's
+        from msabench.execution.process import oversubscription
+
+        warning = oversubscription(executor, workers, threads)
+        if warning:
+            click.echo(warning, err=True)
     from msabench.plan.sweep import load_sweep, plan_requests
 
     if sweep_file:
@@ -161,7 +169,10 @@ def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, 
     from msabench.tracking import TrackingSettings
 
     check_precision(precision, resolve_device(device))
-    options = RunOptions(device=device, precision=precision, threads=threads, data_root=data_root)
+    from msabench.data.datasets import registered_cards
+
+    options = RunOptions(device=device, precision=precision, threads=threads, data_root=data_root,
+                         dataset_cards=registered_cards())
     outcome = run_sweep(specs, out=out, options=options, executor=executor, retry_failed=retry_failed,
                         workers=workers, runs_per_gpu=runs_per_gpu, address=address, slurm=slurm,
                         tracking=TrackingSettings(enabled=not no_mlflow, uri=tracking_uri, experiment=experiment),
@@ -385,13 +396,18 @@ def report(out, table, fmt, selection, output, compare_paper, reference, plots) 
     from msabench.report.build import build_report
 
     text = build_report(out, table=table, fmt=fmt, selection=selection, compare_paper=compare_paper,
-                        reference=reference, plots=plots, warn=lambda m: click.echo(m, err=True))
+                        reference=reference, plots=plots, warn=lambda m: click.echo(m, err=True),
+                        terminal=not output and stdout_is_terminal())
     if output:
         from msabench.store.runs import atomic_write_text
 
         atomic_write_text(output, text)
     else:
         sys.stdout.write(text)
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
 
 
 @cli.command("sync-mlflow")
@@ -452,11 +468,21 @@ def check(ctx, baseline, out, run_fresh, write, k, floor, selection, keep) -> No
         raise UserError("--k, --floor and --selection go with --write-baseline; the baseline file holds them")
     if run_fresh and explicit_out:
         raise UserError("give --out DIR (check that store) or --run (fresh runs), not both")
-    lines = checking.check(baseline, out=out if explicit_out else None, run=not explicit_out, keep=keep,
-                           echo=lambda m: click.echo(m, err=True))
-    for line in lines:
+    result = checking.check(baseline, out=out if explicit_out else None, run=not explicit_out, keep=keep,
+                            echo=lambda m: click.echo(m, err=True))
+    for line in result.regressions + result.missing_cells:
         click.echo(line)
-    if lines:
-        click.echo(f"check: {len(lines)} regression(s) against {baseline}", err=True)
+    if result.missing_runs:
+        shown = ", ".join(result.missing_runs[:5]) + (", ..." if len(result.missing_runs) > 5 else "")
+        click.echo(f"missing runs: {len(result.missing_runs)} of the baseline's runs are not done in the store "
+                   f"({shown}); run them (`msabench run` with the baseline's settings, or `msabench check --baseline "
+                   f"{baseline} --run`), then check again")
+    if not result.ok:
+        found = [f"{len(result.regressions)} regression(s)"]
+        if result.missing_runs:
+            found.append(f"{len(result.missing_runs)} missing run(s)")
+        if result.missing_cells:
+            found.append(f"{len(result.missing_cells)} missing cell(s)")
+        click.echo(f"check: {', '.join(found)} against {baseline}", err=True)
         sys.exit(1)  # SystemExit: msabench.cli.app.main maps click's own Exit codes to 0
     click.echo(f"check: every cell of {baseline} holds")

@@ -43,18 +43,32 @@ class Registry(Generic[T]):
         self._items[name] = obj
         return obj
 
-    def get(self, name: str) -> T:
+    def canonical(self, name: str) -> str:
+        """The registered spelling of `name`: itself, or the one name equal to it ignoring case
+        (`TFN` -> `tfn`, `MOSI` -> `mosi`); an unknown name is a UserError with close names."""
         self._ensure_discovered()
-        try:
-            return self._items[name]
-        except KeyError:
-            if self.listing is None:
-                matches = close_matches(name, self._items)
-                hint = (f" Did you mean: {', '.join(matches)}?" if matches else "") + \
-                    f" Use one of: {', '.join(sorted(self._items))}."
-            else:
-                hint = f"{did_you_mean(name, self._items)} List them with `{self.listing}`."
-            raise UserError(f"unknown {self.kind} {name!r}.{hint}") from None
+        if name in self._items:
+            return name
+        folded = [n for n in self._items if n.casefold() == str(name).casefold()]
+        if len(folded) == 1:
+            return folded[0]
+        raise UserError(f"unknown {self.kind} {name!r}.{self.unknown_hint(name, self._items)}")
+
+    def unknown_hint(self, name: str, names) -> str:
+        """' Did you mean: ...?' (close names, ignoring case) and where the names are listed."""
+        names = sorted(names)
+        by_fold: dict[str, str] = {}
+        for n in names:
+            by_fold.setdefault(n.casefold(), n)
+        matches = [by_fold[m] for m in close_matches(str(name).casefold(), by_fold)]
+        if self.listing is None:
+            return (f" Did you mean: {', '.join(matches)}?" if matches else "") + f" Use one of: {', '.join(names)}."
+        hint = f" Did you mean: {', '.join(matches)}?" if matches else did_you_mean(str(name), names)
+        return f"{hint} List them with `{self.listing}`."
+
+    def get(self, name: str) -> T:
+        """The object registered as `name` (any case, `canonical`)."""
+        return self._items[self.canonical(name)]
 
     def __contains__(self, name: object) -> bool:
         self._ensure_discovered()

@@ -18,6 +18,7 @@ import numpy as np
 
 from msabench.core.errors import UserError, require_regular_file
 from msabench.core.types import CLASS_NAMES, IEMOCAP_EMOTIONS
+from msabench.data.cards import CARD_FILE
 from msabench.data.container import SPLITS, DatasetData, SplitData
 from msabench.data.labels import check_rule, class_distribution, to_classes
 from msabench.data.names import family_of
@@ -130,6 +131,27 @@ def _synthetic_file(pkl: Path) -> DatasetData:
     return data
 
 
+def _synthetic_folder(folder: Path) -> DatasetData:
+    """A synthetic folder read from its arrays (as the runs read it), then validated like any file."""
+    from msabench.data.synth import read_folder
+    from msabench.data.validate import validate_dataset
+
+    try:
+        data = read_folder(folder)
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"{folder} is not a readable synthetic folder ({type(exc).__name__}: {exc}); regenerate it "
+                        "with `msabench data synth`.") from None
+    data.source = os.fspath(folder)
+    return validate_dataset(data, where=os.fspath(folder))
+
+
+def _card(path: Path) -> DatasetData:
+    """A corpus registered from its card, read as the runs read it."""
+    from msabench.data.datasets import load_dataset, register_card
+
+    return load_dataset(register_card(path).name)
+
+
 def _pickle_file(p: Path) -> DatasetData:
     from msabench.data import readers
 
@@ -215,6 +237,10 @@ def _check_dir(d: Path) -> list[DatasetData]:
 
     if (d / "data.pkl").is_file():
         return [_pickle_file(d / "data.pkl")]
+    if (d / "arrays").is_dir() and (d / "meta.json").is_file():  # a synthetic folder without MMSA's pickle
+        return [_synthetic_folder(d)]
+    if (d / CARD_FILE).is_file():
+        return [_card(d / CARD_FILE)]
     found = _check_root(d)
     if found:
         return found
@@ -222,10 +248,11 @@ def _check_dir(d: Path) -> list[DatasetData]:
         found = _check_root(d.parent, only=d.name.lower())
         if found:
             return found
-    synth = sorted(p for p in d.glob("*/data.pkl") if p.with_name("meta.json").is_file())
-    synth += sorted(p for p in d.glob("*/*/data.pkl") if p.with_name("meta.json").is_file())
-    if synth:
-        return [_synthetic_file(p) for p in synth]
+    metas = [*d.glob("*/meta.json"), *d.glob("*/*/meta.json")]
+    synth = sorted(p.parent for p in metas if (p.parent / "arrays").is_dir() or (p.parent / "data.pkl").is_file())
+    cards = sorted(d.glob(f"*/{CARD_FILE}"))
+    if synth or cards:
+        return [_check_dir(p)[0] for p in synth] + [_card(p) for p in cards]
     from msabench.data.readers_common import DATA_ROOT_HINT
 
     raise UserError(f"no dataset found under {d}; {DATA_ROOT_HINT}, or give a data file.")
@@ -255,10 +282,12 @@ def check_path(path: str | os.PathLike[str], label_rule: str = "sign") -> dict[s
             datasets = [_csv_file(p)]
         elif suffix == ".npz":
             datasets = [_npz_file(p)]
+        elif suffix == ".toml":
+            datasets = [_card(p)]
         else:
             raise UserError(
                 f"{os.fspath(path)} is not a data file msabench reads; give a .pkl, label.csv, a MELD csv, "
-                "features.npz or a data root."
+                "features.npz, a dataset card (dataset.toml) or a data root."
             )
     return {
         "schema": SUMMARY_SCHEMA,

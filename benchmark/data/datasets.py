@@ -7,6 +7,10 @@ Nothing switches silently between the two.
 
 `source` (`data.source`) picks which of a real dataset's files is read: `auto` (the MMSA/MulT pickle
 when present, else `label.csv`), `pkl`, `aligned` or `label-csv`.
+
+A researcher's own corpus is registered from its card (`dataset.toml`, `msabench.data.cards`): by
+path (`resolve_dataset_arg`) or by name under the data root (looked up on first use); it is real
+data under its own name.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class DatasetInfo:
     optional_files: dict[str, tuple[str, ...]] = field(default_factory=dict)
     origin: dict[str, str] = field(default_factory=dict)  # source -> where the files come from
     description: str = ""
+    card: str = ""  # the dataset.toml it was registered from (a researcher's own corpus)
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -52,6 +57,7 @@ class DatasetInfo:
             "synthetic": self.synthetic, "files": {k: list(v) for k, v in self.files.items()},
             "optional_files": {k: list(v) for k, v in self.optional_files.items()},
             "origin": dict(self.origin), "description": self.description,
+            **({"card": self.card} if self.card else {}),
         }
 
 
@@ -73,6 +79,10 @@ class _DatasetRegistry(Registry[DatasetInfo]):
     def get(self, name: str) -> DatasetInfo:
         self._ensure_synth()
         return super().get(name)
+
+    def canonical(self, name: str) -> str:
+        self._ensure_synth()
+        return super().canonical(name)
 
     def __contains__(self, name: object) -> bool:
         self._ensure_synth()
@@ -155,6 +165,75 @@ _register_real()
 REAL_NAMES = ("mosi", "mosei", "sims", "meld", "iemocap")
 
 
+def register_card(path: str | os.PathLike[str]) -> DatasetInfo:
+    """Register the corpus of a card file (again: a no-op); its name must be free."""
+    from msabench.data.cards import read_card
+
+    card = read_card(path)
+    known = DATASETS.get(card.name) if card.name in DATASETS else None
+    if known is not None:
+        if known.card == str(card.path):
+            return known
+        what = f"the card {known.card}" if known.card else "a built-in dataset"
+        raise UserError(f"{card.path}: dataset name {card.name!r} is taken by {what}; give the card another name.")
+    return DATASETS.add(card.name, DatasetInfo(
+        name=card.name, family=card.family, label_kind=card.label_kind, synthetic=False,
+        files={card.layout: tuple(card.files[r] for r in card.files)}, origin={card.layout: f"the card {card.path}"},
+        description=card.description or f"{card.name}: registered from {card.path}", card=str(card.path),
+    ))
+
+
+def register_cards(cards: dict[str, str]) -> None:
+    """Register cards by file (a worker receives those its driver registered by path)."""
+    for path in cards.values():
+        register_card(path)
+
+
+def register_root_cards(data_root: str | os.PathLike[str]) -> list[str]:
+    """Register every card under the data root (`DIR/*/dataset.toml`); their names."""
+    from msabench.data.cards import CARD_FILE
+
+    root = resolve_data_root(data_root)
+    return [register_card(p).name for p in sorted(root.glob(f"*/{CARD_FILE}"))] if root is not None else []
+
+
+def registered_cards() -> dict[str, str]:
+    """name -> card file of every corpus registered from a card in this process."""
+    return {name: info.card for name, info in DATASETS.items() if info.card}
+
+
+def resolve_dataset_arg(arg: str, data_root: str | os.PathLike[str] | None) -> str:
+    """A `--dataset` value as a registered name: a known name (any case: `MOSI` -> `mosi`), a card's
+    folder or file (registered), or a card found by name under the data root."""
+    from msabench.data.cards import card_file
+
+    if arg in DATASETS:
+        return arg
+    path = card_file(arg)
+    if path is not None:
+        return register_card(path).name
+    return lookup(arg, data_root).name
+
+
+def lookup(name: str, data_root: str | os.PathLike[str] | None = None) -> DatasetInfo:
+    """The registry entry of `name`: a registered name, the same name in another case, or a card
+    named so under the data root; else UserError with close names (the root's cards' among them)."""
+    try:
+        return DATASETS.get(name)
+    except UserError:
+        root = resolve_data_root(data_root) if data_root not in (None, "") or os.environ.get(ENV_DATA_ROOT) else None
+        if root is None:
+            raise
+    from msabench.data.cards import card_names, find_card
+
+    found = find_card(str(name).casefold(), root)
+    if found is not None:
+        return register_card(found)
+    names = [*DATASETS.names(), *card_names(root)]
+    raise UserError(f"unknown dataset {name!r} (no card under {root} is named so either)."
+                    f"{DATASETS.unknown_hint(name, names)}")
+
+
 def resolve_data_root(data_root: str | os.PathLike[str] | None, *, required_for: str | None = None) -> Path | None:
     """The data root: the argument, else env MSABENCH_DATA_ROOT, else None.
 
@@ -234,6 +313,45 @@ def load_real(info: DatasetInfo, root: Path, source: str) -> DatasetData:
     return data
 
 
+CARD_SOURCES = {"label-csv": "label-csv", "mmsa-pkl": "pkl"}  # a card's layout as the data.source naming it
+
+
+def load_card(info: DatasetInfo, source: str, aligned: bool) -> DatasetData:
+    """Read a card's corpus with the built-in readers, its label range and its dims checked."""
+    from msabench.data import readers
+    from msabench.data.cards import check_dims, read_card
+
+    card = read_card(info.card)
+    if source not in ("auto", CARD_SOURCES[card.layout]):
+        raise UserError(f"dataset {card.name!r} is read from its card ({card.layout}); drop data.source={source} "
+                        "(or set it to auto).")
+    if aligned:
+        raise UserError(f"dataset {card.name!r}: data.aligned does not apply to a card; register the aligned files "
+                        "with a card of their own.")
+    owner = f"the label_range of {card.path}"
+    for role in card.files:
+        if not card.file(role).is_file():
+            raise UserError(f"{card.file(role)} not found; {card.path} names it as files.{role}: put the file there "
+                            "or fix the card.")
+    first = card.file("pickle" if card.layout == "mmsa-pkl" else "labels")
+    where = readers.shown(first, card.folder.parent)
+    if card.layout == "label-csv":
+        features = card.file("features")
+        data = readers.read_label_csv(first, name=card.name, family=card.family, where=where, features=features,
+                                      features_where=features and readers.shown(features, card.folder.parent),
+                                      score_range=card.label_range, range_owner=owner)
+    else:
+        data = readers.read_mmsa_pickle(first, name=card.name, family=card.family, where=where, aligned=False,
+                                        score_range=card.label_range or "family", range_owner=owner)
+    if data.label_kind != card.label_kind:
+        fix = "label_range" if data.label_kind == "regression" else "classes"
+        raise UserError(f"{card.name}: {where} holds {data.label_kind} labels but {card.path} describes "
+                        f"{card.label_kind} ones; give {fix} in the card.")
+    check_dims(card, data.dims())
+    data.name, data.family, data.synthetic = card.name, card.family, False
+    return data
+
+
 def _subsample(data: DatasetData, scale: float) -> DatasetData:
     """The first ceil(scale * N) samples of each split (real data at --tiny scale)."""
     import dataclasses
@@ -272,8 +390,9 @@ def load_dataset(
     noise_modality: str | None = None,
 ) -> DatasetData:
     """Load a dataset by name: a synthetic preset (generated; `data_root` is never read) or a real
-    dataset from the data root (argument or MSABENCH_DATA_ROOT). Unknown name: UserError."""
-    info = DATASETS.get(name)
+    dataset from the data root (argument or MSABENCH_DATA_ROOT), or a corpus registered from its
+    card. Unknown name: UserError."""
+    info = lookup(name, data_root)
     if info.synthetic:
         if source not in SOURCES:
             raise UserError(f"unknown data source {source!r}.{did_you_mean(source, SOURCES)} Use one of: "
@@ -282,13 +401,16 @@ def load_dataset(
             raise UserError(f"synthetic dataset {name!r} has no label.csv form; use data.source=auto (or pkl/aligned).")
         from msabench.data.synth import load_synth
 
-        return load_synth(name, seed=seed, scale=scale, aligned=aligned or source == "aligned",
+        return load_synth(info.name, seed=seed, scale=scale, aligned=aligned or source == "aligned",
                           noise_modality=noise_modality)
     if noise_modality:
         raise UserError(f"noise_modality applies to the synthetic presets only, not to real {name!r}; drop "
                         "data.noise_modality.")
     if not 0.0 < float(scale) <= 1.0:
         raise UserError(f"scale {scale} is outside (0, 1] for real data; pass a scale in (0, 1].")
+    if info.card:
+        data = load_card(info, source, aligned)
+        return _subsample(data, float(scale)) if float(scale) < 1.0 else data
     root = resolve_data_root(data_root, required_for=name)
     assert root is not None
     chosen = _choose_source(info, root, source, aligned)

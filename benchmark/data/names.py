@@ -3,7 +3,9 @@
 Synthetic names are the presets `synth-<family>` and the DG suite `synth-dg` with its domains
 `synth-dg/<family>` (`msabench.data.synth`); a real dataset's name is its family (`mosi`, ...;
 `msabench.data.datasets`). Every caller that asks "which family" or "is it synthetic" for a name
-asks here, so the planner, the protocols, the report and the tracking can never disagree.
+asks here, so the planner, the protocols, the report and the tracking can never disagree. A corpus
+registered from a card (`msabench.data.cards`) is real and its name names no family: its card
+declares one, which the planner reads from the registry (`msabench.data.datasets.lookup`).
 """
 
 from __future__ import annotations

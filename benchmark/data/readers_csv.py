@@ -81,10 +81,13 @@ def read_label_csv(
     features: PathLike | None | str = "auto",
     where: str | None = None,
     features_where: str | None = None,
+    score_range: tuple[float, float] | str = "family",
+    range_owner: str | None = None,
 ) -> DatasetData:
     """MMSA's `label.csv` (video_id, clip_id, text, label, annotation, mode in train/valid/test;
     SIMS adds label_T/label_A/label_V); ids are `video_id$_$clip_id`. `features`: a features.npz
-    to attach (rows matched by id), None for none, "auto" for `features.npz` beside the CSV."""
+    to attach (rows matched by id), None for none, "auto" for `features.npz` beside the CSV.
+    `score_range`/`range_owner`: as `validate_dataset` (a dataset card gives its own range)."""
     where = where or os.fspath(path)
     header, rows = read_csv_rows(path, where, LABEL_CSV_COLUMNS)
     ci = {c: _column(header, c) for c in LABEL_CSV_COLUMNS}
@@ -118,7 +121,7 @@ def read_label_csv(
         name=name, family=family, splits=splits, label_kind="regression", synthetic=False,
         data_hash=files_hash(files), source=where + (f" + {features_where or os.fspath(features)}" if features else ""),
     )
-    return validate_dataset(data, where=where)
+    return validate_dataset(data, where=where, score_range=score_range, range_owner=range_owner)
 
 
 def _floats(cells: list[str], where: str, column: str) -> np.ndarray:

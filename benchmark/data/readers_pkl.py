@@ -108,12 +108,15 @@ def read_mmsa_pickle(
     aligned: bool | None = None,
     where: str | None = None,
     synthetic: bool = False,
+    score_range: tuple[float, float] | str = "family",
+    range_owner: str | None = None,
 ) -> DatasetData:
     """An MMSA feature pickle (`unaligned_50.pkl`, `aligned_50.pkl`, `unaligned_39.pkl`, data.pkl).
 
     dict split (train, valid, test) -> id, raw_text, text (N,T,768), text_bert (N,3,T), audio,
     vision, audio_lengths, vision_lengths, regression_labels (+ regression_labels_T/A/V for SIMS);
-    synthetic files may hold classification_labels or multilabel_labels instead. Validated.
+    synthetic files may hold classification_labels or multilabel_labels instead. Validated
+    (`score_range`/`range_owner`: as `validate_dataset`; a dataset card gives its own range).
     """
     where = where or os.fspath(path)
     if aligned is None:
@@ -133,7 +136,7 @@ def read_mmsa_pickle(
         name=name, family=family, splits=splits, label_kind=label_kind, synthetic=synthetic,
         data_hash=files_hash([path]), source=where,
     )
-    return validate_dataset(data, where=where)
+    return validate_dataset(data, where=where, score_range=score_range, range_owner=range_owner)
 
 
 def read_mult_pickle(

@@ -1,6 +1,7 @@
-"""Streaming writers for the synthetic suite: an MMSA `data.pkl` and the `arrays/*.npy` copy.
+"""Streaming writers for the synthetic suite: the `arrays/*.npy` (its one copy of the data) and, on
+request, an MMSA `data.pkl` written from those arrays (`write_mmsa_pickle`).
 
-`data.pkl` is written as a stream, one array at a time, so generation never holds a whole split:
+`data.pkl` is written as a stream, one array at a time, so it never holds a whole split:
 the nested dict is emitted opcode by opcode (protocol 4 opcodes, no memo), and each numpy array in
 the form numpy 1.x wrote it (`numpy.core.multiarray._reconstruct` + `ndarray.__setstate__` with
 the raw bytes). That form loads with plain `pickle.load` under numpy 1.x and 2.x (the arrays come
@@ -12,8 +13,10 @@ unpickler for real MMSA files must allow anyway (`numpy.core.multiarray._reconst
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import struct
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +124,48 @@ def save_npy(path: Path, arr: np.ndarray) -> None:
         np.lib.format.write_array_header_1_0(f, np.lib.format.header_data_from_array_1_0(arr))
         if arr.nbytes:
             f.write(memoryview(arr).cast("B"))
+
+
+SPLITS = ("train", "valid", "test")
+# After id, raw_text and text_bert, in MMSA's order; the first label file present, then SIMS's unimodal ones.
+PICKLE_ARRAYS = ("text", "audio", "audio_lengths", "vision", "vision_lengths")
+PICKLE_LABELS = ("regression_labels", "classification_labels", "multilabel_labels")
+UNIMODAL_LABELS = ("regression_labels_T", "regression_labels_A", "regression_labels_V")
+
+
+def write_mmsa_pickle(folder: Path) -> Path:
+    """`folder/data.pkl` in MMSA's layout from `folder/arrays/` (one domain's folder), streamed and
+    renamed into place (never half-written). `text_bert` is rebuilt from the token ids and lengths:
+    (ids, mask, zero segments), as MMSA stores it."""
+    arrays = folder / "arrays"
+    target = folder / "data.pkl"
+    tmp = folder / f".data.pkl.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+    def load(split: str, key: str):
+        path = arrays / f"{split}_{key}.npy"
+        return np.load(path, mmap_mode="r", allow_pickle=False) if path.exists() else None
+
+    try:
+        with PickleStream(tmp) as pkl:
+            pkl.begin()
+            for split in SPLITS:
+                pkl.begin(split)
+                pkl.plain("id", load(split, "id").tolist())
+                pkl.plain("raw_text", load(split, "raw_text").tolist())
+                ids, lengths = np.asarray(load(split, "text_ids")), np.asarray(load(split, "text_lengths"))
+                mask = (np.arange(ids.shape[1])[None, :] < lengths[:, None]).astype(np.int64)
+                pkl.array("text_bert", np.stack([ids, mask, np.zeros_like(ids)], axis=1))
+                del ids, mask
+                for key in PICKLE_ARRAYS:
+                    pkl.array(key, load(split, key))
+                label = next(k for k in PICKLE_LABELS if (arrays / f"{split}_{k}.npy").exists())
+                pkl.array(label, load(split, label))
+                for key in UNIMODAL_LABELS:
+                    if (value := load(split, key)) is not None:
+                        pkl.array(key, value)
+                pkl.end()
+            pkl.end()
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target

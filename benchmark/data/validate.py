@@ -107,7 +107,7 @@ def _check_lengths(values: np.ndarray, lengths: np.ndarray | None, n: int, where
     return lengths
 
 
-def _check_split(split: SplitData, *, where: str, family: str, score_range: tuple[float, float] | None) -> int:
+def _check_split(split: SplitData, *, where: str, range_owner: str, score_range: tuple[float, float] | None) -> int:
     ids = np.asarray(split.ids)
     n = ids.shape[0] if ids.ndim else 0
     if ids.ndim != 1:
@@ -150,13 +150,13 @@ def _check_split(split: SplitData, *, where: str, family: str, score_range: tupl
         if reg.shape != (n,):
             raise UserError(f"{where}: regression labels have shape {reg.shape}, expected ({n},); regenerate the file.")
         scan_nonfinite(reg, where=f"{where} regression labels")
-        _check_range(reg, score_range, f"{where} regression labels", family)
+        _check_range(reg, score_range, f"{where} regression labels", range_owner)
     for m, scores in split.unimodal.items():
         if np.shape(scores) != (n,):
             raise UserError(f"{where}: {m} unimodal labels have shape {np.shape(scores)}, expected ({n},); regenerate "
                             "the file.")
         scan_nonfinite(np.asarray(scores), where=f"{where} {m} unimodal labels")
-        _check_range(np.asarray(scores), score_range, f"{where} {m} unimodal labels", family)
+        _check_range(np.asarray(scores), score_range, f"{where} {m} unimodal labels", range_owner)
     if split.classification is not None:
         cls = split.classification
         if cls.shape != (n,):
@@ -179,7 +179,7 @@ def _check_split(split: SplitData, *, where: str, family: str, score_range: tupl
     return neg_inf
 
 
-def _check_range(values: np.ndarray, score_range: tuple[float, float] | None, where: str, family: str) -> None:
+def _check_range(values: np.ndarray, score_range: tuple[float, float] | None, where: str, owner: str) -> None:
     if score_range is None or values.size == 0:
         return
     lo, hi = score_range
@@ -187,7 +187,7 @@ def _check_range(values: np.ndarray, score_range: tuple[float, float] | None, wh
     if vmin < lo or vmax > hi:
         bad = vmin if vmin < lo else vmax
         raise UserError(
-            f"{where}: score {bad:g} is outside [{lo:g}, {hi:g}], the range of {family} labels; "
+            f"{where}: score {bad:g} is outside [{lo:g}, {hi:g}], {owner}; "
             "check that the file belongs to this dataset."
         )
 
@@ -198,11 +198,13 @@ def validate_dataset(
     where: str | None = None,
     splits: Iterable[str] = SPLITS,
     score_range: tuple[float, float] | None | str = "family",
+    range_owner: str | None = None,
 ) -> DatasetData:
     """Check `data` in place (audio -inf set to 0 and counted) and return it; UserError on a problem.
 
     `splits`: the splits that must be present and non-empty (all three by default).
-    `score_range`: "family" (by `data.family`), None (no range check) or (lo, hi).
+    `score_range`: "family" (by `data.family`), None (no range check) or (lo, hi); `range_owner` says
+    whose range it is in the error (default: the family's).
     """
     where = where or data.source or data.name
     if score_range == "family":
@@ -224,7 +226,8 @@ def validate_dataset(
             raise UserError(
                 f"{split_where} has no {data.label_kind} labels; the file is not in the expected layout: regenerate it."
             )
-        neg_inf += _check_split(split, where=split_where, family=data.family, score_range=score_range)
+        neg_inf += _check_split(split, where=split_where, score_range=score_range,
+                                range_owner=range_owner or f"the range of {data.family} labels")
         for key in ("text_feats", "audio", "vision", "multilabel"):
             arr = getattr(split, key)
             if arr is None:

@@ -3,7 +3,7 @@ can carry it without importing the engine."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -12,3 +12,5 @@ class RunOptions:
     precision: str = "fp32"
     threads: int = 0  # 0: leave torch's default
     data_root: str | None = None
+    # name -> dataset.toml of the corpora the driver registered by path, registered again in each worker
+    dataset_cards: dict[str, str] = field(default_factory=dict)

@@ -12,6 +12,7 @@ import torch
 from msabench.api.text_encoder import ENCODER_PASSES
 from msabench.core.errors import UserError
 from msabench.core.types import RunSpec
+from msabench.data.datasets import register_cards
 from msabench.data.masks import TEXT_MASKED_AFTER_ENCODING, text_masked_after_encoding
 from msabench.engine.batching import TensorSplit, build_tensor_split, concat_splits, random_rate_split
 from msabench.engine.loop import EvalSet, LoopResult, run_loop
@@ -150,6 +151,7 @@ def execute(spec: RunSpec, run_dir, options: RunOptions) -> LoopResult:
     if options.threads:
         torch.set_num_threads(options.threads)
     flags = seed_everything(seed_hash("init", spec.seed))
+    register_cards(options.dataset_cards)  # a spawned worker or a Ray task starts without them
     model, datasets, tokens = build_model(spec, options.data_root)
     model.to(device)
     cache_before, passes_before = Counter(CACHE_STATS), Counter(ENCODER_PASSES)

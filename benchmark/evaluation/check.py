@@ -4,8 +4,9 @@ A baseline file (JSON) holds the specs of the runs it was made from, the toleran
 one entry per table cell (generic tables: protocol x setting x dataset(s), row = model, column =
 domain:metric; mean, std (ddof=1) and number of seeds, in the metric's own unit). A cell holds
 when |current - baseline mean| <= max(k x baseline std, floor), with `k` and `floor` (optionally a
-floor per metric) read from the file. `check` compares every baseline cell: a cell that moved, is
-missing, or became undefined is one line of output and makes the exit code 1; bad input exits 2.
+floor per metric) read from the file. `check` compares every baseline cell: a cell that moved or
+became undefined is a regression, one line each; baseline runs that are not done in the store are
+reported apart, as missing runs (not regressions); either makes the exit code 1; bad input exits 2.
 
 `--run` (the default unless `--out` is given explicitly) re-runs the baseline's specs into a new
 temporary store (removed afterwards unless `--keep`) on the CPU with the recorded thread count.
@@ -18,6 +19,7 @@ import math
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -167,18 +169,38 @@ def tolerance(cell: dict[str, Any], tol: dict[str, Any]) -> float:
     return max(float(tol["k"]) * (float(std) if std is not None else 0.0), floor)
 
 
+@dataclass
+class CheckResult:
+    """What `check` found: cells that moved (regressions), baseline runs the store lacks, and cells
+    absent although every run is there; any of them fails the check."""
+
+    regressions: list[str] = field(default_factory=list)
+    missing_runs: list[str] = field(default_factory=list)  # "model datasets seed N" of each
+    missing_cells: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.regressions or self.missing_runs or self.missing_cells)
+
+
 def compare(baseline: dict[str, Any], tables) -> list[str]:
-    """One line per baseline cell that does not hold."""
+    """One line per baseline cell that does not hold (missing cells included)."""
+    regressions, missing = compare_cells(baseline, tables)
+    return regressions + missing
+
+
+def compare_cells(baseline: dict[str, Any], tables) -> tuple[list[str], list[str]]:
+    """(one line per cell that moved or became (un)defined, one line per cell the tables lack)."""
     current = _cells(tables)
     tol = baseline["tolerance"]
-    lines = []
+    lines, missing = [], []
     for c in baseline["cells"]:
         key = (c["table"], c["row"], c["column"])
         where = f"{c['table']} | {c['row']} | {c['column']}"
         now = current.get(key)
         base = c.get("mean")
         if now is None:
-            lines.append(f"{where}: missing (baseline {_fmt(base)})")
+            missing.append(f"{where}: missing (baseline {_fmt(base)})")
             continue
         value = now["mean"]
         if base is None or value is None or (isinstance(value, float) and math.isnan(value)):
@@ -189,7 +211,40 @@ def compare(baseline: dict[str, Any], tables) -> list[str]:
         if abs(value - base) > t:
             lines.append(f"{where}: {_fmt(value)} vs baseline {_fmt(base)}: moved {value - base:+.4g}, "
                          f"tolerance {t:.4g} = max(k x the baseline's std over seeds (ddof=1), floor)")
-    return lines
+    return lines, missing
+
+
+def missing_runs(baseline: dict[str, Any], out: str) -> list[str]:
+    """The baseline's runs that are not done in the store at `out`, as "model datasets seed N"."""
+    from msabench.core.types import RunSpec
+    from msabench.store.runs import Store
+
+    done = {rd.run_id for rd in Store(out).runs() if rd.status() == "done"}
+    lacking = []
+    for s in baseline["specs"]:
+        run_id = s.get("run_id")  # the id it was stored under
+        if run_id is None:
+            try:
+                run_id = RunSpec.from_dict(s).run_id
+            except Exception:  # noqa: BLE001 - a spec this msabench cannot rebuild: its run is missing
+                run_id = None
+        if run_id not in done:
+            lacking.append(f"{s.get('model')} {'+'.join(s.get('datasets') or ())} seed {s.get('seed')}"
+                           + (f" rate {s['rate']:g}" if s.get("rate") else ""))
+    return lacking
+
+
+def _result(baseline: dict[str, Any], out: str, selection: str | None) -> CheckResult:
+    lacking = missing_runs(baseline, out)
+    try:
+        _, tables = tables_of_store(out, selection)
+    except UserError:
+        if not lacking:
+            raise
+        tables = []  # no finished run at all: every run is missing
+    regressions, missing_cells = compare_cells(baseline, tables)
+    # a cell of a missing run is not a finding of its own
+    return CheckResult(regressions, lacking, [] if lacking else missing_cells)
 
 
 def _fmt(x) -> str:
@@ -211,23 +266,25 @@ def run_specs(specs: Sequence[dict[str, Any]], out: str, *, threads: int, echo: 
 
 
 def check(baseline_path: str, *, out: str | None = None, run: bool = False, keep: bool = False,
-          echo: Callable[[str], None] = print) -> list[str]:
-    """The regression lines of `baseline_path` against the store `out` or, with `run`, fresh runs."""
+          echo: Callable[[str], None] = print) -> CheckResult:
+    """`baseline_path` against the store `out` or, with `run`, fresh runs: regressions apart from
+    missing runs."""
     baseline = read_baseline(baseline_path)
     selection = baseline.get("selection")
     if not run:
         if out is None:
             raise UserError("give --out DIR (the store to check) or --run (fresh runs)")
-        _, tables = tables_of_store(out, selection)
-        return compare(baseline, tables)
+        if not Path(out, "runs").is_dir():
+            raise UserError(f"no results store at {out} (no {Path(out, 'runs')}): give the store the baseline's runs "
+                            "are in, or check fresh runs with --run")
+        return _result(baseline, out, selection)
     if not baseline["specs"]:
         raise UserError(f"--baseline {baseline_path}: it lists no specs to run")
     tmp = tempfile.mkdtemp(prefix="msabench-check-")
     try:
         threads = int((baseline.get("run_options") or {}).get("threads") or 1)
         run_specs(baseline["specs"], tmp, threads=threads, echo=echo)
-        _, tables = tables_of_store(tmp, selection)
-        return compare(baseline, tables)
+        return _result(baseline, tmp, selection)
     finally:
         if keep:
             echo(f"check: kept the fresh store {tmp}")

@@ -73,6 +73,21 @@ def visible_gpus() -> list[str]:
     return ids[:n]
 
 
+def oversubscription(executor: str, workers: int | None, threads: int, cores: int | None = None) -> str:
+    """A warning when the runs of a sweep would run more torch threads at once than this machine has
+    cores (each run then goes slower than alone); "" otherwise. `msabench run` prints it for every
+    executor, before planning; a Ray cluster's cores (`--address`) are not judged here."""
+    if not threads and not workers:
+        return ""  # the defaults fit the cores
+    cores = cores or cpu_count()
+    n = 1 if executor == "local" else (workers or max(1, cores // (threads or 1)))
+    t = threads or max(1, cores // n)
+    if n * t <= cores:
+        return ""
+    return (f"warning: {n} worker(s) x {t} thread(s) = {n * t} threads on {cores} cores: the runs will compete for "
+            f"the CPU and each goes slower; choose --workers x --threads <= {cores}")
+
+
 def plan_layout(workers: int | None, threads: int, runs_per_gpu: int | None, device: str, n_runs: int,
                 cores: int | None = None, gpus: list[str] | None = None) -> Layout:
     """Workers, threads per worker and GPU assignment (see the module docstring)."""
@@ -104,8 +119,6 @@ def plan_layout(workers: int | None, threads: int, runs_per_gpu: int | None, dev
     n = max(1, min(n, n_runs)) if n_runs else n
     per_worker = per_worker[:n]
     t = threads or max(1, cores // n)
-    if n * t > cores and not gpus:
-        notes.append(f"{n} workers x {t} threads exceed the {cores} cores here: runs will compete for CPU")
     return Layout(workers=n, threads=t, gpus=per_worker, device=worker_device, notes=notes)
 
 

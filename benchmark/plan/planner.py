@@ -6,6 +6,7 @@ sweep fails before it trains anything.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from msabench import major_minor
@@ -24,11 +25,12 @@ _LOADED: dict[tuple, Any] = {}
 
 def load_for_config(name: str, cfg: dict[str, Any], data_root: str | None):
     """Load the dataset `name` with the data options of a resolved config, once per process."""
-    from msabench.data.datasets import load_dataset
+    from msabench.data.datasets import DATASETS, load_dataset
 
     options = dict(source=cfg["data.source"], seed=int(cfg["data.seed"]), scale=float(cfg["data.scale"]),
                    aligned=bool(cfg["data.aligned"]), noise_modality=cfg["data.noise_modality"] or None)
-    key = (name, data_root, *options.values())
+    card = DATASETS.get(name).card if name in DATASETS else ""  # two cards may share a name across a process
+    key = (name, data_root, card, *options.values())
     if key not in _LOADED:
         _LOADED[key] = load_dataset(name, data_root=data_root, **options)
     return _LOADED[key]
@@ -125,10 +127,13 @@ def build_input_spec(datasets: list[Any], modalities: tuple[str, ...], task: str
 def plan(request: Request) -> list[RunSpec]:
     import msabench.models  # noqa: F401  (registers the plugins)
     from msabench.api.model import MODELS
+    from msabench.data.datasets import resolve_dataset_arg
     from msabench.protocols import PROTOCOLS
 
     protocol = PROTOCOLS.get(request.protocol)
-    datasets = tuple(request.datasets)
+    # names in any case, a card's folder or a card's name under the data root -> registered names
+    datasets = tuple(resolve_dataset_arg(d, request.data_root) for d in request.datasets)
+    request = replace(request, datasets=datasets)
     real = [d for d in datasets if not is_synthetic(d)]
     if real and len(real) != len(datasets):
         raise UserError(f"mixing real and synthetic datasets ({', '.join(datasets)}) is not allowed: use one kind")
@@ -138,6 +143,7 @@ def plan(request: Request) -> list[RunSpec]:
     if model_texts == ("all",):
         model_texts = tuple(MODELS.names())
     specs = [parse_model_spec(t) for t in model_texts]
+    specs = [replace(s, name=MODELS.canonical(s.name)) for s in specs]  # `TFN` -> `tfn`: one run id
     classes = {s.name: MODELS.get(s.name) for s in specs}
     sweep_model_keys = {k for cls in classes.values() for k in _model_keys(cls)}
     skip_incompatible = request.models == ("all",)
@@ -154,7 +160,7 @@ def _build(run, spec: ModelSpec, cls, protocol, request: Request, sweep_model_ke
     synthetic = is_synthetic(run.datasets[0])
     # --tiny is part of the policy layer, so --set and the model spec still win over it.
     policy = {**protocol.policy(synthetic), **(_tiny_policy(synthetic) if request.tiny else {})}
-    family = family_of(run.preset_domain or run.datasets[0])
+    family = family_of(run.preset_domain or run.datasets[0]) or _card_family(run.datasets[0], request.data_root)
     cfg = resolve_config(cls, spec, family, policy=policy, caps=protocol.caps(synthetic),
                          user_set=request.user_set, tiny=request.tiny, tolerated_model_keys=sweep_model_keys)
     if request.tiny and synthetic:
@@ -178,6 +184,13 @@ def _build(run, spec: ModelSpec, cls, protocol, request: Request, sweep_model_ke
         selection_rules=run.selection_rules, eval_rates=run.eval_rates, train_domains=run.train_domains,
         valid_domains=run.valid_domains, msabench_version=major_minor(), input_spec=input_spec,
     )
+
+
+def _card_family(name: str, data_root: str | None) -> str:
+    """The preset family a corpus registered from a card declares ("" for any other name)."""
+    from msabench.data.datasets import lookup
+
+    return lookup(name, data_root).family
 
 
 def _tiny_policy(synthetic: bool) -> dict[str, Any]:

@@ -242,6 +242,16 @@ def rate_metrics(view: RunView, rule: str) -> dict[float, dict[str, dict[str, fl
     return out
 
 
+def _metrics_family(runs: list[RunView], dataset: str) -> str:
+    """The family that decides the metric columns: the name's, else (a corpus registered from a card,
+    whose name says nothing) "sims" when its runs logged SIMS's metrics."""
+    family = family_of(dataset)
+    if family:
+        return family
+    logged = {k for r in runs for rec in r.records[:3] for k in rec.get("metrics", {})}
+    return "sims" if "acc5" in logged and "acc7" not in logged else ""
+
+
 def metric_columns(task: str, family: str, domains: list[str], subgroups: dict[str, str] | None = None) -> list[Column]:
     names = SIMS_METRICS if (task == "regression" and family == "sims") else GENERIC_METRICS[task]
     cols = []
@@ -317,7 +327,7 @@ def _point_tables(views: list[RunView], all_views: list[RunView], selection,
         if dg:
             sources = set(runs[0].sources)
             subgroups = {d: ("source" if d in sources else "target") for d in datasets}
-        columns = metric_columns(task, family_of(datasets[0]), list(datasets), subgroups)
+        columns = metric_columns(task, _metrics_family(runs, datasets[0]), list(datasets), subgroups)
         rows_by_key: dict[tuple, list[RunView]] = defaultdict(list)
         for r in runs:
             rows_by_key[r.row_key].append(r)

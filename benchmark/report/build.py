@@ -50,10 +50,32 @@ def load_views(out: str, *, warn=None) -> list[RunView]:
     return views
 
 
+def check_rule_applies(rule: str, views: list[RunView], tables: Sequence[str] = ()) -> None:
+    """A rule the store's protocols (or the templates' protocols) do not define is refused, never
+    quietly replaced: `--selection lodo` on `standard` runs would otherwise report something else."""
+    from msabench.protocols import PROTOCOLS
+
+    if tables:
+        from msabench.protocols.templates import TEMPLATES
+
+        protocols = {TEMPLATES.get(t).protocol for t in tables}
+    else:
+        protocols = {v.spec.get("protocol") for v in views}
+    known = sorted(p for p in protocols if p in PROTOCOLS)
+    refused = [p for p in known if rule not in PROTOCOLS.get(p).selection_rules]
+    if refused:
+        rules = "; ".join(f"{p} selects with {' or '.join(PROTOCOLS.get(p).selection_rules)}" for p in refused)
+        applies = [p for p in known if p not in refused]
+        also = f" (it applies to its {', '.join(applies)} runs)" if applies else ""
+        raise UserError(f"--selection {rule} does not apply to the store's {', '.join(refused)} runs{also}; {rules}: "
+                        "choose one of those, or keep each protocol's runs in a store of its own")
+
+
 def build_tables(views: list[RunView], *, tables: Sequence[str] = (), selection: str | None = None,
                  compare_paper: bool = False, reference: str | None = None):
     if selection is not None:
         check_rule(selection)
+        check_rule_applies(selection, views, tables)
     if tables:
         from msabench.protocols.templates import TEMPLATES
         from msabench.report.paper import build_template_table
@@ -69,7 +91,8 @@ def build_tables(views: list[RunView], *, tables: Sequence[str] = (), selection:
 
 def build_report(out: str, *, table: str | Sequence[str] | None = None, fmt: str = "markdown",
                  selection: str | None = None, compare_paper: bool = False, reference: str | None = None,
-                 plots: str | None = None, warn=None) -> str:
+                 plots: str | None = None, warn=None, terminal: bool = False) -> str:
+    """`terminal`: the text goes to a terminal (markdown with ANSI emphasis, plain under NO_COLOR)."""
     if fmt not in RENDERERS:
         raise UserError(f"--format {fmt!r}: use one of {', '.join(RENDERERS)}")
     if selection is not None:  # before reading the store (and its warnings)
@@ -94,6 +117,12 @@ def build_report(out: str, *, table: str | Sequence[str] | None = None, fmt: str
             raise UserError(f"--plots {plots}: cannot write the plots there ({exc.strerror or exc}); give a "
                             f"writable folder with free space") from None
         (warn or (lambda m: print(m, file=sys.stderr)))(f"wrote {len(written)} plot files to {plots}")
+    if terminal and fmt == "markdown":
+        import os
+
+        from msabench.report.render import terminal_markdown
+
+        return terminal_markdown(tables, colours=not os.environ.get("NO_COLOR"))
     return RENDERERS[fmt](tables)
 
 

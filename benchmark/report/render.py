@@ -54,21 +54,29 @@ def _has_row_groups(table: Table) -> bool:
 # -- markdown -------------------------------------------------------------------------------------
 
 
-def _md_cell(cell: Cell | None, col: Column, row: Row) -> str:
+# How best and second-best values are marked: in a markdown file (bold, <u> underline, as GitHub
+# renders it), on a terminal (ANSI bold and underline), and on a terminal without colours (NO_COLOR).
+EMPHASIS = {"markdown": ("**{}**", "<u>{}</u>"), "terminal": ("\x1b[1m{}\x1b[0m", "\x1b[4m{}\x1b[0m"),
+            "plain": ("**{}**", "_{}_")}
+
+
+def _md_cell(cell: Cell | None, col: Column, row: Row, style: str = "markdown") -> str:
+    best, second = EMPHASIS[style]
     texts = []
     for part in _cell_parts(cell):
         text = format_part(part, col, signed=row.kind == "delta", pm="±" if cell is not None and cell.parts else " ± ")
         if part is not None and text != "-":
             if part.rank == 1:
-                text = f"**{text}**"
+                text = best.format(text)
             elif part.rank == 2:
-                text = f"<u>{text}</u>"
+                text = second.format(text)
             text += part.mark
         texts.append(text)
     return "/".join(texts)
 
 
-def to_markdown(table: Table) -> str:
+def to_markdown(table: Table, style: str = "markdown") -> str:
+    """`style`: "markdown" (a file), "terminal" or "plain" (a terminal without colours): see EMPHASIS."""
     multi = _multi_group(table)
 
     def head(c: Column) -> str:
@@ -85,7 +93,7 @@ def to_markdown(table: Table) -> str:
         if groups and row.group != current:
             current = row.group
             lines.append("| " + " | ".join([f"*{row.group or '—'}*", ""] + [""] * len(table.columns)) + " |")
-        cells = [_md_cell(row.cells.get(col.key), col, row) for col in table.columns]
+        cells = [_md_cell(row.cells.get(col.key), col, row, style) for col in table.columns]
         seeds = str(row.n_seeds) if row.kind == "ours" and row.n_seeds else "-"
         lines.append("| " + " | ".join([_md_escape(_row_label(row)), seeds] + cells) + " |")
     lines += ["", table.caption]
@@ -282,6 +290,11 @@ def to_json(tables: list[Table]) -> str:
             row["cells"] = {k: _compact_cell(c) for k, c in row["cells"].items()}
         data.append(d)
     return json.dumps(data, indent=1, sort_keys=True, default=str) + "\n"
+
+
+def terminal_markdown(tables: list[Table], colours: bool) -> str:
+    """The markdown tables as `report` prints them on a terminal: ANSI emphasis, never raw <u> tags."""
+    return "\n".join(to_markdown(t, "terminal" if colours else "plain") for t in tables)
 
 
 RENDERERS = {
