@@ -235,11 +235,12 @@ def final_specs(study: Study, choices: Sequence[Choice]) -> list[RunSpec]:
 def run(sweep: Study | SweepFile | str | Path | dict, out: str | Path, *, executor: str = "local",
         workers: int | None = None, threads: int = 0, device: str = "auto", precision: str = "fp32",
         retry_failed: bool = False, runs_per_gpu: int | None = None, address: str | None = None,
-        mlflow: bool = False, tracking_uri: str | None = None, experiment: str = "msabench",
+        slurm=None, mlflow: bool = False, tracking_uri: str | None = None, experiment: str = "msabench",
         data_root: str | None = None, tiny: bool = False, echo: Callable[[str], None] = lambda line: None,
         stream=None) -> StudyOutcome:
     """Run a study into the store at `out` (both phases of a grid study). Failed runs do not raise:
-    they are in `outcome.failed` (the CLI exits 3 on them). MLflow is off unless `mlflow=True`."""
+    they are in `outcome.failed` (the CLI exits 3 on them). MLflow is off unless `mlflow=True`. `slurm`:
+    the SlurmSettings of `executor="slurm"` (msabench.execution.slurm_executor)."""
     from msabench.engine.options import RunOptions
     from msabench.engine.runner import check_precision, resolve_device
     from msabench.plan.sweep import run_sweep
@@ -253,7 +254,8 @@ def run(sweep: Study | SweepFile | str | Path | dict, out: str | Path, *, execut
                          dataset_cards=registered_cards())  # the corpora planning registered by path
     tracking = TrackingSettings(enabled=mlflow, uri=tracking_uri, experiment=experiment)
     common = dict(out=str(out), options=options, executor=executor, retry_failed=retry_failed, workers=workers,
-                  runs_per_gpu=runs_per_gpu, address=address, tracking=tracking, echo=echo, stream=stream)
+                  runs_per_gpu=runs_per_gpu, address=address, slurm=slurm, tracking=tracking, echo=echo,
+                  stream=stream)
     if study.selects:
         echo(f"grid search: {len(study.search)} runs (seeds {_seeds(study.search)})")
     outcome = StudyOutcome(study=study, search=run_sweep(study.search, **common), out=str(out))

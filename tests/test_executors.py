@@ -48,7 +48,7 @@ def test_layout_one_worker_per_gpu_times_runs_per_gpu():
 def test_executors_registered_and_bad_options(capsys):
     from msabench.cli import main
 
-    assert EXECUTORS.names() == ["local", "process", "ray"]
+    assert EXECUTORS.names() == ["local", "process", "ray", "slurm"]
     assert main(["run", "--executor", "proces", "--dry-run"]) == 2
     assert "did you mean" in capsys.readouterr().err.lower()
     assert main(["run", "--executor", "local", "--address", "127.0.0.1:6379", "--dry-run"]) == 2

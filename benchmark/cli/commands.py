@@ -69,7 +69,7 @@ def parse_sets(pairs: tuple[str, ...]) -> dict:
 @out_option
 @click.option("--device", default="auto", show_default=True, help="auto|cpu|cuda|cuda:N")
 @click.option("--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "bf16", "fp16"]))
-@click.option("--executor", default="local", show_default=True, help="local|process|ray")
+@click.option("--executor", default="local", show_default=True, help="local|process|ray|slurm")
 @click.option("--workers", type=int, default=None,
               help="process: worker processes (default cores // threads, or one per GPU x --runs-per-gpu); "
                    "ray: most runs in flight.")
@@ -77,7 +77,16 @@ def parse_sets(pairs: tuple[str, ...]) -> dict:
               help="process/ray: runs sharing one GPU (ignored, with a note, when no GPU is in use).")
 @click.option("--address", default=None, help="ray: address of an existing cluster (default: a local one).")
 @click.option("--threads", type=int, default=0,
-              help="Torch threads per run (0: torch's default; process: cores // workers; ray: 1).")
+              help="Torch threads per run (0: torch's default; process: cores // workers; ray, slurm: 1).")
+@click.option("--slurm-partition", "slurm_partition", default=None, help="slurm: the partition (default: Slurm's).")
+@click.option("--slurm-time", "slurm_time", default="60", show_default=True,
+              help="slurm: time limit per run, minutes or [D-]HH:MM:SS (near it a run is requeued).")
+@click.option("--slurm-gpus-per-task", "slurm_gpus", type=int, default=0, show_default=True,
+              help="slurm: GPUs per run.")
+@click.option("--slurm-array-parallelism", "slurm_parallelism", type=int, default=None,
+              help="slurm: most runs at once (default: all).")
+@click.option("--slurm-opt", "slurm_opts", multiple=True, metavar="KEY=VALUE",
+              help="slurm: any other sbatch option, e.g. mem=16G, account=proj; repeatable.")
 @click.option("--sweep", "sweep_file", default=None, help="A sweep file (TOML): the study's runs, instead of "
               "--protocol/--model/--dataset/...")
 @click.option("--tracking-uri", "tracking_uri", default=None,
@@ -91,8 +100,9 @@ def parse_sets(pairs: tuple[str, ...]) -> dict:
 @click.option("--table", "table", default=None,
               help="Run what a paper template needs (its registered rows; list them with `msabench tables`).")
 def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, selection, data_root, sets, out,
-        device, precision, executor, workers, runs_per_gpu, address, threads, sweep_file, tracking_uri, no_mlflow,
-        experiment, retry_failed, dry_run, tiny, from_run, table) -> None:
+        device, precision, executor, workers, runs_per_gpu, address, threads, slurm_partition, slurm_time, slurm_gpus,
+        slurm_parallelism, slurm_opts, sweep_file, tracking_uri, no_mlflow, experiment, retry_failed, dry_run, tiny,
+        from_run, table) -> None:
     """Plan and execute a sweep (resumable: done runs are skipped)."""
     from msabench.plan.request import Request
 
@@ -118,7 +128,8 @@ def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, 
         raise UserError("--runs-per-gpu goes with --executor process or ray")
     if no_mlflow and tracking_uri:
         raise UserError("give --tracking-uri or --no-mlflow, not both")
-    if address is None:
+    slurm = _slurm_settings(executor, slurm_partition, slurm_time, slurm_gpus, slurm_parallelism, slurm_opts)
+    if address is None and executor != "slurm":  # a cluster's cores are not this machine's
         from msabench.execution.process import oversubscription
 
         warning = oversubscription(executor, workers, threads)
@@ -135,7 +146,7 @@ def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, 
         _run_study(load_sweep(sweep_file), out=out, data_root=data_root, tiny=tiny, dry_run=dry_run,
                    executor=executor, workers=workers, runs_per_gpu=runs_per_gpu, address=address, threads=threads,
                    device=device, precision=precision, retry_failed=retry_failed, no_mlflow=no_mlflow,
-                   tracking_uri=tracking_uri, experiment=experiment)
+                   tracking_uri=tracking_uri, experiment=experiment, slurm=slurm)
         return
     elif table is not None:  # the runs a paper template needs
         requests = _table_requests(table, models, datasets, setting, parse_seeds(seeds, n_seeds), modalities,
@@ -150,7 +161,7 @@ def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, 
         )]
     specs = plan_requests(requests)
     if dry_run:
-        _list_runs(specs, out, retry_failed, executor, workers, threads, runs_per_gpu, device)
+        _list_runs(specs, out, retry_failed, executor, workers, threads, runs_per_gpu, device, slurm=slurm)
         return
     from msabench.engine.options import RunOptions
     from msabench.engine.runner import check_precision, resolve_device
@@ -163,14 +174,16 @@ def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, 
     options = RunOptions(device=device, precision=precision, threads=threads, data_root=data_root,
                          dataset_cards=registered_cards())
     outcome = run_sweep(specs, out=out, options=options, executor=executor, retry_failed=retry_failed,
-                        workers=workers, runs_per_gpu=runs_per_gpu, address=address,
+                        workers=workers, runs_per_gpu=runs_per_gpu, address=address, slurm=slurm,
                         tracking=TrackingSettings(enabled=not no_mlflow, uri=tracking_uri, experiment=experiment),
                         echo=click.echo)
     exit_on_failed_runs(outcome)
 
 
-def _list_runs(specs, out, retry_failed, executor, workers, threads, runs_per_gpu, device, grid_keys=()) -> None:
-    """--dry-run: one line per run (with its grid point), the count and the time estimate."""
+def _list_runs(specs, out, retry_failed, executor, workers, threads, runs_per_gpu, device, grid_keys=(),
+               slurm=None) -> None:
+    """--dry-run: one line per run (with its grid point), the count, the time estimate (and, for slurm, the
+    sbatch parameters of the job array)."""
     from msabench.plan.sweep import effective_workers, estimate
     from msabench.store.runs import Store
 
@@ -181,12 +194,19 @@ def _list_runs(specs, out, retry_failed, executor, workers, threads, runs_per_gp
                    + (f"  {point}" if point else ""))
     click.echo(f"{len(specs)} runs")
     est = estimate(specs, Store(out), retry_failed)
-    click.echo(est.describe(effective_workers(executor, workers, threads, runs_per_gpu, device,
-                                              est.known + est.unknown)))
+    todo = est.known + est.unknown
+    click.echo(est.describe(effective_workers(executor, workers, threads, runs_per_gpu, device, todo, slurm)))
+    if slurm is not None and todo:
+        from msabench.engine.options import RunOptions
+        from msabench.execution.slurm_executor import describe_sbatch
+
+        click.echo(f"sbatch parameters of the job array ({todo} runs to do):")
+        for line in describe_sbatch(slurm, RunOptions(device=device, threads=threads), todo):
+            click.echo(f"  {line}")
 
 
 def _run_study(sweep, *, out, data_root, tiny, dry_run, executor, workers, runs_per_gpu, address, threads, device,
-               precision, retry_failed, no_mlflow, tracking_uri, experiment) -> None:
+               precision, retry_failed, no_mlflow, tracking_uri, experiment, slurm=None) -> None:
     """`run --sweep FILE`: plain sweeps and grid studies, through msabench.sweeps (the Python API)."""
     from msabench import sweeps
 
@@ -195,14 +215,14 @@ def _run_study(sweep, *, out, data_root, tiny, dry_run, executor, workers, runs_
     if dry_run:
         if study.selects:
             click.echo(f"phase 1, grid search: every configuration with seeds {study.seeds}")
-        _list_runs(study.search, out, retry_failed, executor, workers, threads, runs_per_gpu, device, keys)
+        _list_runs(study.search, out, retry_failed, executor, workers, threads, runs_per_gpu, device, keys, slurm)
         if study.selects:
             _describe_phase_two(study, out, retry_failed, executor, workers, threads, runs_per_gpu, device)
         return
     outcome = sweeps.run(study, out, executor=executor, workers=workers, threads=threads, device=device,
                          precision=precision, retry_failed=retry_failed, runs_per_gpu=runs_per_gpu, address=address,
-                         mlflow=not no_mlflow, tracking_uri=tracking_uri, experiment=experiment, data_root=data_root,
-                         echo=click.echo)
+                         slurm=slurm, mlflow=not no_mlflow, tracking_uri=tracking_uri, experiment=experiment,
+                         data_root=data_root, echo=click.echo)
     if outcome.unchosen:
         click.echo(f"msabench: {len(outcome.unchosen)} group(s) have no configuration with every search run done; "
                    "their final runs were not started (fix the failures, then re-run with --retry-failed)", err=True)
@@ -236,6 +256,29 @@ def exit_on_failed_runs(outcome, force: bool = False) -> None:
             click.echo(f"msabench: {len(outcome.failed)} run(s) failed (listed above); exit {EXIT_FAILED_RUNS}",
                        err=True)
         click.get_current_context().exit(EXIT_FAILED_RUNS)
+
+
+SLURM_OPTIONS = ("slurm_partition", "slurm_time", "slurm_gpus", "slurm_parallelism", "slurm_opts")
+
+
+def _slurm_settings(executor, partition, time_text, gpus, parallelism, opts):
+    """The --slurm-* options as SlurmSettings (None for other executors, which refuse them)."""
+    if executor != "slurm":
+        ctx = click.get_current_context()
+        given = [p.opts[0] for p in ctx.command.params if p.name in SLURM_OPTIONS
+                 and ctx.get_parameter_source(p.name) not in (None, click.core.ParameterSource.DEFAULT)]
+        if given:
+            raise UserError(f"{', '.join(given)} {'goes' if len(given) == 1 else 'go'} with --executor slurm "
+                            f"(got --executor {executor})")
+        return None
+    from msabench.execution.slurm_executor import SlurmSettings, parse_options, parse_time
+
+    if gpus < 0:
+        raise UserError(f"--slurm-gpus-per-task {gpus}: must be 0 or more")
+    if parallelism is not None and parallelism < 1:
+        raise UserError(f"--slurm-array-parallelism {parallelism}: must be at least 1")
+    return SlurmSettings(partition=partition, time_minutes=parse_time(time_text), gpus_per_task=gpus,
+                         array_parallelism=parallelism, extra=parse_options(opts))
 
 
 def _table_requests(table, models, datasets, setting, seeds, modalities, rates, selection, user_set, data_root, tiny):

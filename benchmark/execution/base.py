@@ -98,6 +98,20 @@ def _claim_and_run(spec: RunSpec, run_dir, options: RunOptions, retry_failed: bo
         return "done"
 
 
+def run_task(spec_dict: dict, run_id: str, out_root: str, options: dict, retry_failed: bool) -> tuple[str, str]:
+    """`run_one` for a worker on another machine (a Ray task, a Slurm job), whose arguments travel as
+    plain data: ('end', status) or ('user_error', message)."""
+    from msabench.store.runs import Store
+
+    spec = RunSpec.from_dict(spec_dict)
+    if spec.run_id != run_id:
+        raise RuntimeError(f"run id changed in transit ({run_id} -> {spec.run_id}): mixed msabench versions?")
+    try:
+        return "end", run_one(spec, Store(out_root), RunOptions(**options), retry_failed)
+    except UserError as exc:
+        return "user_error", str(exc)
+
+
 def run_local(specs: Sequence[RunSpec], store, options: RunOptions, retry_failed: bool = False,
               progress: Callable[[RunSpec, str], None] | None = None, **_: object) -> SweepOutcome:
     outcome = SweepOutcome(progress=progress)

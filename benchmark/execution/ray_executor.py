@@ -25,23 +25,6 @@ from msabench.execution.process import _mark_lost, cpu_count
 OBJECT_STORE_BYTES = 256 * 1024 * 1024  # results travel as run folders, not objects: keep it small
 
 
-def ray_task(spec_dict: dict[str, Any], run_id: str, out_root: str, options: dict[str, Any],
-             retry_failed: bool) -> tuple[str, str]:
-    """The body of one task: ('end', status) or ('user_error', message)."""
-    from msabench.core.types import RunSpec
-    from msabench.engine.options import RunOptions
-    from msabench.execution.base import run_one
-    from msabench.store.runs import Store
-
-    spec = RunSpec.from_dict(spec_dict)
-    if spec.run_id != run_id:
-        raise RuntimeError(f"run id changed in transit ({run_id} -> {spec.run_id}): mixed msabench versions?")
-    try:
-        return "end", run_one(spec, Store(out_root), RunOptions(**options), retry_failed)
-    except UserError as exc:
-        return "user_error", str(exc)
-
-
 def check_reachable(address: str, timeout: float = 5.0) -> None:
     """A plain HOST:PORT address must accept a TCP connection, checked before Ray tries (Ray itself
     retries for minutes). `auto` and `ray://` (Ray Client) addresses are left to Ray."""
@@ -83,7 +66,7 @@ def run_ray(specs: Sequence, store, options, retry_failed: bool = False,
             progress: Callable[[Any, str], None] | None = None, workers: int | None = None,
             runs_per_gpu: int | None = None, address: str | None = None,
             layout_note: Callable[[str], None] | None = None, **_: object):
-    from msabench.execution.base import SweepOutcome
+    from msabench.execution.base import SweepOutcome, run_task
 
     try:
         import ray
@@ -109,7 +92,7 @@ def run_ray(specs: Sequence, store, options, retry_failed: bool = False,
         device = ("cuda" if options.device in ("auto",) or options.device.startswith("cuda") else options.device) \
             if use_gpu else ("cpu" if options.device == "auto" else options.device)
         task_options = asdict(replace(options, threads=threads, device=device))
-        remote = ray.remote(ray_task).options(
+        remote = ray.remote(run_task).options(
             num_cpus=threads, num_gpus=(1.0 / (runs_per_gpu or 1)) if use_gpu else 0, max_retries=0,
             name="msabench-run")
         out_root = str(store.root.resolve())

@@ -407,8 +407,9 @@ def estimate(specs: Sequence, store, retry_failed: bool = False) -> Estimate:
 
 
 def effective_workers(executor: str, workers: int | None, threads: int, runs_per_gpu: int | None, device: str,
-                      n_runs: int) -> int:
-    """How many runs go at once: 1 for local; the process layout; ray: --workers, else cores // threads."""
+                      n_runs: int, slurm=None) -> int:
+    """How many runs go at once: 1 for local; the process layout; ray: --workers, else cores // threads;
+    slurm: --slurm-array-parallelism, else every run."""
     if executor == "process":
         from msabench.execution.process import plan_layout
 
@@ -417,6 +418,8 @@ def effective_workers(executor: str, workers: int | None, threads: int, runs_per
         from msabench.execution.process import cpu_count
 
         return workers or max(1, cpu_count() // (threads or 1))
+    if executor == "slurm":
+        return max(1, (slurm.array_parallelism if slurm else None) or n_runs)
     return 1
 
 
@@ -439,7 +442,7 @@ def text_cache_totals(store, run_ids: Sequence[str]) -> dict[str, int] | None:
 # -- driving a sweep ---------------------------------------------------------------------------------------
 def run_sweep(specs: Sequence, *, out: str, options, executor: str = "local", retry_failed: bool = False,
               workers: int | None = None, runs_per_gpu: int | None = None, address: str | None = None,
-              tracking=None, echo: Callable[[str], None] = print, stream=None):
+              slurm=None, tracking=None, echo: Callable[[str], None] = print, stream=None):
     """Execute `specs` with the executor, show progress, log done runs to MLflow from the driver,
     print the summary; returns the executor's SweepOutcome."""
     from msabench.execution.progress import Progress, summary_lines
@@ -452,7 +455,7 @@ def run_sweep(specs: Sequence, *, out: str, options, executor: str = "local", re
     tracking = tracking or TrackingSettings()
     est = estimate(specs, store, retry_failed)
     parallel = effective_workers(executor, workers, options.threads, runs_per_gpu, options.device,
-                                 est.known + est.unknown)
+                                 est.known + est.unknown, slurm)
     progress = Progress(len(specs), stream, estimate_seconds=est.seconds, workers=parallel)
     view = open_view(tracking, out, progress.message)
     started = time.perf_counter()
@@ -465,7 +468,8 @@ def run_sweep(specs: Sequence, *, out: str, options, executor: str = "local", re
 
     try:
         outcome = run_executor(specs, store, options, retry_failed=retry_failed, progress=on_run, workers=workers,
-                               runs_per_gpu=runs_per_gpu, address=address, layout_note=progress.message)
+                               runs_per_gpu=runs_per_gpu, address=address, slurm=slurm,
+                               layout_note=progress.message)
     finally:
         progress.close()
         view.close()
