@@ -189,7 +189,7 @@ def _list_runs(specs, out, retry_failed, executor, workers, threads, runs_per_gp
 
     for s in specs:
         point = ",".join(f"{k}={s.config[k]}" for k in grid_keys if k in s.config)
-        click.echo(f"{s.run_id}  {s.protocol} {s.setting or '-'} {'+'.join(s.datasets)} {s.model} "
+        click.echo(f"{s.run_id}  {s.protocol} {s.setting or '-'} {'+'.join(s.datasets)} {s.label} "
                    f"seed={s.seed} rate={s.rate:g} modalities={','.join(s.modalities)}"
                    + (f"  {point}" if point else ""))
     click.echo(f"{len(specs)} runs")
@@ -358,7 +358,9 @@ def _run_label(rd) -> str:
     """' (model datasets seed N)' from spec.json, or '' when the run failed before writing it."""
     try:
         spec = rd.read_spec_dict()
-        return f" ({spec['model']} {'+'.join(spec['datasets'])} seed {spec['seed']})"
+        from msabench.core.config import spec_label
+
+        return f" ({spec_label(spec)} {'+'.join(spec['datasets'])} seed {spec['seed']})"
     except Exception:  # noqa: BLE001 - the label is a courtesy
         return ""
 

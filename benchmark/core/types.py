@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from msabench.core.config import identity_config
+from msabench.core.config import identity_config, model_label
 
 if TYPE_CHECKING:
     from msabench.api.types import InputSpec
@@ -71,6 +71,9 @@ class RunSpec:
     train_domains: tuple[str, ...] = ()  # lodo helper runs train on a subset of the sources
     valid_domains: tuple[str, ...] = ()
     msabench_version: str = ""
+    # The spec's inline keys (`linear_probe:model.features=invariant`), kept to name the run: their
+    # values are in `config` already, so they stay out of the run id, and out of spec.json when empty.
+    model_keys: dict[str, Any] = field(default_factory=dict)
     schema: int = RUNSPEC_SCHEMA
     # What planning measured of the data (dims, lengths, vocabulary, feature groups): carried to the
     # runner so it never re-derives it. Not part of the run's identity, not written to spec.json.
@@ -79,6 +82,8 @@ class RunSpec:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(dataclasses.replace(self, input_spec=None))
         del data["input_spec"]
+        if not data["model_keys"]:
+            del data["model_keys"]
         return json.loads(canonical_json(data))
 
     @classmethod
@@ -96,9 +101,15 @@ class RunSpec:
         from msabench import major_minor
 
         data = self.to_dict()
+        data.pop("model_keys", None)
         data["config"] = identity_config(data["config"])
         data["msabench_version"] = self.msabench_version or major_minor()
         return short_hash(data, 20)
+
+    @property
+    def label(self) -> str:
+        """NAME[@VARIANT][:key=value,...]: how the run's model is named wherever it is shown."""
+        return model_label(self.model, self.model_keys)
 
     @property
     def model_name(self) -> str:

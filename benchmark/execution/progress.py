@@ -29,7 +29,7 @@ def fmt_duration(seconds: float | None) -> str:
 
 def describe_spec(spec: Any) -> str:
     setting = f" {spec.setting}" if getattr(spec, "setting", "") else ""
-    return f"{spec.model} {'+'.join(spec.datasets)}{setting} seed={spec.seed} rate={spec.rate:g}"
+    return f"{spec.label} {'+'.join(spec.datasets)}{setting} seed={spec.seed} rate={spec.rate:g}"
 
 
 class Progress:

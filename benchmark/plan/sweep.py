@@ -339,7 +339,7 @@ def plan_requests(requests: Sequence[Request]) -> list:
 def _config_key(spec_dict: dict[str, Any]) -> str:
     from msabench.core.types import canonical_json
 
-    keep = {k: v for k, v in spec_dict.items() if k not in ("seed", "run_id", "written_by", "schema")}
+    keep = {k: v for k, v in spec_dict.items() if k not in ("seed", "run_id", "written_by", "schema", "model_keys")}
     return canonical_json(keep)
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from msabench.core.config import spec_label
 from msabench.core.types import short_hash
 from msabench.data.names import family_of, is_synthetic
 from msabench.evaluation.selection import caption_text, metrics_at, select_epoch, selection_score
@@ -279,7 +280,7 @@ def text_masking_note(views: list[RunView]) -> str:
     """A caption sentence when some of the runs dropped text from precomputed vectors (after encoding)."""
     from msabench.data.masks import TEXT_MASKED_AFTER_ENCODING, text_masked_after_encoding
 
-    labels = sorted({v.spec["model"] for v in views if text_masked_after_encoding(v.spec)})
+    labels = sorted({spec_label(v.spec) for v in views if text_masked_after_encoding(v.spec)})
     if not labels:
         return ""
     return f" Missing text: {TEXT_MASKED_AFTER_ENCODING} (precomputed text vectors zeroed; {', '.join(labels)})."
@@ -506,7 +507,7 @@ def row_labels(rows_by_key: dict[tuple, list[RunView]]) -> dict[tuple, str]:
     """The model label, plus the config keys (and modalities) that tell apart rows sharing it."""
     by_label: dict[str, list[tuple]] = defaultdict(list)
     for key, members in rows_by_key.items():
-        by_label[members[0].spec["model"]].append(key)
+        by_label[spec_label(members[0].spec)].append(key)
     labels = {}
     for label, keys in by_label.items():
         if len(keys) == 1:
@@ -516,7 +517,8 @@ def row_labels(rows_by_key: dict[tuple, list[RunView]]) -> dict[tuple, str]:
         differing = sorted({k for c in configs for k in c if any(c.get(k) != o.get(k) for o in configs)})
         mods = [",".join(rows_by_key[k][0].spec["modalities"]) for k in keys]
         for k, cfg, mod in zip(keys, configs, mods):
-            text = label + (":" + ",".join(f"{d}={cfg.get(d)}" for d in differing) if differing else "")
+            keys_text = ",".join(f"{d}={cfg.get(d)}" for d in differing)
+            text = label + (("," if ":" in label else ":") + keys_text if differing else "")
             if len(set(mods)) > 1:
                 text += f" [{mod}]"
             if text in labels.values():

@@ -6,6 +6,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from msabench.core.config import spec_label
 from msabench.core.errors import UserError
 from msabench.evaluation.selection import check_rule
 from msabench.report.aggregate import RunView, generic_tables
@@ -177,7 +178,7 @@ def note_gaps(tables, gaps: list[dict], out: str, warn) -> None:
             if g["spec"] is None or not _belongs(g["spec"], table.meta):
                 continue
             kind = g["reason"].split(":", 1)[0].strip() if g["status"] == "failed" else ""
-            groups.setdefault((str(g["spec"].get("model")), g["status"], kind), []).append(str(g["spec"].get("seed")))
+            groups.setdefault((spec_label(g["spec"]), g["status"], kind), []).append(str(g["spec"].get("seed")))
         if groups:
             parts = [f"{model} seed{'s' if len(seeds) > 1 else ''} {', '.join(sorted(seeds, key=_seed_order))} "
                      f"{words.get(status, status)}{f' ({kind})' if kind else ''}"
