@@ -337,9 +337,9 @@ def plan_requests(requests: Sequence[Request]) -> list:
 
 # -- the dry-run estimate -------------------------------------------------------------------------------
 def _config_key(spec_dict: dict[str, Any]) -> str:
-    from msabench.core.types import canonical_json
+    from msabench.core.types import NAMING_FIELDS, canonical_json
 
-    keep = {k: v for k, v in spec_dict.items() if k not in ("seed", "run_id", "written_by", "schema", "model_keys")}
+    keep = {k: v for k, v in spec_dict.items() if k not in ("seed", "run_id", "written_by", "schema", *NAMING_FIELDS)}
     return canonical_json(keep)
 
 

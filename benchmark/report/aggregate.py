@@ -286,6 +286,48 @@ def text_masking_note(views: list[RunView]) -> str:
     return f" Missing text: {TEXT_MASKED_AFTER_ENCODING} (precomputed text vectors zeroed; {', '.join(labels)})."
 
 
+SMOKE = "smoke run"
+SYNTHETIC = "synthetic data"
+
+
+def is_smoke(view: RunView) -> bool:
+    return bool(view.spec.get("smoke"))
+
+
+def synthetic_policy_note(protocol: str, views: Sequence[RunView]) -> str:
+    """A caption sentence with the epoch cap and data scale the protocol's synthetic-suite policy sets,
+    and the values its runs trained with (--set, --tiny and model defaults can differ from the policy)."""
+    from msabench.protocols import PROTOCOLS
+
+    policy, caps = {}, {}
+    if protocol in PROTOCOLS.names():
+        spec = PROTOCOLS.get(protocol)
+        policy, caps = spec.policy(True), spec.caps(True)
+    said = []
+    if "train.epochs" in caps:
+        said.append(f"train.epochs capped at {caps['train.epochs']}")
+    said.append(f"data.scale {policy.get('data.scale', 1.0):g}")
+    text = f" Synthetic-suite policy of {protocol}: {', '.join(said)}"
+    used = []
+    for key in ("train.epochs", "data.scale"):
+        values = sorted({v.spec["config"][key] for v in views if key in v.spec.get("config", {})})
+        if values:
+            used.append(f"{key} {'/'.join(f'{x:g}' for x in values)}")
+    return text + (f"; these runs: {', '.join(used)}." if used else ".")
+
+
+def smoke_note(views: Sequence[RunView]) -> str:
+    """A caption sentence saying what the [smoke run] rows are ('' when the table has none)."""
+    if not any(is_smoke(v) for v in views):
+        return ""
+    return (f" Rows marked [{SMOKE}] are --tiny smoke runs (tiny model configs, few epochs, small data): they check "
+            "that the code runs; they are not results.")
+
+
+def data_notes(protocol: str, views: Sequence[RunView], synthetic: bool) -> str:
+    return (synthetic_policy_note(protocol, views) if synthetic else "") + smoke_note(views)
+
+
 def _caption(protocol: str, version: str, seeds: list[int], rule: str, synthetic: bool, extra: str = "") -> str:
     return (f"Protocol {protocol} v{version}; test split; mean ± std (ddof=1) over "
             f"{'/'.join(map(str, seeds)) or '0'} seeds; " + caption_text(rule)
@@ -349,7 +391,8 @@ def _point_tables(views: list[RunView], all_views: list[RunView], selection,
                 values[(key, col.key, 0)] = per_seed
                 cells[col.key] = mean_std(per_seed.values())
             models[key] = members[0].spec["model"]
-            rows.append(Row(key=key, label=labels[rkey], cells=cells, n_seeds=len({m.spec["seed"] for m in members})))
+            rows.append(Row(key=key, label=labels[rkey], cells=cells, n_seeds=len({m.spec["seed"] for m in members}),
+                            caveat=SMOKE if any(is_smoke(m) for m in members) else ""))
             flag_degenerate(rows[-1], members, rule, all_views, notes)
             note_lodo(rows[-1], members, rule, all_views, notes)
         rows.sort(key=lambda r: r.label)
@@ -361,6 +404,7 @@ def _point_tables(views: list[RunView], all_views: list[RunView], selection,
             extra = (f" Sources {', '.join(d for d in datasets if subgroups.get(d) == 'source')}; targets "
                      f"{', '.join(d for d in datasets if subgroups.get(d) == 'target')}; 3-class accuracy and weighted "
                      "F1.")
+        extra += data_notes(protocol, runs, synthetic)
         table = Table(id=f"{protocol}{('-' + setting) if setting else ''}-{'+'.join(datasets)}"
                       + (f"-rate{rate:g}" if rate else ""),
                       title=title, columns=columns, rows=rows,
@@ -475,7 +519,8 @@ def rate_tables(views: list[RunView], selection: str | None) -> list[Table]:
                     cells["auilc"] = curve["auilc"]
                     cells["auilc_norm"] = curve["auilc_norm"]
                 rows.append(Row(key=stable_key([label, metric]), label=label, cells=cells,
-                                n_seeds=max(curve["n"]) if curve["n"] else 0))
+                                n_seeds=max(curve["n"]) if curve["n"] else 0,
+                                caveat=SMOKE if any(is_smoke(m) for m in group["members"][label]) else ""))
                 flag_degenerate(rows[-1], group["members"][label], rule, views, notes)
             masking_note = text_masking_note([v for v in views if v.spec["protocol"] == protocol
                                               and tuple(v.spec["datasets"]) == tuple(datasets)])
@@ -488,6 +533,7 @@ def rate_tables(views: list[RunView], selection: str | None) -> list[Table]:
                 extra = (f" {metric} at each missing rate (same rate on every modality in train, valid and test); "
                          "auilc: trapezoid area over the grid including 0.0, unnormalised; "
                          "auilc_norm: auilc / grid width." + masking_note)
+            extra += data_notes(protocol, [m for ms in group["members"].values() for m in ms], synthetic)
             table = Table(id=f"{protocol}{('-' + setting) if setting else ''}-{'+'.join(datasets)}-{metric}",
                           title=f"{protocol} on {' + '.join(datasets)}: {metric} vs missing rate",
                           columns=columns, rows=rows, notes=notes,

@@ -18,9 +18,13 @@ from collections.abc import Iterable, Sequence
 from msabench.data.names import base_name, is_synthetic
 from msabench.evaluation.selection import caption_text
 from msabench.report.aggregate import (
+    SMOKE,
+    SYNTHETIC,
     RunView,
     chosen_metrics,
+    data_notes,
     flag_degenerate,
+    is_smoke,
     lodo_helpers,
     mean_std,
     note_dashes,
@@ -341,8 +345,10 @@ def build_template_table(template, views: Sequence[RunView], *, selection: str |
                     grid_notes.setdefault((label, caveat), []).append(tcol.parts[i])
                 parts.append(cell)
             cells[tcol.key] = Cell(parts=parts) if len(parts) > 1 else parts[0]
+        # Beside the papers' (real-data) numbers, a row says in itself what it is not.
+        caveat = ", ".join(([SYNTHETIC] if synthetic else []) + ([SMOKE] if any(is_smoke(m) for m in members) else []))
         row = Row(key=key, label=label, group=group, cells=cells, kind="ours",
-                  n_seeds=len({int(m.spec["seed"]) for m in members}))
+                  n_seeds=len({int(m.spec["seed"]) for m in members}), caveat=caveat if published else "")
         flag_degenerate(row, members, rule, all_views, caveats)
         note_lodo(row, members, rule, all_views, caveats)
         return row
@@ -366,7 +372,7 @@ def build_template_table(template, views: Sequence[RunView], *, selection: str |
         if compare_paper and paper_cells:
             rows.append(Row(key=trow.key + "#paper", label=f"{trow.label} (paper)", group=group, cells=paper_cells,
                             kind="paper"))
-            if not synthetic:
+            if not synthetic and not ours.caveat:  # no difference for a smoke run: it measures nothing
                 rows.append(Row(key=trow.key + "#delta", label=f"{trow.label} Δ (ours − paper)", group=group,
                                 cells=_delta_cells(ours.cells, paper_cells, template), kind="delta"))
     for rkey, members in sorted(extra_groups.items(), key=lambda kv: extra_labels[kv[0]]):
@@ -405,11 +411,12 @@ def build_template_table(template, views: Sequence[RunView], *, selection: str |
                + "Best bold, second underlined, among our rows. Rows marked 'published only' show the paper's "
                  "numbers (not run here).")
     masking_note = text_masking_note(relevant)
-    caption += masking_note
+    caption += masking_note + data_notes(template.protocol, used, synthetic)
     if compare_paper:
         caption += (" '(paper)' rows show the published numbers"
                     + ("; on synthetic data no differences are shown: they measure other data." if synthetic
-                       else "; 'Δ' rows: ours minus the paper's."))
+                       else "; 'Δ' rows: ours minus the paper's" + (" (none for smoke runs)." if any(
+                           is_smoke(v) for v in used) else ".")))
     notes = (list(template.notes) + ([template.metric_note] if template.metric_note else [])
              + [f"About the paper's numbers: {n}" for n in template.paper_notes]
              + [f"{GRID_FLAG} {label} ({_metrics_text(cols)}): {caveat}."
