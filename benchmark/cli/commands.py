@@ -390,16 +390,19 @@ def clean(out, incomplete) -> None:
 @click.option("--compare-paper", is_flag=True,
               help="With --table: the paper's numbers under ours (and the differences, on real data only).")
 @click.option("--reference", default=None,
-              help="Mark cells that differ from this row (its model spec, variant or label): paired t over seeds, "
-                   "Holm.")
+              help="Mark cells that differ from this row (its model spec, variant or label), Holm-adjusted across "
+                   "the table.")
+@click.option("--test", "test", default=None,
+              help="With --reference: t (paired t over seeds, the default), wilcoxon (over seeds), or over test items "
+                   "from the stored predictions: bootstrap (paired), mcnemar (accuracy columns), williams (Corr).")
 @click.option("--plots", "plots", default=None, help="Also write plots (PNG and PDF) into this folder.")
-def report(out, table, fmt, selection, output, compare_paper, reference, plots) -> None:
+def report(out, table, fmt, selection, output, compare_paper, reference, test, plots) -> None:
     """Tables from the store: one generic table per protocol and setting, or a paper layout (--table)."""
     from msabench.report.build import build_report
 
     text = build_report(out, table=table, fmt=fmt, selection=selection, compare_paper=compare_paper,
                         reference=reference, plots=plots, warn=lambda m: click.echo(m, err=True),
-                        terminal=not output and stdout_is_terminal())
+                        terminal=not output and stdout_is_terminal(), test=test)
     if output:
         from msabench.store.runs import atomic_write_text
 

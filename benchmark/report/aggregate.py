@@ -49,6 +49,7 @@ class RunView:
     git: str = ""
     env: dict[str, Any] = field(default_factory=dict)
     dirty: bool = False
+    path: str = ""  # the run folder, for what only its files hold (predictions: item-level tests)
 
     @property
     def row_key(self) -> tuple:
@@ -335,14 +336,15 @@ def _caption(protocol: str, version: str, seeds: list[int], rule: str, synthetic
             + " Accuracies and F1 in percent.")
 
 
-def generic_tables(views: list[RunView], selection: str | None, reference: str | None = None) -> list[Table]:
+def generic_tables(views: list[RunView], selection: str | None, reference: str | None = None,
+                   test: str = "t") -> list[Table]:
     """One table per protocol, setting and dataset(s) (missing-rate: per dataset and metric);
-    `reference` marks significant differences in the tables that have that row."""
+    `reference` marks significant differences (by `test`) in the tables that have that row."""
     from msabench.core.errors import UserError
 
     rate_views = [v for v in views if is_rate_run(v.spec)]
     other = [v for v in views if v not in rate_views]
-    tables = _point_tables(other, views, selection, reference)
+    tables = _point_tables(other, views, selection, reference, test)
     tables += rate_tables(rate_views, selection)
     if reference and other and not any("reference" in t.meta for t in tables):
         labels = sorted({r.label for t in tables for r in t.rows if r.kind == "ours"})
@@ -351,9 +353,9 @@ def generic_tables(views: list[RunView], selection: str | None, reference: str |
 
 
 def _point_tables(views: list[RunView], all_views: list[RunView], selection,
-                  reference: str | None = None) -> list[Table]:
+                  reference: str | None = None, test: str = "t") -> list[Table]:
     from msabench.core.errors import UserError
-    from msabench.report.significance import mark_significance
+    from msabench.report.significance import ItemRef, find_row, mark_significance
 
     by_table: dict[tuple, list[RunView]] = defaultdict(list)
     for v in views:
@@ -377,18 +379,22 @@ def _point_tables(views: list[RunView], all_views: list[RunView], selection,
         rows = []
         labels = row_labels(rows_by_key)
         values: dict[tuple[str, str, int], dict[int, float]] = {}
+        items: dict[tuple[str, str, int], dict[int, ItemRef]] = {}
         models: dict[str, str] = {}
         notes: list[str] = []
         for rkey, members in rows_by_key.items():
             key = stable_key(list(rkey))
-            per_run = [(int(m.spec["seed"]),
-                        chosen_metrics(m, rule, lodo_helpers(m, all_views) if rule == "lodo" else ()))
-                       for m in members]
+            lodo = {m.run_id: lodo_helpers(m, all_views) if rule == "lodo" else () for m in members}
+            per_run = [(int(m.spec["seed"]), chosen_metrics(m, rule, lodo[m.run_id])) for m in members]
+            chosen = {int(m.spec["seed"]): (m, selected_epoch(m, rule, lodo[m.run_id])) for m in members}
             cells = {}
             for col in columns:
                 per_seed = {seed: float(v) for seed, pm in per_run
                             if (v := pm.get(col.group, {}).get(col.metric)) is not None and v == v}
                 values[(key, col.key, 0)] = per_seed
+                items[(key, col.key, 0)] = {seed: ItemRef(chosen[seed][0], chosen[seed][1], col.group,
+                                                          float(chosen[seed][0].spec["rate"]), col.metric)
+                                            for seed in per_seed}
                 cells[col.key] = mean_std(per_seed.values())
             models[key] = members[0].spec["model"]
             rows.append(Row(key=key, label=labels[rkey], cells=cells, n_seeds=len({m.spec["seed"] for m in members}),
@@ -415,9 +421,11 @@ def _point_tables(views: list[RunView], all_views: list[RunView], selection,
         if reference:
             table.meta["row_models"] = models
             try:
-                mark_significance(table, values, reference)
+                find_row(rows, reference, models)
             except UserError:
                 pass  # the reference row is not in this table
+            else:  # its own errors (an item-level test without stored labels) reach the user
+                mark_significance(table, values, reference, test=test, items=items)
             table.meta.pop("row_models", None)
         table.rank_cells()
         tables.append(table)

@@ -31,10 +31,11 @@ from msabench.report.aggregate import (
     note_lodo,
     rate_metrics,
     row_labels,
+    selected_epoch,
     stable_key,
     text_masking_note,
 )
-from msabench.report.significance import SeedValues, mark_significance
+from msabench.report.significance import ItemRef, ItemRefs, SeedValues, mark_significance
 from msabench.report.table import Cell, Column, Row, Table
 
 OTHER_GROUP = "Other runs in the store (not in the paper)"
@@ -139,6 +140,24 @@ def seed_values(template, col, part: int, views: list[RunView], rule: str,
         value = chosen_metrics(v, rule, lodo).get(name, {}).get(metric)
         if value is not None and not (isinstance(value, float) and math.isnan(value)):
             out[int(v.spec["seed"])] = float(value)
+    return out
+
+
+def item_refs(template, col, part: int, views: list[RunView], rule: str, all_views: Sequence[RunView],
+              seeds: Iterable[int]) -> dict[int, ItemRef]:
+    """Per seed with a value, where its test predictions are (item-level tests); {} for cells that
+    summarise a curve or count parameters."""
+    if col.value == "params" or col.value in CURVE_VALUES:
+        return {}
+    domain, metric = col.parts[part]
+    wanted, out = set(seeds), {}
+    for v in _column_views(template, col, views, domain):
+        name = _domain_name(v, domain)
+        if name is None or int(v.spec["seed"]) not in wanted:
+            continue
+        epoch = selected_epoch(v, rule, lodo_helpers(v, all_views) if rule == "lodo" else ())
+        if epoch is not None:
+            out[int(v.spec["seed"])] = ItemRef(v, epoch, name, float(v.spec["rate"]), metric)
     return out
 
 
@@ -294,7 +313,7 @@ def _rule(template, views: list[RunView], selection: str | None) -> str:
 
 
 def build_template_table(template, views: Sequence[RunView], *, selection: str | None = None,
-                         compare_paper: bool = False, reference: str | None = None) -> Table:
+                         compare_paper: bool = False, reference: str | None = None, test: str = "t") -> Table:
     from msabench.protocols.published import lookup, table_info
 
     all_views = list(views)
@@ -321,6 +340,7 @@ def build_template_table(template, views: Sequence[RunView], *, selection: str |
 
     columns = [_column(c) for c in template.columns]
     values: SeedValues = {}
+    items: ItemRefs = {}
     rows: list[Row] = []
     models: dict[str, str] = {}
     use_groups = any(r.group for r in template.rows) or bool(extra_groups)
@@ -339,6 +359,8 @@ def build_template_table(template, views: Sequence[RunView], *, selection: str |
                 else:
                     per_seed = seed_values(template, tcol, i, members, rule, all_views)
                 values[(key, tcol.key, i)] = per_seed
+                if test != "t" and reference:
+                    items[(key, tcol.key, i)] = item_refs(template, tcol, i, members, rule, all_views, per_seed)
                 cell = mean_std(per_seed.values())
                 if caveat:
                     cell.flag = GRID_FLAG
@@ -432,7 +454,7 @@ def build_template_table(template, views: Sequence[RunView], *, selection: str |
                         "text_masked_after_encoding": bool(masking_note)})
     note_dashes(table)
     if reference:
-        mark_significance(table, values, reference)
+        mark_significance(table, values, reference, test=test, items=items)
     table.rank_cells()
     table.meta.pop("row_models", None)
     return table
