@@ -237,7 +237,7 @@ def run(sweep: Study | SweepFile | str | Path | dict, out: str | Path, *, execut
         retry_failed: bool = False, runs_per_gpu: int | None = None, address: str | None = None,
         slurm=None, mlflow: bool = False, tracking_uri: str | None = None, experiment: str = "msabench",
         data_root: str | None = None, tiny: bool = False, echo: Callable[[str], None] = lambda line: None,
-        stream=None) -> StudyOutcome:
+        stream=None, verbosity: int = 0) -> StudyOutcome:
     """Run a study into the store at `out` (both phases of a grid study). Failed runs do not raise:
     they are in `outcome.failed` (the CLI exits 3 on them). MLflow is off unless `mlflow=True`. `slurm`:
     the SlurmSettings of `executor="slurm"` (msabench.execution.slurm_executor)."""
@@ -251,7 +251,8 @@ def run(sweep: Study | SweepFile | str | Path | dict, out: str | Path, *, execut
     from msabench.data.datasets import registered_cards
 
     options = RunOptions(device=device, precision=precision, threads=threads, data_root=data_root,
-                         dataset_cards=registered_cards())  # the corpora planning registered by path
+                         dataset_cards=registered_cards(),  # the corpora planning registered by path
+                         verbosity=verbosity)  # 1: a line per epoch on stderr (run -v)
     tracking = TrackingSettings(enabled=mlflow, uri=tracking_uri, experiment=experiment)
     common = dict(out=str(out), options=options, executor=executor, retry_failed=retry_failed, workers=workers,
                   runs_per_gpu=runs_per_gpu, address=address, slurm=slurm, tracking=tracking, echo=echo,
