@@ -217,7 +217,7 @@ def latex_document(body: str) -> str:
 
 
 # -- CSV ------------------------------------------------------------------------------------------
-CSV_FIELDS = ("table", "row", "row_label", "row_group", "row_kind", "n_seeds", "column", "column_group",
+CSV_FIELDS = ("table", "row", "row_label", "row_caveat", "row_group", "row_kind", "n_seeds", "column", "column_group",
               "column_subgroup", "column_label", "part", "metric", "scale", "mean", "std", "n", "published",
               "rank", "mark", "text")
 
@@ -241,8 +241,8 @@ def table_records(tables: list[Table]) -> Iterator[dict[str, Any]]:
                         continue
                     metric = col.parts[i] if i < len(col.parts) else (col.metric or col.key)
                     yield dict(zip(CSV_FIELDS, (
-                        t.id, row.key, row.shown_label, row.group, row.kind, row.n_seeds or None, col.key, col.group,
-                        col.subgroup, col.label, i, metric, col.scale, _csv_number(part.mean, col),
+                        t.id, row.key, row.label, row.caveat, row.group, row.kind, row.n_seeds or None, col.key,
+                        col.group, col.subgroup, col.label, i, metric, col.scale, _csv_number(part.mean, col),
                         _csv_number(part.std, col), part.n or None, _csv_number(part.published, col),
                         part.rank or None, part.mark + part.flag, part.text or "",
                     )))
