@@ -152,8 +152,10 @@ def grid_point(spec: RunSpec | dict, grid_keys: Sequence[str]) -> dict[str, Any]
 def _group_key(spec: RunSpec, grid_keys: Sequence[str]) -> str:
     """What a configuration is chosen for: the run without its seed, its grid keys and the lodo helper
     fields (a helper follows its main run's choice)."""
+    from msabench.core.types import NAMING_FIELDS
+
     data = spec.to_dict()
-    for key in ("seed", "train_domains", "valid_domains"):
+    for key in ("seed", "train_domains", "valid_domains", *NAMING_FIELDS):  # naming fields: a grid's inline keys
         data.pop(key, None)
     data["config"] = {k: v for k, v in data["config"].items() if k not in grid_keys}
     return canonical_json(data)

@@ -61,3 +61,19 @@ def test_calibration_scales_with_epochs():
     long = calibrate(dataclasses.replace(spec, config={**spec.config, "train.epochs": 300}),
                      RunOptions(device="cpu", threads=1))
     assert 0 < short < long
+
+
+def test_calibration_stops_at_its_budget(tmp_path, monkeypatch):
+    from msabench.plan import sweep
+    from msabench.plan.planner import plan
+    from msabench.plan.request import Request
+    from msabench.store.runs import Store
+
+    specs = plan(Request(protocol="standard", models=("constant", "linear_probe"), seeds=(1, 2), tiny=True))
+    calls = []
+    est = sweep.estimate(specs, Store(str(tmp_path / "s")), calibrate=lambda spec: calls.append(spec) or 2.0)
+    assert (len(calls), est.calibrated, est.seconds, est.budget_spent) == (2, 4, 8.0, False)
+    monkeypatch.setattr(sweep, "CALIBRATION_BUDGET_S", -1.0)
+    est = sweep.estimate(specs, Store(str(tmp_path / "s")), calibrate=lambda spec: calls.append(spec) or 2.0)
+    assert (len(calls), est.unknown, est.budget_spent) == (2, 4, True)
+    assert "calibration stops after" in est.describe()

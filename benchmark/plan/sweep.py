@@ -351,6 +351,7 @@ class Estimate:
     already_done: int
     calibrated: int = 0  # of `known`: timed by a quick calibration, not by stored runs
     configurations: int = 0  # configurations calibrated
+    budget_spent: bool = False  # calibration stopped at CALIBRATION_BUDGET_S: the rest stayed unknown
 
     def describe(self, workers: int = 1) -> str:
         from msabench.execution.progress import fmt_duration
@@ -360,7 +361,8 @@ class Estimate:
             return f"estimated time: 0s (all {self.already_done} runs are done in the store)"
         if self.seconds is None:
             return (f"estimated time: unknown (no done run of the same model and dataset in the store to time "
-                    f"{todo} runs by)")
+                    f"{todo} runs by" + (f", and calibration stops after {CALIBRATION_BUDGET_S:g}s)"
+                                          if self.budget_spent else ")"))
         text = f"estimated time: {fmt_duration(self.seconds)} of compute"
         if workers > 1:
             text += f", about {fmt_duration(self.seconds / workers)} with {workers} workers"
@@ -373,11 +375,14 @@ class Estimate:
                            f"configuration{'s' if self.configurations != 1 else ''}: {CALIBRATION_TEXT})")
         text += ", from " + "; ".join(sources)
         text += f"; {self.unknown} unknown, not counted" if self.unknown else ""
+        if self.budget_spent:
+            text += f" (calibration stops after {CALIBRATION_BUDGET_S:g}s)"
         if self.already_done:
             text += f"; {self.already_done} runs already done are skipped"
         return text
 
 
+CALIBRATION_BUDGET_S = 30.0  # a dry run calibrates configurations until this much time is spent
 CALIBRATION_TEXT = ("a few batches of one epoch timed, scaled to the full splits and every train.epochs epoch; "
                     "early stopping can end runs sooner")
 
@@ -402,13 +407,14 @@ def estimate(specs: Sequence, store, retry_failed: bool = False,
     """The serial time of the runs still to do, from the records' `seconds` of done runs of the same
     model and datasets in the store (same resolved config when there is one, else any); with
     `calibrate` (spec -> seconds), runs without such timings are timed by it, once per configuration
-    (seeds and missing rates share one)."""
+    (seeds and missing rates share one), until CALIBRATION_BUDGET_S is spent (the rest stay unknown)."""
     from msabench.store.runs import should_run
 
     stored = store.runs_dir.is_dir()
     by_config, by_model = stored_timings(store) if stored else ({}, {})
     calibrated: dict[str, float] = {}
     total, known, unknown, done, by_calibration = 0.0, 0, 0, 0, 0
+    started, spent = time.perf_counter(), False
     for spec in specs:
         if stored and not should_run(store.run_dir(spec.run_id).status(), retry_failed):
             done += 1
@@ -417,16 +423,19 @@ def estimate(specs: Sequence, store, retry_failed: bool = False,
         if times:
             total += sum(times) / len(times)
             known += 1
-        elif calibrate is not None:
-            key = _calibration_key(spec.to_dict())
-            if key not in calibrated:
+            continue
+        key = _calibration_key(spec.to_dict()) if calibrate is not None else ""
+        if calibrate is not None and key not in calibrated:
+            spent = spent or time.perf_counter() - started > CALIBRATION_BUDGET_S
+            if not spent:
                 calibrated[key] = calibrate(spec)
+        if key in calibrated:
             total += calibrated[key]
             known += 1
             by_calibration += 1
         else:
             unknown += 1
-    return Estimate(total if known else None, known, unknown, done, by_calibration, len(calibrated))
+    return Estimate(total if known else None, known, unknown, done, by_calibration, len(calibrated), spent)
 
 
 def _calibration_key(spec_dict: dict[str, Any]) -> str:
