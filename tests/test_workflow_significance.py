@@ -85,3 +85,10 @@ def test_bad_test_requests_exit_2(store, capsys, tmp_path):
     assert main(["report", "--out", str(old), "--reference", PROBE, "--test", "williams"]) == 2
     assert "before msabench stored the test labels" in capsys.readouterr().err
     assert main(["report", "--out", str(old), "--reference", PROBE, "--test", "wilcoxon"]) == 0
+
+
+def test_the_python_api_takes_the_test(store):
+    from msabench import results
+
+    (table,) = results.load(store).tables(reference=PROBE, test="williams")
+    assert table.meta["reference"]["test"] == "williams" and TESTS["williams"] in table.caption
