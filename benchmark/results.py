@@ -83,15 +83,19 @@ class Results:
         return records_frame(rows, SELECTED_COLUMNS)
 
     def tables(self, table: str | Sequence[str] | None = None, *, selection: str | None = None,
-               compare_paper: bool = False, reference: str | None = None, run_ids: Sequence[str] | None = None):
+               compare_paper: bool = False, reference: str | None = None, test: str = "t",
+               run_ids: Sequence[str] | None = None):
         """The report's tables (generic, or the paper templates named by `table`), as Table objects;
-        `run_ids` keeps only those runs (e.g. a grid study's final runs)."""
+        `reference` marks cells that differ from that row by `test` (`report --test`); `run_ids` keeps
+        only those runs (e.g. a grid study's final runs)."""
         from msabench.report.build import build_tables
+        from msabench.report.significance import check_test
 
+        check_test(test)
         names = [table] if isinstance(table, str) else list(table or ())
         views = self.views if run_ids is None else [v for v in self.views if v.run_id in set(run_ids)]
         return build_tables(views, tables=names, selection=selection, compare_paper=compare_paper,
-                            reference=reference)
+                            reference=reference, test=test)
 
     def table_frames(self, table: str | Sequence[str] | None = None, **options) -> dict[str, Any]:
         """{table id: DataFrame} of `tables(...)`: one row per row x column x part, numbers as shown

@@ -158,26 +158,36 @@ def wilcoxon(a, b) -> tuple[float, float]:
 
 
 def paired_bootstrap(pred_a, pred_b, true, metric_fn: Callable[[np.ndarray, np.ndarray], float],
-                     n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
+                     n_boot: int = 1000, seed: int = 0):
     """Paired bootstrap over test items: (metric(a) - metric(b), two-sided p).
 
     Both systems are scored on the same resampled items. The p-value is the share of resampled
     differences at least |delta| away from delta, i.e. the bootstrap distribution shifted to the
     null of no difference, with the +1 correction so that p is never 0.
+    `metric_fn` may return an array of metrics (one resampling then serves them all): delta and p
+    are arrays of that shape. A metric undefined on the items (nan) gets p nan; resamples where it
+    is undefined are left out of its p.
     """
     pred_a, pred_b, true = np.asarray(pred_a), np.asarray(pred_b), np.asarray(true)
     n = len(true)
     if len(pred_a) != n or len(pred_b) != n:
         raise ValueError(f"predictions and labels differ in length: {len(pred_a)}, "
                          f"{len(pred_b)}, {n}")
-    delta = float(metric_fn(pred_a, true) - metric_fn(pred_b, true))
+    delta = np.asarray(metric_fn(pred_a, true), dtype=np.float64) - np.asarray(metric_fn(pred_b, true),
+                                                                                 dtype=np.float64)
     rng = np.random.default_rng(seed)
-    deltas = np.empty(n_boot)
+    deltas = np.empty((n_boot, *delta.shape))
     for i in range(n_boot):
         idx = rng.integers(0, n, size=n)
-        deltas[i] = metric_fn(pred_a[idx], true[idx]) - metric_fn(pred_b[idx], true[idx])
-    extreme = np.sum(np.abs(deltas - delta) >= abs(delta))
-    return delta, float((extreme + 1) / (n_boot + 1))
+        deltas[i] = np.asarray(metric_fn(pred_a[idx], true[idx])) - np.asarray(metric_fn(pred_b[idx], true[idx]))
+    defined = ~np.isnan(deltas)
+    with np.errstate(invalid="ignore"):
+        extreme = np.sum(defined & (np.abs(deltas - delta) >= np.abs(delta)), axis=0)
+    p = (extreme + 1) / (defined.sum(axis=0) + 1)
+    p = np.where(np.isnan(delta), np.nan, p)
+    if delta.ndim == 0:
+        return float(delta), float(p)
+    return delta, p
 
 
 def mcnemar(correct_a, correct_b, exact: bool = True) -> tuple[float, float]:

@@ -152,8 +152,10 @@ def grid_point(spec: RunSpec | dict, grid_keys: Sequence[str]) -> dict[str, Any]
 def _group_key(spec: RunSpec, grid_keys: Sequence[str]) -> str:
     """What a configuration is chosen for: the run without its seed, its grid keys and the lodo helper
     fields (a helper follows its main run's choice)."""
+    from msabench.core.types import NAMING_FIELDS
+
     data = spec.to_dict()
-    for key in ("seed", "train_domains", "valid_domains"):
+    for key in ("seed", "train_domains", "valid_domains", *NAMING_FIELDS):  # naming fields: a grid's inline keys
         data.pop(key, None)
     data["config"] = {k: v for k, v in data["config"].items() if k not in grid_keys}
     return canonical_json(data)
@@ -237,7 +239,7 @@ def run(sweep: Study | SweepFile | str | Path | dict, out: str | Path, *, execut
         retry_failed: bool = False, runs_per_gpu: int | None = None, address: str | None = None,
         slurm=None, mlflow: bool = False, tracking_uri: str | None = None, experiment: str = "msabench",
         data_root: str | None = None, tiny: bool = False, echo: Callable[[str], None] = lambda line: None,
-        stream=None) -> StudyOutcome:
+        stream=None, verbosity: int = 0) -> StudyOutcome:
     """Run a study into the store at `out` (both phases of a grid study). Failed runs do not raise:
     they are in `outcome.failed` (the CLI exits 3 on them). MLflow is off unless `mlflow=True`. `slurm`:
     the SlurmSettings of `executor="slurm"` (msabench.execution.slurm_executor)."""
@@ -251,7 +253,8 @@ def run(sweep: Study | SweepFile | str | Path | dict, out: str | Path, *, execut
     from msabench.data.datasets import registered_cards
 
     options = RunOptions(device=device, precision=precision, threads=threads, data_root=data_root,
-                         dataset_cards=registered_cards())  # the corpora planning registered by path
+                         dataset_cards=registered_cards(),  # the corpora planning registered by path
+                         verbosity=verbosity)  # 1: a line per epoch on stderr (run -v)
     tracking = TrackingSettings(enabled=mlflow, uri=tracking_uri, experiment=experiment)
     common = dict(out=str(out), options=options, executor=executor, retry_failed=retry_failed, workers=workers,
                   runs_per_gpu=runs_per_gpu, address=address, slurm=slurm, tracking=tracking, echo=echo,

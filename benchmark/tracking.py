@@ -100,15 +100,18 @@ def run_params(spec: dict[str, Any]) -> dict[str, str]:
 
 
 def run_tags(spec: dict[str, Any], run_id: str, env: dict[str, Any] | None = None) -> dict[str, str]:
-    model = str(spec.get("model", ""))
+    from msabench.core.config import spec_label
+
+    model = str(spec.get("model", ""))  # NAME[@VARIANT]; `label` adds the inline keys
+    label = spec_label(spec)
     datasets = list(spec.get("datasets") or [])
     tags = {
         TAG_RUN_ID: run_id, "protocol": str(spec.get("protocol", "")),
-        "protocol_version": str(spec.get("protocol_version", "")), "model": model,
+        "protocol_version": str(spec.get("protocol_version", "")), "model": label,
         "model_name": model.split("@", 1)[0], "variant": model.split("@", 1)[1] if "@" in model else "",
         "setting": str(spec.get("setting") or ""), "datasets": "+".join(datasets),
         "data": "synthetic" if all_synthetic(datasets) else "real", "seed": str(spec.get("seed", "")),
-        "mlflow.runName": f"{model} {'+'.join(datasets)} seed={spec.get('seed')} rate={spec.get('rate', 0):g}",
+        "mlflow.runName": f"{label} {'+'.join(datasets)} seed={spec.get('seed')} rate={spec.get('rate', 0):g}",
         "mlflow.source.name": "msabench",
     }
     env = env or {}

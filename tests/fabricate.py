@@ -81,7 +81,7 @@ def _family(domain: str) -> str:
 def _view(protocol: str, setting: str, datasets: Sequence[str], sources: Sequence[str], targets: Sequence[str],
           model: str, config: dict[str, Any], seed: int, rate: float, modalities: Sequence[str], task: str,
           rules: Sequence[str], base: float, eval_rates: Sequence[float] = (), n_params: float | None = None,
-          version: str = "1.0", train_domains: Sequence[str] = ()) -> RunView:
+          version: str = "1.0", train_domains: Sequence[str] = (), model_keys: dict[str, Any] | None = None) -> RunView:
     key = (protocol, setting, tuple(datasets), model, seed, rate, tuple(train_domains))
     run_id = hashlib.sha256(repr(key).encode()).hexdigest()[:20]
     spec = {"protocol": protocol, "protocol_version": version, "setting": setting, "datasets": list(datasets),
@@ -90,6 +90,8 @@ def _view(protocol: str, setting: str, datasets: Sequence[str], sources: Sequenc
             "task": task, "source_domains": list(sources), "target_domains": list(targets),
             "selection_rules": list(rules), "eval_rates": list(eval_rates), "train_domains": list(train_domains),
             "valid_domains": [], "msabench_version": "0.1", "schema": 1}
+    if model_keys:  # as the planner writes it: the spec's inline keys name the run
+        spec["model_keys"] = dict(model_keys)
     records = _records(run_id, task, _family, datasets, train_domains or sources, base, key, eval_rates, rate)
     env = {"inference_params": n_params} if n_params is not None else {}
     return RunView(run_id=run_id, spec=spec, records=records, git="0" * 40, env=env)
@@ -117,7 +119,8 @@ def fabricate_views(template, models: Sequence[str], *, seeds: Sequence[int] = (
                 for seed in seeds:
                     views.append(_view(template.protocol, s.name, sources + targets, sources, targets, spec.label,
                                        spec.overrides, seed, 0.0, modalities, "classification",
-                                       ("train-domain", "oracle", "lodo", "last"), base))
+                                       ("train-domain", "oracle", "lodo", "last"), base,
+                                       model_keys=spec.overrides))
             continue
         modalities = row.modalities if row and row.modalities else ("t", "a", "v")
         for dataset in template.datasets:
@@ -132,7 +135,8 @@ def fabricate_views(template, models: Sequence[str], *, seeds: Sequence[int] = (
                 for rate in grid:
                     views.append(_view(template.protocol, "", [name], [name], [], spec.label, spec.overrides, seed,
                                        rate, modalities, task, ("val", "last"), base, eval_rates=eval_rates,
-                                       n_params=110.5e6 + 1e6 * round(6 * unit("params", model), 1)))
+                                       n_params=110.5e6 + 1e6 * round(6 * unit("params", model), 1),
+                                       model_keys=spec.overrides))
     return views
 
 

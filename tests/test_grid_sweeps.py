@@ -54,7 +54,7 @@ def test_the_grid_is_expanded_at_plan_time_and_listed_by_dry_run(tmp_path, capsy
     assert main(["run", "--sweep", str(path), "--out", str(tmp_path / "store"), "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "phase 1, grid search: every configuration with seeds 1"
-    listed = [line for line in lines if "linear_probe seed=1" in line]
+    listed = [line for line in lines if " linear_probe:" in line and " seed=1 " in line]  # the point in the name
     assert [line.split("  ")[-1] for line in listed] == [
         f"model.features={p['model.features']},train.lr={p['train.lr']}" for p in POINTS]
     assert "4 runs" in lines and any(line.startswith("phase 2: per model and dataset (1 group(s))") and

@@ -44,16 +44,18 @@ def test_table_frames_equal_msabench_report_csv(notebook_store, capsys):
     frames = results.load(notebook_store).table_frames()
     assert main(["report", "--out", str(notebook_store), "--format", "csv"]) == 0
     reported = pd.read_csv(io.StringIO(capsys.readouterr().out), keep_default_na=False, na_values=[""],
-                           dtype={"table": str, "row": str, "row_label": str, "row_group": str, "row_kind": str,
+                           dtype={"table": str, "row": str, "row_label": str, "row_caveat": str, "row_group": str,
+                                  "row_kind": str,
                                   "column": str, "column_group": str, "column_subgroup": str, "column_label": str,
                                   "metric": str, "scale": str, "mark": str, "text": str})
     (frame,) = frames.values()
     frame = frame.astype(object).where(frame.notna(), np.nan)
     reported = reported.astype(object).where(reported.notna(), np.nan)
-    for column in ("row_group", "column_group", "column_subgroup", "mark", "text"):  # "" is read back as NaN
+    for column in ("row_caveat", "row_group", "column_group", "column_subgroup", "mark", "text"):  # "" reads as NaN
         frame[column] = frame[column].replace("", np.nan)
     pd.testing.assert_frame_equal(frame, reported, check_dtype=False)
     assert set(frame["row_label"]) == {"constant", "linear_probe"} and set(frame["n_seeds"]) == {2}
+    assert set(frame["row_caveat"]) == {"smoke run"}  # a --tiny study
 
 
 def test_runs_and_selected_metrics(notebook_store):

@@ -241,10 +241,11 @@ def test_run_table_dry_run_plans_only_registered_rows(tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     lines = [x for x in result.stdout.splitlines() if x.count(" ") > 3 and "seed=" in x]
-    models = {x.split()[4] for x in lines}
-    datasets = {x.split()[3] for x in lines}
     from msabench.api import MODELS
     from msabench.core.config import parse_model_spec
+
+    models = {parse_model_spec(x.split()[4]).name for x in lines}  # the dry run shows a spec's inline keys
+    datasets = {x.split()[3] for x in lines}
     from msabench.protocols.templates import TEMPLATES
 
     rows = [parse_model_spec(r.model).name for r in TEMPLATES.get("mtmd-table1").rows if r.model]

@@ -78,17 +78,19 @@ def test_cli_sweep_conflicts_missing_file_and_dry_run_estimate(tmp_path, capsys)
     store = tmp_path / "store"
     assert main(["run", "--sweep", str(path), "--out", str(store), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "4 runs" in out and "estimated time: unknown" in out
+    # no stored timings: each configuration is calibrated (the seeds share one)
+    assert "4 runs" in out and "from a quick calibration for 4 of 4 runs (2 configurations:" in out
     for seed in (7, 8):  # done runs of constant on synth-mosi, 1.5 s each (records' seconds)
         write_fake_run(store, seed=seed, seconds=0.5)
     assert main(["run", "--sweep", str(path), "--out", str(store), "--dry-run", "--workers", "2"]) == 0
     out = capsys.readouterr().out
-    assert "estimated time: 3s of compute" in out and "(2 of 4 runs; 2 unknown, not counted)" in out
+    assert ("from stored timings of done runs of the same model and dataset for 2 of 4 runs; a quick calibration "
+            "for 2 of 4 runs (1 configuration:") in out
 
 
 def test_progress_lines_off_a_tty_and_a_bar_on_one():
     class Spec:
-        model, datasets, seed, rate, setting = "tfn", ("synth-mosi",), 1, 0.0, ""
+        model, label, datasets, seed, rate, setting = "tfn", "tfn", ("synth-mosi",), 1, 0.0, ""
 
     stream = io.StringIO()
     p = Progress(3, stream, tty=False, estimate_seconds=30.0)

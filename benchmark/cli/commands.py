@@ -94,15 +94,18 @@ def parse_sets(pairs: tuple[str, ...]) -> dict:
 @click.option("--no-mlflow", "no_mlflow", is_flag=True, help="Do not log to MLflow (the store has everything).")
 @click.option("--experiment", default="msabench", show_default=True, help="MLflow experiment name.")
 @click.option("--retry-failed", is_flag=True)
-@click.option("--dry-run", is_flag=True, help="List the runs, count them, estimate the time, stop.")
+@click.option("--dry-run", is_flag=True, help="List the runs, count them, estimate the time (from the store's timings, "
+              "else a quick calibration of each configuration), stop.")
+@click.option("-v", "--verbose", "verbosity", count=True,
+              help="-v: a line per epoch of each run (losses, the selection metric, seconds); -vv: also every split.")
 @click.option("--tiny", is_flag=True, help="Tiny model configs, small data, few epochs: a smoke run.")
 @click.option("--from-run", "from_run", default=None, help="feature-analysis of a stored run (its checkpoint).")
 @click.option("--table", "table", default=None,
               help="Run what a paper template needs (its registered rows; list them with `msabench tables`).")
 def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, selection, data_root, sets, out,
         device, precision, executor, workers, runs_per_gpu, address, threads, slurm_partition, slurm_time, slurm_gpus,
-        slurm_parallelism, slurm_opts, sweep_file, tracking_uri, no_mlflow, experiment, retry_failed, dry_run, tiny,
-        from_run, table) -> None:
+        slurm_parallelism, slurm_opts, sweep_file, tracking_uri, no_mlflow, experiment, retry_failed, dry_run,
+        verbosity, tiny, from_run, table) -> None:
     """Plan and execute a sweep (resumable: done runs are skipped)."""
     from msabench.plan.request import Request
 
@@ -146,7 +149,8 @@ def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, 
         _run_study(load_sweep(sweep_file), out=out, data_root=data_root, tiny=tiny, dry_run=dry_run,
                    executor=executor, workers=workers, runs_per_gpu=runs_per_gpu, address=address, threads=threads,
                    device=device, precision=precision, retry_failed=retry_failed, no_mlflow=no_mlflow,
-                   tracking_uri=tracking_uri, experiment=experiment, slurm=slurm)
+                   tracking_uri=tracking_uri, experiment=experiment, slurm=slurm,
+                   verbosity=verbosity)
         return
     elif table is not None:  # the runs a paper template needs
         requests = _table_requests(table, models, datasets, setting, parse_seeds(seeds, n_seeds), modalities,
@@ -161,7 +165,8 @@ def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, 
         )]
     specs = plan_requests(requests)
     if dry_run:
-        _list_runs(specs, out, retry_failed, executor, workers, threads, runs_per_gpu, device, slurm=slurm)
+        _list_runs(specs, out, retry_failed, executor, workers, threads, runs_per_gpu, device, slurm=slurm,
+                   precision=precision, data_root=data_root)
         return
     from msabench.engine.options import RunOptions
     from msabench.engine.runner import check_precision, resolve_device
@@ -172,7 +177,7 @@ def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, 
     from msabench.data.datasets import registered_cards
 
     options = RunOptions(device=device, precision=precision, threads=threads, data_root=data_root,
-                         dataset_cards=registered_cards())
+                         dataset_cards=registered_cards(), verbosity=verbosity)
     outcome = run_sweep(specs, out=out, options=options, executor=executor, retry_failed=retry_failed,
                         workers=workers, runs_per_gpu=runs_per_gpu, address=address, slurm=slurm,
                         tracking=TrackingSettings(enabled=not no_mlflow, uri=tracking_uri, experiment=experiment),
@@ -181,23 +186,26 @@ def run(protocol, models, datasets, setting, seeds, n_seeds, modalities, rates, 
 
 
 def _list_runs(specs, out, retry_failed, executor, workers, threads, runs_per_gpu, device, grid_keys=(),
-               slurm=None) -> None:
-    """--dry-run: one line per run (with its grid point), the count, the time estimate (and, for slurm, the
-    sbatch parameters of the job array)."""
+               slurm=None, *, precision="fp32", data_root=None) -> None:
+    """--dry-run: one line per run (with its grid point), the count, the time estimate (from the store's
+    timings, else a quick calibration of each configuration; and, for slurm, the sbatch parameters of the
+    job array)."""
+    from msabench.engine.calibration import calibrate
+    from msabench.engine.options import RunOptions
     from msabench.plan.sweep import effective_workers, estimate
     from msabench.store.runs import Store
 
     for s in specs:
         point = ",".join(f"{k}={s.config[k]}" for k in grid_keys if k in s.config)
-        click.echo(f"{s.run_id}  {s.protocol} {s.setting or '-'} {'+'.join(s.datasets)} {s.model} "
+        click.echo(f"{s.run_id}  {s.protocol} {s.setting or '-'} {'+'.join(s.datasets)} {s.label} "
                    f"seed={s.seed} rate={s.rate:g} modalities={','.join(s.modalities)}"
                    + (f"  {point}" if point else ""))
     click.echo(f"{len(specs)} runs")
-    est = estimate(specs, Store(out), retry_failed)
+    options = RunOptions(device=device, precision=precision, threads=threads, data_root=data_root)
+    est = estimate(specs, Store(out), retry_failed, calibrate=lambda spec: calibrate(spec, options))
     todo = est.known + est.unknown
     click.echo(est.describe(effective_workers(executor, workers, threads, runs_per_gpu, device, todo, slurm)))
     if slurm is not None and todo:
-        from msabench.engine.options import RunOptions
         from msabench.execution.slurm_executor import describe_sbatch
 
         click.echo(f"sbatch parameters of the job array ({todo} runs to do):")
@@ -206,7 +214,7 @@ def _list_runs(specs, out, retry_failed, executor, workers, threads, runs_per_gp
 
 
 def _run_study(sweep, *, out, data_root, tiny, dry_run, executor, workers, runs_per_gpu, address, threads, device,
-               precision, retry_failed, no_mlflow, tracking_uri, experiment, slurm=None) -> None:
+               precision, retry_failed, no_mlflow, tracking_uri, experiment, slurm=None, verbosity=0) -> None:
     """`run --sweep FILE`: plain sweeps and grid studies, through msabench.sweeps (the Python API)."""
     from msabench import sweeps
 
@@ -215,14 +223,15 @@ def _run_study(sweep, *, out, data_root, tiny, dry_run, executor, workers, runs_
     if dry_run:
         if study.selects:
             click.echo(f"phase 1, grid search: every configuration with seeds {study.seeds}")
-        _list_runs(study.search, out, retry_failed, executor, workers, threads, runs_per_gpu, device, keys, slurm)
+        _list_runs(study.search, out, retry_failed, executor, workers, threads, runs_per_gpu, device, keys, slurm,
+                   precision=precision, data_root=data_root)
         if study.selects:
             _describe_phase_two(study, out, retry_failed, executor, workers, threads, runs_per_gpu, device)
         return
     outcome = sweeps.run(study, out, executor=executor, workers=workers, threads=threads, device=device,
                          precision=precision, retry_failed=retry_failed, runs_per_gpu=runs_per_gpu, address=address,
                          slurm=slurm, mlflow=not no_mlflow, tracking_uri=tracking_uri, experiment=experiment,
-                         data_root=data_root, echo=click.echo)
+                         data_root=data_root, echo=click.echo, verbosity=verbosity)
     if outcome.unchosen:
         click.echo(f"msabench: {len(outcome.unchosen)} group(s) have no configuration with every search run done; "
                    "their final runs were not started (fix the failures, then re-run with --retry-failed)", err=True)
@@ -358,7 +367,9 @@ def _run_label(rd) -> str:
     """' (model datasets seed N)' from spec.json, or '' when the run failed before writing it."""
     try:
         spec = rd.read_spec_dict()
-        return f" ({spec['model']} {'+'.join(spec['datasets'])} seed {spec['seed']})"
+        from msabench.core.config import spec_label
+
+        return f" ({spec_label(spec)} {'+'.join(spec['datasets'])} seed {spec['seed']})"
     except Exception:  # noqa: BLE001 - the label is a courtesy
         return ""
 
@@ -388,16 +399,19 @@ def clean(out, incomplete) -> None:
 @click.option("--compare-paper", is_flag=True,
               help="With --table: the paper's numbers under ours (and the differences, on real data only).")
 @click.option("--reference", default=None,
-              help="Mark cells that differ from this row (its model spec, variant or label): paired t over seeds, "
-                   "Holm.")
+              help="Mark cells that differ from this row (its model spec, variant or label), Holm-adjusted across "
+                   "the table.")
+@click.option("--test", "test", default=None,
+              help="With --reference: t (paired t over seeds, the default), wilcoxon (over seeds), or over test items "
+                   "from the stored predictions: bootstrap (paired), mcnemar (accuracy columns), williams (Corr).")
 @click.option("--plots", "plots", default=None, help="Also write plots (PNG and PDF) into this folder.")
-def report(out, table, fmt, selection, output, compare_paper, reference, plots) -> None:
+def report(out, table, fmt, selection, output, compare_paper, reference, test, plots) -> None:
     """Tables from the store: one generic table per protocol and setting, or a paper layout (--table)."""
     from msabench.report.build import build_report
 
     text = build_report(out, table=table, fmt=fmt, selection=selection, compare_paper=compare_paper,
                         reference=reference, plots=plots, warn=lambda m: click.echo(m, err=True),
-                        terminal=not output and stdout_is_terminal())
+                        terminal=not output and stdout_is_terminal(), test=test)
     if output:
         from msabench.store.runs import atomic_write_text
 

@@ -92,10 +92,20 @@ class ModelSpec:
         return self.name + (f"@{self.variant}" if self.variant else "")
 
     def __str__(self) -> str:
-        text = self.label
-        if self.overrides:
-            text += ":" + ",".join(f"{k}={_format_value(v)}" for k, v in sorted(self.overrides.items()))
-        return text
+        return model_label(self.label, self.overrides)
+
+
+def model_label(model: str, keys: dict[str, Any] | None = None) -> str:
+    """`NAME[@VARIANT]` plus the spec's inline keys: the one name of a model configuration in progress
+    lines, dry runs, exports, MLflow, plots and table rows (two configs of a model never share it)."""
+    if not keys:
+        return model
+    return model + ":" + ",".join(f"{k}={_format_value(v)}" for k, v in sorted(keys.items()))
+
+
+def spec_label(spec: dict[str, Any]) -> str:
+    """`model_label` of a spec.json dict (runs written before inline keys were kept show NAME[@VARIANT])."""
+    return model_label(str(spec.get("model", "")), spec.get("model_keys") or {})
 
 
 def _format_value(value: Any) -> str:

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from msabench.core.config import identity_config
+from msabench.core.config import identity_config, model_label
 
 if TYPE_CHECKING:
     from msabench.api.types import InputSpec
@@ -26,6 +26,9 @@ CLASS_NAMES = ("negative", "neutral", "positive")  # neg=0 neu=1 pos=2 everywher
 IEMOCAP_EMOTIONS = ("neutral", "happy", "sad", "angry")
 
 RUNSPEC_SCHEMA = 1
+# RunSpec fields that describe a run without defining it (derived from the rest): out of the run id,
+# and out of spec.json at their defaults, so the ids and files of existing stores stay as they were.
+NAMING_FIELDS = ("model_keys", "smoke")
 
 
 def canonical_json(obj: Any) -> str:
@@ -71,6 +74,10 @@ class RunSpec:
     train_domains: tuple[str, ...] = ()  # lodo helper runs train on a subset of the sources
     valid_domains: tuple[str, ...] = ()
     msabench_version: str = ""
+    # The spec's inline keys (`linear_probe:model.features=invariant`), kept to name the run (their
+    # values are in `config` already).
+    model_keys: dict[str, Any] = field(default_factory=dict)
+    smoke: bool = False  # a `--tiny` smoke run (its config says so too): tables mark it, never compare it
     schema: int = RUNSPEC_SCHEMA
     # What planning measured of the data (dims, lengths, vocabulary, feature groups): carried to the
     # runner so it never re-derives it. Not part of the run's identity, not written to spec.json.
@@ -79,6 +86,9 @@ class RunSpec:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(dataclasses.replace(self, input_spec=None))
         del data["input_spec"]
+        for name in NAMING_FIELDS:
+            if not data[name]:
+                del data[name]
         return json.loads(canonical_json(data))
 
     @classmethod
@@ -96,9 +106,16 @@ class RunSpec:
         from msabench import major_minor
 
         data = self.to_dict()
+        for name in NAMING_FIELDS:
+            data.pop(name, None)
         data["config"] = identity_config(data["config"])
         data["msabench_version"] = self.msabench_version or major_minor()
         return short_hash(data, 20)
+
+    @property
+    def label(self) -> str:
+        """NAME[@VARIANT][:key=value,...]: how the run's model is named wherever it is shown."""
+        return model_label(self.model, self.model_keys)
 
     @property
     def model_name(self) -> str:

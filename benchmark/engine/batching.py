@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -85,6 +85,15 @@ class TensorSplit:
             missing=missing,
             **fields,
         )
+
+    def head(self, n: int) -> TensorSplit:
+        """The first `n` samples (a time calibration's slice; training masks stay as they are)."""
+        def cut(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            return {k: v[:n] for k, v in d.items()}
+
+        return replace(self, ids=self.ids[:n], y=self.y[:n], inputs=cut(self.inputs),
+                                   complete=cut(self.complete), drop=cut(self.drop), y_unimodal=cut(self.y_unimodal),
+                                   domain_ids=None if self.domain_ids is None else self.domain_ids[:n], redraw=None)
 
     def batches(self, batch_size: int, generator: torch.Generator | None = None) -> Iterator[Batch]:
         """Shuffled when a generator is given, else in order."""

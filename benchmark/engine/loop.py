@@ -136,6 +136,7 @@ def run_loop(
     result = LoopResult(records=[], predictions={}, checkpoints={}, chosen_epochs={})
     for es in eval_sets:
         result.predictions[f"ids/{_key(es)}"] = es.data.ids.astype(str)
+        result.predictions[f"y/{_key(es)}"] = np.asarray(es.data.y)  # item-level tests (report --test)
     # The epoch's training losses go into the first training split's record, or into the first record
     # when the training split is not evaluated (train.eval_train=false).
     evaluates_train = any(es.split == "train" for es in eval_sets)

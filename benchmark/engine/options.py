@@ -14,3 +14,4 @@ class RunOptions:
     data_root: str | None = None
     # name -> dataset.toml of the corpora the driver registered by path, registered again in each worker
     dataset_cards: dict[str, str] = field(default_factory=dict)
+    verbosity: int = 0  # 1: a line per epoch on stderr; 2: also every evaluated split and domain

@@ -169,10 +169,20 @@ def execute(spec: RunSpec, run_dir, options: RunOptions) -> LoopResult:
     if spec.protocol == "feature-analysis":
         _check_exposes_features(spec, model, eval_sets, device)
     started = time.perf_counter()
+    show = None
+    if options.verbosity > 0:
+        from msabench.execution.progress import EpochLines
+
+        show = EpochLines(spec, options.verbosity)
+
+    def on_epoch(epoch: int, records: list[dict[str, Any]]) -> None:
+        run_dir.append_records(records)
+        if show is not None:
+            show(epoch, records)
+
     result = run_loop(model, spec, train, eval_sets, family=datasets[0].family, device=device,
                       precision=options.precision, shuffle_seed=seed_hash("shuffle", spec.seed),
-                      on_epoch=lambda epoch, records: run_dir.append_records(records),
-                      early_stopping=_early_stopping(spec))
+                      on_epoch=on_epoch, early_stopping=_early_stopping(spec))
     run_dir.write_predictions(result.predictions)
     for rule, state in result.checkpoints.items():
         run_dir.write_checkpoint(rule, state, epoch=result.chosen_epochs[rule])

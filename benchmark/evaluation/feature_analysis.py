@@ -459,7 +459,7 @@ def run_analysis(model: Any, spec: Any, test_sets: Sequence[Any], *, ground_trut
         fit, fit_labels = {}, {}
     analysis = analyse_features(per_domain, labels, columns=columns, masks=masks, ground_truth=ground_truth,
                                 fit=fit or None, fit_labels=fit_labels or None)
-    analysis.update({"run_id": spec.run_id, "model": spec.model, "protocol": spec.protocol, "setting": spec.setting,
+    analysis.update({"run_id": spec.run_id, "model": spec.label, "protocol": spec.protocol, "setting": spec.setting,
                      "rule": rule, "epoch": epoch, "split": "test",
                      "sources": list(spec.source_domains), "targets": list(spec.target_domains)})
     arrays = features_arrays(per_domain, labels, ids, preds, columns, masks, epoch, rule)

@@ -68,6 +68,16 @@ def rules_during_training(rules: Sequence[str]) -> tuple[str, ...]:
     return tuple(r for r in rules if not SELECTION_RULES.get(r).needs_helper_runs)
 
 
+def rule_value(records: Sequence[dict[str, Any]], rule: str, *, task: str, sources: Sequence[str],
+               targets: Sequence[str] = (), train_rate: float = 0.0) -> tuple[str, float | None]:
+    """(metric, its mean over the domains) that `rule` compares, at the last epoch of `records`
+    (progress lines); `last` and `lodo` show the `val` metric, which the records answer."""
+    metric = selection_metric(task)[0] if rule in ("val", "last", "lodo") else "acc"
+    domains = targets if rule == "oracle" else sources
+    means = _per_epoch_mean(records, "valid", domains, metric, train_rate)
+    return metric, means[max(means)] if means else None
+
+
 def _per_epoch_mean(records: Iterable[dict[str, Any]], split: str, domains: Sequence[str], metric: str,
                     rate: float | None) -> dict[int, float]:
     sums: dict[int, list[float]] = {}

@@ -92,7 +92,7 @@ def _claim_and_run(spec: RunSpec, run_dir, options: RunOptions, retry_failed: bo
             raise
         except Exception as exc:  # noqa: BLE001 - every other failure is recorded, the sweep goes on
             run_dir.mark_failed(**failure_reason(exc))
-            print(f"run {spec.run_id} ({spec.model}, seed {spec.seed}) failed: {exc}", file=sys.stderr)
+            print(f"run {spec.run_id} ({spec.label}, seed {spec.seed}) failed: {exc}", file=sys.stderr)
             return "failed"
         run_dir.mark_done()
         return "done"

@@ -357,7 +357,7 @@ def run_process(specs: Sequence, store, options, retry_failed: bool = False,
                 if w.task is not None:
                     spec = todo[w.task]
                     reason = f"the worker process running this run died ({_describe_exit(w.process.exitcode)})"
-                    print(f"run {spec.run_id} ({spec.model}, seed {spec.seed}) failed: {reason}", file=sys.stderr)
+                    print(f"run {spec.run_id} ({spec.label}, seed {spec.seed}) failed: {reason}", file=sys.stderr)
                     finish(spec, _mark_lost(store, spec, reason))
                 if queue and restarts["left"] > 0:
                     restarts["left"] -= 1

@@ -29,7 +29,49 @@ def fmt_duration(seconds: float | None) -> str:
 
 def describe_spec(spec: Any) -> str:
     setting = f" {spec.setting}" if getattr(spec, "setting", "") else ""
-    return f"{spec.model} {'+'.join(spec.datasets)}{setting} seed={spec.seed} rate={spec.rate:g}"
+    return f"{spec.label} {'+'.join(spec.datasets)}{setting} seed={spec.seed} rate={spec.rate:g}"
+
+
+class EpochLines:
+    """`run -v`: one line per epoch on stderr (epoch, training and validation losses, the value the
+    run's selection rule compares and the best epoch so far, seconds); `-vv` adds a line per
+    evaluated split and domain with its metrics. Called by the runner after each epoch's records."""
+
+    def __init__(self, spec: Any, verbosity: int, stream: TextIO | None = None):
+        self.spec, self.verbosity = spec, verbosity
+        self.stream = stream or sys.stderr
+        self.records: list[dict[str, Any]] = []
+
+    def __call__(self, epoch: int, records: list[dict[str, Any]]) -> None:
+        from msabench.evaluation.selection import SELECTION_RULES, rule_value, select_epoch
+
+        spec = self.spec
+        self.records.extend(records)
+        rule = spec.selection_rules[0]
+        sources = list(spec.train_domains or spec.source_domains or spec.datasets[:1])
+        where = dict(task=spec.task, sources=list(spec.valid_domains or sources), targets=list(spec.target_domains),
+                     train_rate=spec.rate)
+        metric, value = rule_value(self.records, rule, **where)
+        best = (None if SELECTION_RULES.get(rule).needs_helper_runs
+                else select_epoch(self.records, rule, **where))
+        train = next((r["loss"] for r in records if any(k.startswith("train_") for k in r["loss"])), {})
+        losses = ", ".join(f"{k[len('train_'):]} {v:.4g}" for k, v in sorted(train.items()) if k.startswith("train_"))
+        valid = [r["loss"].get("task") for r in records if r["split"] == "valid" and r["domain"] in where["sources"]]
+        valid = [v for v in valid if v is not None]
+        line = (f"{describe_spec(spec)} epoch {epoch + 1}/{spec.config.get('train.epochs', '?')}: "
+                f"train loss {losses or '-'}"
+                + (f"; valid loss {sum(valid) / len(valid):.4g}" if valid else "")
+                + f"; valid {metric} {'-' if value is None else f'{value:.4g}'} (rule '{rule}'"
+                + (f", best epoch {best + 1}" if best is not None else "") + ")"
+                + f"; {sum(float(r.get('seconds') or 0.0) for r in records):.1f}s")
+        lines = [line]
+        if self.verbosity >= 2:
+            for r in records:
+                shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(r["metrics"].items()) if v is not None)
+                lines.append(f"  {r['split']} {r['domain']}" + (f" rate {r['rate']:g}" if r.get("rate") else "")
+                             + f": loss {r['loss'].get('task', float('nan')):.4g}; {shown}")
+        self.stream.write("\n".join(lines) + "\n")
+        self.stream.flush()
 
 
 class Progress:

@@ -115,7 +115,7 @@ def run_ray(specs: Sequence, store, options, retry_failed: bool = False,
                     except Exception as exc:  # noqa: BLE001 - the task or its worker died
                         first = (str(exc).strip().splitlines() or [""])[0][:300]
                         reason = f"the Ray task running this run failed ({type(exc).__name__}: {first})"
-                        print(f"run {spec.run_id} ({spec.model}, seed {spec.seed}) failed: {reason}", file=sys.stderr)
+                        print(f"run {spec.run_id} ({spec.label}, seed {spec.seed}) failed: {reason}", file=sys.stderr)
                         finish(spec, _mark_lost(store, spec, reason))
                         continue
                     if kind == "user_error":

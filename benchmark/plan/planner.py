@@ -179,6 +179,7 @@ def _build(run, spec: ModelSpec, cls, protocol, request: Request, sweep_model_ke
     return RunSpec(
         protocol=protocol.name, protocol_version=protocol.version, setting=run.setting, datasets=run.datasets,
         data_hashes=tuple(d.data_hash for d in data), model=spec.label, config=cfg, impl_version=cls.impl_version,
+        model_keys=dict(spec.overrides), smoke=request.tiny,
         seed=run.seed, rate=run.rate, modalities=run.modalities, label_rule=run.label_rule, task=task,
         source_domains=run.source_domains, target_domains=run.target_domains,
         selection_rules=run.selection_rules, eval_rates=run.eval_rates, train_domains=run.train_domains,

@@ -337,18 +337,21 @@ def plan_requests(requests: Sequence[Request]) -> list:
 
 # -- the dry-run estimate -------------------------------------------------------------------------------
 def _config_key(spec_dict: dict[str, Any]) -> str:
-    from msabench.core.types import canonical_json
+    from msabench.core.types import NAMING_FIELDS, canonical_json
 
-    keep = {k: v for k, v in spec_dict.items() if k not in ("seed", "run_id", "written_by", "schema")}
+    keep = {k: v for k, v in spec_dict.items() if k not in ("seed", "run_id", "written_by", "schema", *NAMING_FIELDS)}
     return canonical_json(keep)
 
 
 @dataclass
 class Estimate:
     seconds: float | None  # serial seconds of the runs still to do; None when nothing is known
-    known: int  # runs to do with a stored timing
+    known: int  # runs to do with a stored timing (or a calibration)
     unknown: int  # runs to do without one
     already_done: int
+    calibrated: int = 0  # of `known`: timed by a quick calibration, not by stored runs
+    configurations: int = 0  # configurations calibrated
+    budget_spent: bool = False  # calibration stopped at CALIBRATION_BUDGET_S: the rest stayed unknown
 
     def describe(self, workers: int = 1) -> str:
         from msabench.execution.progress import fmt_duration
@@ -358,15 +361,30 @@ class Estimate:
             return f"estimated time: 0s (all {self.already_done} runs are done in the store)"
         if self.seconds is None:
             return (f"estimated time: unknown (no done run of the same model and dataset in the store to time "
-                    f"{todo} runs by)")
+                    f"{todo} runs by" + (f", and calibration stops after {CALIBRATION_BUDGET_S:g}s)"
+                                          if self.budget_spent else ")"))
         text = f"estimated time: {fmt_duration(self.seconds)} of compute"
         if workers > 1:
             text += f", about {fmt_duration(self.seconds / workers)} with {workers} workers"
-        text += f", from stored timings of done runs of the same model and dataset ({self.known} of {todo} runs"
-        text += f"; {self.unknown} unknown, not counted)" if self.unknown else ")"
+        stored = self.known - self.calibrated
+        sources = []
+        if stored:
+            sources.append(f"stored timings of done runs of the same model and dataset for {stored} of {todo} runs")
+        if self.calibrated:
+            sources.append(f"a quick calibration for {self.calibrated} of {todo} runs ({self.configurations} "
+                           f"configuration{'s' if self.configurations != 1 else ''}: {CALIBRATION_TEXT})")
+        text += ", from " + "; ".join(sources)
+        text += f"; {self.unknown} unknown, not counted" if self.unknown else ""
+        if self.budget_spent:
+            text += f" (calibration stops after {CALIBRATION_BUDGET_S:g}s)"
         if self.already_done:
             text += f"; {self.already_done} runs already done are skipped"
         return text
+
+
+CALIBRATION_BUDGET_S = 30.0  # a dry run calibrates configurations until this much time is spent
+CALIBRATION_TEXT = ("a few batches of one epoch timed, scaled to the full splits and every train.epochs epoch; "
+                    "early stopping can end runs sooner")
 
 
 def stored_timings(store) -> tuple[dict[str, list[float]], dict[tuple, list[float]]]:
@@ -384,26 +402,49 @@ def stored_timings(store) -> tuple[dict[str, list[float]], dict[tuple, list[floa
     return by_config, by_model
 
 
-def estimate(specs: Sequence, store, retry_failed: bool = False) -> Estimate:
+def estimate(specs: Sequence, store, retry_failed: bool = False,
+             calibrate: Callable[[Any], float] | None = None) -> Estimate:
     """The serial time of the runs still to do, from the records' `seconds` of done runs of the same
-    model and datasets in the store (same resolved config when there is one, else any)."""
+    model and datasets in the store (same resolved config when there is one, else any); with
+    `calibrate` (spec -> seconds), runs without such timings are timed by it, once per configuration
+    (seeds and missing rates share one), until CALIBRATION_BUDGET_S is spent (the rest stay unknown)."""
     from msabench.store.runs import should_run
 
-    if not store.runs_dir.is_dir():
-        return Estimate(None, 0, len(specs), 0)
-    by_config, by_model = stored_timings(store)
-    total, known, unknown, done = 0.0, 0, 0, 0
+    stored = store.runs_dir.is_dir()
+    by_config, by_model = stored_timings(store) if stored else ({}, {})
+    calibrated: dict[str, float] = {}
+    total, known, unknown, done, by_calibration = 0.0, 0, 0, 0, 0
+    started, spent = time.perf_counter(), False
     for spec in specs:
-        if not should_run(store.run_dir(spec.run_id).status(), retry_failed):
+        if stored and not should_run(store.run_dir(spec.run_id).status(), retry_failed):
             done += 1
             continue
         times = by_config.get(_config_key(spec.to_dict())) or by_model.get((spec.model, tuple(spec.datasets)))
         if times:
             total += sum(times) / len(times)
             known += 1
+            continue
+        key = _calibration_key(spec.to_dict()) if calibrate is not None else ""
+        if calibrate is not None and key not in calibrated:
+            spent = spent or time.perf_counter() - started > CALIBRATION_BUDGET_S
+            if not spent:
+                calibrated[key] = calibrate(spec)
+        if key in calibrated:
+            total += calibrated[key]
+            known += 1
+            by_calibration += 1
         else:
             unknown += 1
-    return Estimate(total if known else None, known, unknown, done)
+    return Estimate(total if known else None, known, unknown, done, by_calibration, len(calibrated), spent)
+
+
+def _calibration_key(spec_dict: dict[str, Any]) -> str:
+    from msabench.core.types import canonical_json
+
+    drop = ("seed", "rate", "eval_rates", "run_id", "written_by", "schema", "model_keys", "smoke")
+    keep = {k: v for k, v in spec_dict.items() if k not in drop}
+    keep["config"] = {k: v for k, v in keep["config"].items() if k != "data.missing_rate"}
+    return canonical_json(keep)
 
 
 def effective_workers(executor: str, workers: int | None, threads: int, runs_per_gpu: int | None, device: str,

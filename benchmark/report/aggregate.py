@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from msabench.core.config import spec_label
 from msabench.core.types import short_hash
 from msabench.data.names import family_of, is_synthetic
 from msabench.evaluation.selection import caption_text, metrics_at, select_epoch, selection_score
@@ -48,6 +49,7 @@ class RunView:
     git: str = ""
     env: dict[str, Any] = field(default_factory=dict)
     dirty: bool = False
+    path: str = ""  # the run folder, for what only its files hold (predictions: item-level tests)
 
     @property
     def row_key(self) -> tuple:
@@ -279,10 +281,52 @@ def text_masking_note(views: list[RunView]) -> str:
     """A caption sentence when some of the runs dropped text from precomputed vectors (after encoding)."""
     from msabench.data.masks import TEXT_MASKED_AFTER_ENCODING, text_masked_after_encoding
 
-    labels = sorted({v.spec["model"] for v in views if text_masked_after_encoding(v.spec)})
+    labels = sorted({spec_label(v.spec) for v in views if text_masked_after_encoding(v.spec)})
     if not labels:
         return ""
     return f" Missing text: {TEXT_MASKED_AFTER_ENCODING} (precomputed text vectors zeroed; {', '.join(labels)})."
+
+
+SMOKE = "smoke run"
+SYNTHETIC = "synthetic data"
+
+
+def is_smoke(view: RunView) -> bool:
+    return bool(view.spec.get("smoke"))
+
+
+def synthetic_policy_note(protocol: str, views: Sequence[RunView]) -> str:
+    """A caption sentence with the epoch cap and data scale the protocol's synthetic-suite policy sets,
+    and the values its runs trained with (--set, --tiny and model defaults can differ from the policy)."""
+    from msabench.protocols import PROTOCOLS
+
+    policy, caps = {}, {}
+    if protocol in PROTOCOLS.names():
+        spec = PROTOCOLS.get(protocol)
+        policy, caps = spec.policy(True), spec.caps(True)
+    said = []
+    if "train.epochs" in caps:
+        said.append(f"train.epochs capped at {caps['train.epochs']}")
+    said.append(f"data.scale {policy.get('data.scale', 1.0):g}")
+    text = f" Synthetic-suite policy of {protocol}: {', '.join(said)}"
+    used = []
+    for key in ("train.epochs", "data.scale"):
+        values = sorted({v.spec["config"][key] for v in views if key in v.spec.get("config", {})})
+        if values:
+            used.append(f"{key} {'/'.join(f'{x:g}' for x in values)}")
+    return text + (f"; these runs: {', '.join(used)}." if used else ".")
+
+
+def smoke_note(views: Sequence[RunView]) -> str:
+    """A caption sentence saying what the [smoke run] rows are ('' when the table has none)."""
+    if not any(is_smoke(v) for v in views):
+        return ""
+    return (f" Rows marked [{SMOKE}] are --tiny smoke runs (tiny model configs, few epochs, small data): they check "
+            "that the code runs; they are not results.")
+
+
+def data_notes(protocol: str, views: Sequence[RunView], synthetic: bool) -> str:
+    return (synthetic_policy_note(protocol, views) if synthetic else "") + smoke_note(views)
 
 
 def _caption(protocol: str, version: str, seeds: list[int], rule: str, synthetic: bool, extra: str = "") -> str:
@@ -292,14 +336,15 @@ def _caption(protocol: str, version: str, seeds: list[int], rule: str, synthetic
             + " Accuracies and F1 in percent.")
 
 
-def generic_tables(views: list[RunView], selection: str | None, reference: str | None = None) -> list[Table]:
+def generic_tables(views: list[RunView], selection: str | None, reference: str | None = None,
+                   test: str = "t") -> list[Table]:
     """One table per protocol, setting and dataset(s) (missing-rate: per dataset and metric);
-    `reference` marks significant differences in the tables that have that row."""
+    `reference` marks significant differences (by `test`) in the tables that have that row."""
     from msabench.core.errors import UserError
 
     rate_views = [v for v in views if is_rate_run(v.spec)]
     other = [v for v in views if v not in rate_views]
-    tables = _point_tables(other, views, selection, reference)
+    tables = _point_tables(other, views, selection, reference, test)
     tables += rate_tables(rate_views, selection)
     if reference and other and not any("reference" in t.meta for t in tables):
         labels = sorted({r.label for t in tables for r in t.rows if r.kind == "ours"})
@@ -308,9 +353,9 @@ def generic_tables(views: list[RunView], selection: str | None, reference: str |
 
 
 def _point_tables(views: list[RunView], all_views: list[RunView], selection,
-                  reference: str | None = None) -> list[Table]:
+                  reference: str | None = None, test: str = "t") -> list[Table]:
     from msabench.core.errors import UserError
-    from msabench.report.significance import mark_significance
+    from msabench.report.significance import ItemRef, find_row, mark_significance
 
     by_table: dict[tuple, list[RunView]] = defaultdict(list)
     for v in views:
@@ -334,21 +379,26 @@ def _point_tables(views: list[RunView], all_views: list[RunView], selection,
         rows = []
         labels = row_labels(rows_by_key)
         values: dict[tuple[str, str, int], dict[int, float]] = {}
+        items: dict[tuple[str, str, int], dict[int, ItemRef]] = {}
         models: dict[str, str] = {}
         notes: list[str] = []
         for rkey, members in rows_by_key.items():
             key = stable_key(list(rkey))
-            per_run = [(int(m.spec["seed"]),
-                        chosen_metrics(m, rule, lodo_helpers(m, all_views) if rule == "lodo" else ()))
-                       for m in members]
+            lodo = {m.run_id: lodo_helpers(m, all_views) if rule == "lodo" else () for m in members}
+            per_run = [(int(m.spec["seed"]), chosen_metrics(m, rule, lodo[m.run_id])) for m in members]
+            chosen = {int(m.spec["seed"]): (m, selected_epoch(m, rule, lodo[m.run_id])) for m in members}
             cells = {}
             for col in columns:
                 per_seed = {seed: float(v) for seed, pm in per_run
                             if (v := pm.get(col.group, {}).get(col.metric)) is not None and v == v}
                 values[(key, col.key, 0)] = per_seed
+                items[(key, col.key, 0)] = {seed: ItemRef(chosen[seed][0], chosen[seed][1], col.group,
+                                                          float(chosen[seed][0].spec["rate"]), col.metric)
+                                            for seed in per_seed}
                 cells[col.key] = mean_std(per_seed.values())
             models[key] = members[0].spec["model"]
-            rows.append(Row(key=key, label=labels[rkey], cells=cells, n_seeds=len({m.spec["seed"] for m in members})))
+            rows.append(Row(key=key, label=labels[rkey], cells=cells, n_seeds=len({m.spec["seed"] for m in members}),
+                            caveat=SMOKE if any(is_smoke(m) for m in members) else ""))
             flag_degenerate(rows[-1], members, rule, all_views, notes)
             note_lodo(rows[-1], members, rule, all_views, notes)
         rows.sort(key=lambda r: r.label)
@@ -360,6 +410,7 @@ def _point_tables(views: list[RunView], all_views: list[RunView], selection,
             extra = (f" Sources {', '.join(d for d in datasets if subgroups.get(d) == 'source')}; targets "
                      f"{', '.join(d for d in datasets if subgroups.get(d) == 'target')}; 3-class accuracy and weighted "
                      "F1.")
+        extra += data_notes(protocol, runs, synthetic)
         table = Table(id=f"{protocol}{('-' + setting) if setting else ''}-{'+'.join(datasets)}"
                       + (f"-rate{rate:g}" if rate else ""),
                       title=title, columns=columns, rows=rows,
@@ -370,9 +421,11 @@ def _point_tables(views: list[RunView], all_views: list[RunView], selection,
         if reference:
             table.meta["row_models"] = models
             try:
-                mark_significance(table, values, reference)
+                find_row(rows, reference, models)
             except UserError:
                 pass  # the reference row is not in this table
+            else:  # its own errors (an item-level test without stored labels) reach the user
+                mark_significance(table, values, reference, test=test, items=items)
             table.meta.pop("row_models", None)
         table.rank_cells()
         tables.append(table)
@@ -474,7 +527,8 @@ def rate_tables(views: list[RunView], selection: str | None) -> list[Table]:
                     cells["auilc"] = curve["auilc"]
                     cells["auilc_norm"] = curve["auilc_norm"]
                 rows.append(Row(key=stable_key([label, metric]), label=label, cells=cells,
-                                n_seeds=max(curve["n"]) if curve["n"] else 0))
+                                n_seeds=max(curve["n"]) if curve["n"] else 0,
+                                caveat=SMOKE if any(is_smoke(m) for m in group["members"][label]) else ""))
                 flag_degenerate(rows[-1], group["members"][label], rule, views, notes)
             masking_note = text_masking_note([v for v in views if v.spec["protocol"] == protocol
                                               and tuple(v.spec["datasets"]) == tuple(datasets)])
@@ -487,6 +541,7 @@ def rate_tables(views: list[RunView], selection: str | None) -> list[Table]:
                 extra = (f" {metric} at each missing rate (same rate on every modality in train, valid and test); "
                          "auilc: trapezoid area over the grid including 0.0, unnormalised; "
                          "auilc_norm: auilc / grid width." + masking_note)
+            extra += data_notes(protocol, [m for ms in group["members"].values() for m in ms], synthetic)
             table = Table(id=f"{protocol}{('-' + setting) if setting else ''}-{'+'.join(datasets)}-{metric}",
                           title=f"{protocol} on {' + '.join(datasets)}: {metric} vs missing rate",
                           columns=columns, rows=rows, notes=notes,
@@ -506,7 +561,7 @@ def row_labels(rows_by_key: dict[tuple, list[RunView]]) -> dict[tuple, str]:
     """The model label, plus the config keys (and modalities) that tell apart rows sharing it."""
     by_label: dict[str, list[tuple]] = defaultdict(list)
     for key, members in rows_by_key.items():
-        by_label[members[0].spec["model"]].append(key)
+        by_label[spec_label(members[0].spec)].append(key)
     labels = {}
     for label, keys in by_label.items():
         if len(keys) == 1:
@@ -516,7 +571,8 @@ def row_labels(rows_by_key: dict[tuple, list[RunView]]) -> dict[tuple, str]:
         differing = sorted({k for c in configs for k in c if any(c.get(k) != o.get(k) for o in configs)})
         mods = [",".join(rows_by_key[k][0].spec["modalities"]) for k in keys]
         for k, cfg, mod in zip(keys, configs, mods):
-            text = label + (":" + ",".join(f"{d}={cfg.get(d)}" for d in differing) if differing else "")
+            keys_text = ",".join(f"{d}={cfg.get(d)}" for d in differing)
+            text = label + (("," if ":" in label else ":") + keys_text if differing else "")
             if len(set(mods)) > 1:
                 text += f" [{mod}]"
             if text in labels.values():

@@ -6,6 +6,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from msabench.core.config import spec_label
 from msabench.core.errors import UserError
 from msabench.evaluation.selection import check_rule
 from msabench.report.aggregate import RunView, generic_tables
@@ -39,7 +40,8 @@ def load_views(out: str, *, warn=None) -> list[RunView]:
         except FileNotFoundError:  # env.json is informative; a table never needs it
             env = {}
         views.append(RunView(run_id=rd.run_id, spec=spec, records=rd.read_records(),
-                             git=str(env.get("git_sha") or ""), env=env, dirty=bool(env.get("git_dirty"))))
+                             git=str(env.get("git_sha") or ""), env=env, dirty=bool(env.get("git_dirty")),
+                             path=str(rd.path)))
     if warn is not None:
         shas = sorted({v.git for v in views if v.git})
         if len(shas) > 1:
@@ -72,7 +74,7 @@ def check_rule_applies(rule: str, views: list[RunView], tables: Sequence[str] = 
 
 
 def build_tables(views: list[RunView], *, tables: Sequence[str] = (), selection: str | None = None,
-                 compare_paper: bool = False, reference: str | None = None):
+                 compare_paper: bool = False, reference: str | None = None, test: str = "t"):
     if selection is not None:
         check_rule(selection)
         check_rule_applies(selection, views, tables)
@@ -81,20 +83,26 @@ def build_tables(views: list[RunView], *, tables: Sequence[str] = (), selection:
         from msabench.report.paper import build_template_table
 
         return [build_template_table(TEMPLATES.get(t), views, selection=selection, compare_paper=compare_paper,
-                                     reference=reference) for t in tables]
+                                     reference=reference, test=test) for t in tables]
     if compare_paper:
         raise UserError("--compare-paper needs a paper layout: add --table T (list them with `msabench tables`)")
     if not views:
         raise UserError("no finished runs in the store: run `msabench run` first, or pass --out DIR")
-    return generic_tables(views, selection, reference=reference)
+    return generic_tables(views, selection, reference=reference, test=test)
 
 
 def build_report(out: str, *, table: str | Sequence[str] | None = None, fmt: str = "markdown",
                  selection: str | None = None, compare_paper: bool = False, reference: str | None = None,
-                 plots: str | None = None, warn=None, terminal: bool = False) -> str:
+                 plots: str | None = None, warn=None, terminal: bool = False, test: str | None = None) -> str:
     """`terminal`: the text goes to a terminal (markdown with ANSI emphasis, plain under NO_COLOR)."""
     if fmt not in RENDERERS:
         raise UserError(f"--format {fmt!r}: use one of {', '.join(RENDERERS)}")
+    if test is not None:  # before reading the store
+        from msabench.report.significance import check_test
+
+        check_test(test)
+        if reference is None:
+            raise UserError(f"--test {test} tests cells against a reference row: add --reference ROW")
     if selection is not None:  # before reading the store (and its warnings)
         check_rule(selection)
     if plots and Path(plots).exists() and not Path(plots).is_dir():  # before reading the store
@@ -106,7 +114,8 @@ def build_report(out: str, *, table: str | Sequence[str] | None = None, fmt: str
         for n in names:
             TEMPLATES.get(n)  # unknown names: exit 2 with close matches, before reading the store
     views = load_views(out, warn=warn or (lambda m: print(m, file=sys.stderr)))
-    tables = build_tables(views, tables=names, selection=selection, compare_paper=compare_paper, reference=reference)
+    tables = build_tables(views, tables=names, selection=selection, compare_paper=compare_paper, reference=reference,
+                          test=test or "t")
     note_gaps(tables, store_gaps(out), out, warn or (lambda m: print(m, file=sys.stderr)))
     if plots:
         from msabench.report.plots import plots_from_store
@@ -177,7 +186,7 @@ def note_gaps(tables, gaps: list[dict], out: str, warn) -> None:
             if g["spec"] is None or not _belongs(g["spec"], table.meta):
                 continue
             kind = g["reason"].split(":", 1)[0].strip() if g["status"] == "failed" else ""
-            groups.setdefault((str(g["spec"].get("model")), g["status"], kind), []).append(str(g["spec"].get("seed")))
+            groups.setdefault((spec_label(g["spec"]), g["status"], kind), []).append(str(g["spec"].get("seed")))
         if groups:
             parts = [f"{model} seed{'s' if len(seeds) > 1 else ''} {', '.join(sorted(seeds, key=_seed_order))} "
                      f"{words.get(status, status)}{f' ({kind})' if kind else ''}"

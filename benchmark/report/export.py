@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from msabench.core.config import spec_label
 from msabench.core.errors import UserError
 from msabench.data.names import all_synthetic
 
@@ -28,12 +29,12 @@ _TYPES = {"seed": int, "epoch": int, "rate": float, "eval_rate": float, "value":
 
 def run_identity(run_id: str, spec: dict[str, Any]) -> dict[str, Any]:
     """The identity columns of a run (the first columns of every export row)."""
-    model = str(spec.get("model", ""))
+    model = str(spec.get("model", ""))  # NAME[@VARIANT]; the `model` column adds the inline keys
     datasets = list(spec.get("datasets") or [])
     return {
         "run_id": run_id, "protocol": spec.get("protocol", ""),
         "protocol_version": str(spec.get("protocol_version", "")), "setting": spec.get("setting") or "",
-        "model": model, "variant": model.split("@", 1)[1] if "@" in model else "",
+        "model": spec_label(spec), "variant": model.split("@", 1)[1] if "@" in model else "",
         "datasets": "+".join(datasets), "data": "synthetic" if all_synthetic(datasets) else "real",
         "seed": int(spec.get("seed", 0)), "rate": float(spec.get("rate") or 0.0),
         "modalities": ",".join(spec.get("modalities") or []), "label_rule": spec.get("label_rule", ""),

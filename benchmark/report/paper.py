@@ -18,19 +18,24 @@ from collections.abc import Iterable, Sequence
 from msabench.data.names import base_name, is_synthetic
 from msabench.evaluation.selection import caption_text
 from msabench.report.aggregate import (
+    SMOKE,
+    SYNTHETIC,
     RunView,
     chosen_metrics,
+    data_notes,
     flag_degenerate,
+    is_smoke,
     lodo_helpers,
     mean_std,
     note_dashes,
     note_lodo,
     rate_metrics,
     row_labels,
+    selected_epoch,
     stable_key,
     text_masking_note,
 )
-from msabench.report.significance import SeedValues, mark_significance
+from msabench.report.significance import ItemRef, ItemRefs, SeedValues, mark_significance
 from msabench.report.table import Cell, Column, Row, Table
 
 OTHER_GROUP = "Other runs in the store (not in the paper)"
@@ -135,6 +140,24 @@ def seed_values(template, col, part: int, views: list[RunView], rule: str,
         value = chosen_metrics(v, rule, lodo).get(name, {}).get(metric)
         if value is not None and not (isinstance(value, float) and math.isnan(value)):
             out[int(v.spec["seed"])] = float(value)
+    return out
+
+
+def item_refs(template, col, part: int, views: list[RunView], rule: str, all_views: Sequence[RunView],
+              seeds: Iterable[int]) -> dict[int, ItemRef]:
+    """Per seed with a value, where its test predictions are (item-level tests); {} for cells that
+    summarise a curve or count parameters."""
+    if col.value == "params" or col.value in CURVE_VALUES:
+        return {}
+    domain, metric = col.parts[part]
+    wanted, out = set(seeds), {}
+    for v in _column_views(template, col, views, domain):
+        name = _domain_name(v, domain)
+        if name is None or int(v.spec["seed"]) not in wanted:
+            continue
+        epoch = selected_epoch(v, rule, lodo_helpers(v, all_views) if rule == "lodo" else ())
+        if epoch is not None:
+            out[int(v.spec["seed"])] = ItemRef(v, epoch, name, float(v.spec["rate"]), metric)
     return out
 
 
@@ -290,7 +313,7 @@ def _rule(template, views: list[RunView], selection: str | None) -> str:
 
 
 def build_template_table(template, views: Sequence[RunView], *, selection: str | None = None,
-                         compare_paper: bool = False, reference: str | None = None) -> Table:
+                         compare_paper: bool = False, reference: str | None = None, test: str = "t") -> Table:
     from msabench.protocols.published import lookup, table_info
 
     all_views = list(views)
@@ -317,6 +340,7 @@ def build_template_table(template, views: Sequence[RunView], *, selection: str |
 
     columns = [_column(c) for c in template.columns]
     values: SeedValues = {}
+    items: ItemRefs = {}
     rows: list[Row] = []
     models: dict[str, str] = {}
     use_groups = any(r.group for r in template.rows) or bool(extra_groups)
@@ -335,14 +359,18 @@ def build_template_table(template, views: Sequence[RunView], *, selection: str |
                 else:
                     per_seed = seed_values(template, tcol, i, members, rule, all_views)
                 values[(key, tcol.key, i)] = per_seed
+                if test != "t" and reference:
+                    items[(key, tcol.key, i)] = item_refs(template, tcol, i, members, rule, all_views, per_seed)
                 cell = mean_std(per_seed.values())
                 if caveat:
                     cell.flag = GRID_FLAG
                     grid_notes.setdefault((label, caveat), []).append(tcol.parts[i])
                 parts.append(cell)
             cells[tcol.key] = Cell(parts=parts) if len(parts) > 1 else parts[0]
+        # Beside the papers' (real-data) numbers, a row says in itself what it is not.
+        caveat = ", ".join(([SYNTHETIC] if synthetic else []) + ([SMOKE] if any(is_smoke(m) for m in members) else []))
         row = Row(key=key, label=label, group=group, cells=cells, kind="ours",
-                  n_seeds=len({int(m.spec["seed"]) for m in members}))
+                  n_seeds=len({int(m.spec["seed"]) for m in members}), caveat=caveat if published else "")
         flag_degenerate(row, members, rule, all_views, caveats)
         note_lodo(row, members, rule, all_views, caveats)
         return row
@@ -366,7 +394,7 @@ def build_template_table(template, views: Sequence[RunView], *, selection: str |
         if compare_paper and paper_cells:
             rows.append(Row(key=trow.key + "#paper", label=f"{trow.label} (paper)", group=group, cells=paper_cells,
                             kind="paper"))
-            if not synthetic:
+            if not synthetic and not ours.caveat:  # no difference for a smoke run: it measures nothing
                 rows.append(Row(key=trow.key + "#delta", label=f"{trow.label} Δ (ours − paper)", group=group,
                                 cells=_delta_cells(ours.cells, paper_cells, template), kind="delta"))
     for rkey, members in sorted(extra_groups.items(), key=lambda kv: extra_labels[kv[0]]):
@@ -405,11 +433,12 @@ def build_template_table(template, views: Sequence[RunView], *, selection: str |
                + "Best bold, second underlined, among our rows. Rows marked 'published only' show the paper's "
                  "numbers (not run here).")
     masking_note = text_masking_note(relevant)
-    caption += masking_note
+    caption += masking_note + data_notes(template.protocol, used, synthetic)
     if compare_paper:
         caption += (" '(paper)' rows show the published numbers"
                     + ("; on synthetic data no differences are shown: they measure other data." if synthetic
-                       else "; 'Δ' rows: ours minus the paper's."))
+                       else "; 'Δ' rows: ours minus the paper's" + (" (none for smoke runs)." if any(
+                           is_smoke(v) for v in used) else ".")))
     notes = (list(template.notes) + ([template.metric_note] if template.metric_note else [])
              + [f"About the paper's numbers: {n}" for n in template.paper_notes]
              + [f"{GRID_FLAG} {label} ({_metrics_text(cols)}): {caveat}."
@@ -425,7 +454,7 @@ def build_template_table(template, views: Sequence[RunView], *, selection: str |
                         "text_masked_after_encoding": bool(masking_note)})
     note_dashes(table)
     if reference:
-        mark_significance(table, values, reference)
+        mark_significance(table, values, reference, test=test, items=items)
     table.rank_cells()
     table.meta.pop("row_models", None)
     return table

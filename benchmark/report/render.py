@@ -23,7 +23,7 @@ from msabench.report.table import Cell, Column, Row, Table, format_part
 
 
 def _row_label(row: Row) -> str:
-    return row.label + (" (published only)" if row.kind == "published" or row.published_only else "")
+    return row.shown_label + (" (published only)" if row.kind == "published" or row.published_only else "")
 
 
 def _cell_parts(cell: Cell | None) -> list[Cell | None]:
@@ -217,7 +217,7 @@ def latex_document(body: str) -> str:
 
 
 # -- CSV ------------------------------------------------------------------------------------------
-CSV_FIELDS = ("table", "row", "row_label", "row_group", "row_kind", "n_seeds", "column", "column_group",
+CSV_FIELDS = ("table", "row", "row_label", "row_caveat", "row_group", "row_kind", "n_seeds", "column", "column_group",
               "column_subgroup", "column_label", "part", "metric", "scale", "mean", "std", "n", "published",
               "rank", "mark", "text")
 
@@ -241,8 +241,8 @@ def table_records(tables: list[Table]) -> Iterator[dict[str, Any]]:
                         continue
                     metric = col.parts[i] if i < len(col.parts) else (col.metric or col.key)
                     yield dict(zip(CSV_FIELDS, (
-                        t.id, row.key, row.label, row.group, row.kind, row.n_seeds or None, col.key, col.group,
-                        col.subgroup, col.label, i, metric, col.scale, _csv_number(part.mean, col),
+                        t.id, row.key, row.label, row.caveat, row.group, row.kind, row.n_seeds or None, col.key,
+                        col.group, col.subgroup, col.label, i, metric, col.scale, _csv_number(part.mean, col),
                         _csv_number(part.std, col), part.n or None, _csv_number(part.published, col),
                         part.rank or None, part.mark + part.flag, part.text or "",
                     )))
@@ -288,6 +288,8 @@ def to_json(tables: list[Table]) -> str:
         d = _clean(t.to_dict())
         for row in d["rows"]:
             row["cells"] = {k: _compact_cell(c) for k, c in row["cells"].items()}
+            if not row["caveat"]:
+                del row["caveat"]
         data.append(d)
     return json.dumps(data, indent=1, sort_keys=True, default=str) + "\n"
 

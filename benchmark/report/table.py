@@ -60,6 +60,11 @@ class Row:
     n_seeds: int = 0
     note: str = ""
     kind: str = "ours"  # ours | paper | delta | published
+    caveat: str = ""  # shown beside the label in every format: "synthetic data", "smoke run"
+
+    @property
+    def shown_label(self) -> str:
+        return self.label + (f" [{self.caveat}]" if self.caveat else "")
 
 
 @dataclass

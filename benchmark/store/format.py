@@ -44,6 +44,10 @@ def ids_key(split: str, domain: str, rate: float = 0.0) -> str:
     return f"ids/{_eval_key(split, domain, rate)}"
 
 
+def y_key(split: str, domain: str, rate: float = 0.0) -> str:
+    return f"y/{_eval_key(split, domain, rate)}"
+
+
 def pred_key(epoch: int, split: str, domain: str, rate: float = 0.0) -> str:
     return f"pred/{int(epoch)}/{_eval_key(split, domain, rate)}"
 
@@ -81,6 +85,13 @@ class Predictions(dict):
         if key not in self and rate:
             key = ids_key(split, domain)
         return self[key]
+
+    def y(self, split: str, domain: str, rate: float = 0.0) -> np.ndarray | None:
+        """The labels of an evaluation set; None for runs recorded before they were stored."""
+        key = y_key(split, domain, rate)
+        if key not in self and rate:
+            key = y_key(split, domain)
+        return self.get(key)
 
     def pred(self, epoch: int, split: str, domain: str, rate: float = 0.0) -> np.ndarray:
         return self[pred_key(epoch, split, domain, rate)]

@@ -9,6 +9,8 @@ Files of a run folder (schemas: spec 1, env 1, records 1, failed 1, done 1):
                      loss keys sorted; non-finite numbers stored as null (strict JSON)
     predictions.npz  flat keys (domains may contain "/", e.g. synth-dg/mosi):
                        ids/<split>/<domain>[/rate<r>]           sample ids (str array)
+                       y/<split>/<domain>[/rate<r>]             their labels (runs recorded before
+                                                                these keys lack them)
                        pred/<epoch>/<split>/<domain>[/rate<r>]  float32 (N,) or (N, C) predictions
                      "/rate<r>" (r formatted with :g) only for an evaluation at a non-zero missing
                      rate, matching msabench.engine.loop; other keys are stored as given. Deterministic bytes.
