@@ -54,19 +54,30 @@ from msabench.store.runs import Store
 from msabench.tracking import MlflowView
 
 
+def now() -> tuple[float, float]:
+    """Wall and CPU seconds (the process's CPU time: on a machine shared with other jobs it counts
+    only the time this process ran, so it is the steadier of the two)."""
+    return time.perf_counter(), time.process_time()
+
+
 class ComputeClock:
-    """Seconds spent in the model's own computation: top-level forward, backward, optimiser step."""
+    """Wall and CPU seconds spent in the model's own computation: top-level forward, backward,
+    optimiser step."""
 
     def __init__(self) -> None:
-        self.seconds = 0.0
-        self._started = 0.0
-        self.enabled = False
+        self.wall = self.cpu = 0.0
+        self._started = (0.0, 0.0)
 
-    def start(self, *_args) -> None:
-        self._started = time.perf_counter()
+    def reset(self) -> None:
+        self.wall = self.cpu = 0.0
 
-    def stop(self, *_args) -> None:
-        self.seconds += time.perf_counter() - self._started
+    def start(self) -> None:
+        self._started = now()
+
+    def stop(self) -> None:
+        wall, cpu = now()
+        self.wall += wall - self._started[0]
+        self.cpu += cpu - self._started[1]
 
     def hook(self, model: torch.nn.Module) -> None:
         model.register_forward_pre_hook(lambda *a: self.start())
@@ -74,21 +85,23 @@ class ComputeClock:
 
 
 CLOCK = ComputeClock()
+LOOP = ComputeClock()  # msabench's run_loop, start to end
 
 
-def _timed(method):
+def _timed(method, clock: ComputeClock):
     def wrapper(*args, **kwargs):
-        started = time.perf_counter()
+        clock.start()
         try:
             return method(*args, **kwargs)
         finally:
-            CLOCK.seconds += time.perf_counter() - started
+            clock.stop()
     return wrapper
 
 
 # The timing wrappers sit on the class, so msabench's runs and the bare loop carry the same cost.
-TrainContext.backward = _timed(TrainContext.backward)
-TrainContext._apply = _timed(TrainContext._apply)
+TrainContext.backward = _timed(TrainContext.backward, CLOCK)
+TrainContext._apply = _timed(TrainContext._apply, CLOCK)
+runner.run_loop = _timed(runner.run_loop, LOOP)
 
 
 def spec_for(model: str, scale: float, epochs: int, eval_train: bool):
@@ -100,8 +113,6 @@ def spec_for(model: str, scale: float, epochs: int, eval_train: bool):
 
 
 def run_msabench(spec, threads: int) -> dict[str, float]:
-    import json
-
     with tempfile.TemporaryDirectory(prefix="bench-epoch-") as out:
         store = Store(out)
         original_build = runner.build_model
@@ -112,8 +123,9 @@ def run_msabench(spec, threads: int) -> dict[str, float]:
             return model, datasets, tokens
 
         runner.build_model = hooked_build
-        CLOCK.seconds = 0.0
-        started = time.perf_counter()
+        CLOCK.reset()
+        LOOP.reset()
+        started = now()
         try:
             status = run_one(spec, store, RunOptions(device="cpu", threads=threads), retry_failed=False)
         finally:
@@ -124,10 +136,10 @@ def run_msabench(spec, threads: int) -> dict[str, float]:
         with MlflowView(out) as view:
             if view.log_run(run_dir) != "logged":
                 raise SystemExit(f"MLflow logging failed: {view.error}")
-        total = time.perf_counter() - started
-        summary = json.loads((run_dir.path / "summary.json").read_text())
-    return {"loop": summary["train_seconds"], "run": total, "compute": CLOCK.seconds,
-            "epochs": summary["epochs_run"]}
+        ended = now()
+        epochs = run_dir.read_json("summary.json")["epochs_run"]
+    return {"loop_wall": LOOP.wall, "loop_cpu": LOOP.cpu, "run_wall": ended[0] - started[0],
+            "run_cpu": ended[1] - started[1], "compute_wall": CLOCK.wall, "compute_cpu": CLOCK.cpu, "epochs": epochs}
 
 
 def _plain(split) -> dict:
@@ -158,8 +170,8 @@ def run_bare(spec, threads: int) -> dict[str, float]:
     clip_value = float(getattr(getattr(model, "cfg", None), "grad_clip_value", 0.0) or 0.0)
     generator = torch.Generator().manual_seed(seed_hash("shuffle", spec.seed))
     CLOCK.hook(model)
-    CLOCK.seconds = 0.0
-    started = time.perf_counter()
+    CLOCK.reset()
+    started = now()
     for _ in range(epochs):
         model.train()
         order = torch.randperm(train["n"], generator=generator).numpy()
@@ -179,8 +191,9 @@ def run_bare(spec, threads: int) -> dict[str, float]:
                 preds = [model(_batch(split, np.arange(s, min(s + eval_batch, split["n"])))).pred
                          for s in range(0, split["n"], eval_batch)]
                 torch.cat(preds).numpy()
-    seconds = time.perf_counter() - started
-    return {"loop": seconds, "compute": CLOCK.seconds, "epochs": epochs}
+    ended = now()
+    return {"loop_wall": ended[0] - started[0], "loop_cpu": ended[1] - started[1], "compute_wall": CLOCK.wall,
+            "compute_cpu": CLOCK.cpu, "epochs": epochs}
 
 
 def main() -> None:
@@ -198,8 +211,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), synth-mosi scale {args.scale:g}, "
           f"{args.epochs} epochs, eval_train={not args.no_eval_train}, median of {args.repeats}")
-    print(f"{'model':8} {'loop/epoch msabench':>20} {'bare':>8} {'ratio':>6}   {'run/epoch':>9} {'ratio':>6}   "
-          f"{'harness share':>13} {'bare non-compute':>16}")
+    print("per epoch, seconds; ratios to the bare loop; harness = share of msabench's loop outside the "
+          "model's computation")
+    print(f"{'model':8} {'clock':5} {'msabench loop':>13} {'bare':>8} {'ratio':>6}   {'whole run':>9} {'ratio':>6}   "
+          f"{'harness':>7} {'bare non-compute':>16}")
     for name in args.models.split(","):
         spec = spec_for(name, args.scale, args.epochs, not args.no_eval_train)
         ours, bare = [], []
@@ -207,12 +222,20 @@ def main() -> None:
         for _ in range(args.repeats):
             ours.append(run_msabench(spec, args.threads))
             bare.append(run_bare(spec, args.threads))
-        med = lambda rows, key: statistics.median(r[key] / r["epochs"] for r in rows)  # noqa: E731
-        loop, run, b = med(ours, "loop"), med(ours, "run"), med(bare, "loop")
-        share = statistics.median(1 - r["compute"] / r["loop"] for r in ours)
-        bare_share = statistics.median(1 - r["compute"] / r["loop"] for r in bare)
-        print(f"{name:8} {loop:19.3f}s {b:7.3f}s {loop / b:6.3f}   {run:8.3f}s {run / b:6.3f}   "
-              f"{share:12.1%} {bare_share:15.1%}", flush=True)
+        for clock in ("cpu", "wall"):
+            loop, run, b = (per_epoch(rows, f"{key}_{clock}") for rows, key in ((ours, "loop"), (ours, "run"),
+                                                                              (bare, "loop")))
+            print(f"{name:8} {clock:5} {loop:12.3f}s {b:7.3f}s {loop / b:6.3f}   {run:8.3f}s {run / b:6.3f}   "
+                  f"{outside(ours, clock):7.1%} {outside(bare, clock):16.1%}", flush=True)
+
+
+def per_epoch(rows: list[dict[str, float]], key: str) -> float:
+    return statistics.median(r[key] / r["epochs"] for r in rows)
+
+
+def outside(rows: list[dict[str, float]], clock: str) -> float:
+    """The median share of the loop's time outside the model's computation."""
+    return statistics.median(1 - r[f"compute_{clock}"] / r[f"loop_{clock}"] for r in rows)
 
 
 if __name__ == "__main__":
