@@ -133,6 +133,7 @@ def run_loop(
     sources = spec.train_domains or spec.source_domains or spec.datasets[:1]
     valid_domains = spec.valid_domains or sources
     min_epochs = int(cfg.get("train.min_epochs", 0))
+    run_id = spec.run_id  # a hash of the spec, computed on each access
     result = LoopResult(records=[], predictions={}, checkpoints={}, chosen_epochs={})
     for es in eval_sets:
         result.predictions[f"ids/{_key(es)}"] = es.data.ids.astype(str)
@@ -177,7 +178,7 @@ def run_loop(
             if es is losses_record_of:
                 loss.update({f"train_{k}": v for k, v in train_loss.items()})
             record = {
-                "schema": 1, "run_id": spec.run_id, "epoch": epoch, "split": es.split, "domain": es.domain,
+                "schema": 1, "run_id": run_id, "epoch": epoch, "split": es.split, "domain": es.domain,
                 "rate": es.rate, "metrics": {k: _clean(v) for k, v in metrics.items()}, "loss": loss,
                 "seconds": round(time.perf_counter() - t0 + (train_seconds if es is eval_sets[0] else 0.0), 4),
             }
