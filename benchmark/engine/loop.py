@@ -193,13 +193,14 @@ def run_loop(
         ctx.validation_end(functools.partial(_validation_value, epoch_records, domains=valid_domains, rate=spec.rate))
         model.on_validation_end(ctx, epoch_records)
 
-        for rule in rules:
-            chosen = select_epoch(result.records, rule, task=task, sources=valid_domains,
-                                  targets=spec.target_domains, train_rate=spec.rate)
-            if chosen == epoch:
+        chosen_now = [rule for rule in rules
+                      if select_epoch(result.records, rule, task=task, sources=valid_domains,
+                                      targets=spec.target_domains, train_rate=spec.rate) == epoch]
+        if chosen_now:  # one copy of the weights for every rule that picks this epoch (val and last, often)
+            state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+            for rule in chosen_now:
                 result.chosen_epochs[rule] = epoch
-                result.checkpoints[rule] = {k: v.detach().to("cpu", copy=True).contiguous()
-                                            for k, v in model.state_dict().items()}
+                result.checkpoints[rule] = state
         if on_epoch is not None:
             on_epoch(epoch, epoch_records)
         best = select_epoch(result.records, primary, task=task, sources=valid_domains,
