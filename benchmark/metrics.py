@@ -5,6 +5,12 @@ report layer does that. The definitions follow MMSA's reference code
 (`MMSA/utils/metricsTop.py`: `__eval_mosei_regression`, `__eval_sims_regression`), with F1 as
 `f1_score(y_true, y_pred, average='weighted')`.
 
+Accuracy and F1 are computed here with numpy, to the bit as sklearn's `accuracy_score` and
+`f1_score(..., zero_division=0)` compute them (tests/test_metrics.py compares them on random
+inputs): sklearn's input validation cost about 1 ms per call, a few per evaluated split and epoch,
+which was the largest share of the loop's time outside the model (perf/bench_epoch.py), and
+importing sklearn took seconds of every CLI command that reads records.
+
 An undefined value (Pearson on a constant vector, a binary metric on an empty subset) is `nan`
 with one `UndefinedMetricWarning`, never an exception: a diverged or constant model must still
 produce a record.
@@ -93,25 +99,28 @@ def _mae(pred: np.ndarray, true: np.ndarray) -> float:
     return float(np.mean(np.abs(pred.astype(np.float64) - true.astype(np.float64))))
 
 
+def _accuracy(true: np.ndarray, pred: np.ndarray) -> float:
+    return float(np.mean(np.asarray(true) == np.asarray(pred)))
+
+
 def _f1(true, pred, average: str = "weighted") -> float:
-    """sklearn's `f1_score(true, pred, average=average, zero_division=0)`, computed as sklearn does
-    (per label of either vector: F = 2tp / (2tp + fp + fn), 0 where undefined; weighted by the
-    support in `true`, or the plain mean), in numpy: a paired bootstrap evaluates it thousands of times."""
+    """F1 per label of the union of `true` and `pred` (sorted), averaged by support ("weighted") or
+    plainly ("macro"); a label never predicted nor true scores 0 (sklearn's zero_division=0)."""
     true, pred = np.asarray(true).reshape(-1), np.asarray(pred).reshape(-1)
-    labels = np.union1d(true, pred)
-    t = true[:, None] == labels[None, :]
-    p = pred[:, None] == labels[None, :]
-    tp = np.sum(t & p, axis=0).astype(np.float64)
-    support = np.sum(t, axis=0).astype(np.float64)
-    denominator = 2 * tp + (np.sum(p, axis=0) - tp) + (support - tp)
-    f1 = np.divide(2 * tp, denominator, out=np.zeros_like(tp), where=denominator > 0)
+    labels, codes = np.unique(np.concatenate([true, pred]), return_inverse=True)
+    codes = codes.reshape(-1)
+    t, p = codes[: true.size], codes[true.size:]
+    k = labels.size
+    tp = np.bincount(t[t == p], minlength=k).astype(np.float64)
+    true_sum = np.bincount(t, minlength=k)
+    denom = true_sum.astype(np.float64) + np.bincount(p, minlength=k).astype(np.float64)
+    f1 = 2.0 * tp / np.where(denom == 0, 1.0, denom)
+    f1[denom == 0] = 0.0
     if average == "macro":
         return float(np.mean(f1))
-    return float(np.average(f1, weights=support)) if support.sum() > 0 else 0.0
-
-
-def _accuracy(true, pred) -> float:
-    return float(np.mean(np.asarray(true) == np.asarray(pred)))
+    if average != "weighted":
+        raise ValueError(f"average must be 'weighted' or 'macro', got {average!r}")
+    return float(np.average(f1, weights=true_sum)) if true_sum.sum() else float(np.mean(f1))
 
 
 def _rounded_acc(pred: np.ndarray, true: np.ndarray, bound: float) -> float:

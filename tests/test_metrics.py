@@ -272,3 +272,19 @@ def test_auilc_rejects_bad_grids():
         auilc([0.0], [1.0])
     with pytest.raises(ValueError, match="one value per rate"):
         auilc_norm([0.0, 0.1], [1.0, 2.0, 3.0])
+
+
+def test_accuracy_and_f1_equal_sklearn_to_the_bit():
+    """The numpy accuracy and F1 reproduce sklearn's exactly (the CI baselines depend on it), also for
+    a class never predicted, a class only predicted, one class only, and boolean decisions."""
+    from msabench.metrics import _accuracy, _f1
+
+    rng = np.random.default_rng(0)
+    cases = [(rng.integers(0, k, n), rng.integers(0, k, n)) for k in (2, 3, 7) for n in (1, 5, 37, 686)]
+    cases += [(rng.random(50) > 0.3, rng.random(50) > 0.6), (np.zeros(9, bool), np.zeros(9, bool)),
+              (np.array([0, 0, 1, 1]), np.array([0, 0, 0, 0])), (np.array([0, 0, 0]), np.array([0, 1, 2])),
+              (np.array([2, 2, 5, 5, 5]), np.array([5, 2, 9, 5, 2]))]
+    for true, pred in cases:
+        assert _accuracy(true, pred) == accuracy_score(true, pred)
+        for average in ("weighted", "macro"):
+            assert _f1(true, pred, average) == f1_score(true, pred, average=average, zero_division=0), (true, pred)

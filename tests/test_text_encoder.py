@@ -14,6 +14,7 @@ import torch
 
 from msabench.api.text_encoder import ENCODER_PASSES, TINY_BERT, EncoderSettings, TextEncoder, _fingerprint_files
 from msabench.cli import main
+from msabench.core.errors import UserError
 from msabench.engine import text_encoding
 from msabench.engine.batching import build_tensor_split
 from msabench.plan.planner import Request, load_for_config, plan
@@ -156,6 +157,24 @@ def test_cache_cli_lists_and_clears(cache_dir, capsys):
     assert [e["key"] for e in entries] == [cache_key(BASE_PARTS)] and entries[0]["parts"]["split"] == "train"
     assert main(["cache", "clear", "--only", "text"]) == 0
     assert "deleted 1 entries" in capsys.readouterr().out and not list(cache_dir.glob("*.npy"))
+
+
+def test_cache_off_computes_every_time_and_touches_no_file(cache_dir, monkeypatch):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return np.ones((2, 1, 3), dtype=np.float32)
+
+    monkeypatch.setenv("MSABENCH_TEXT_CACHE", "off")
+    before = CACHE_STATS["off"]
+    first, second = cached_array(BASE_PARTS, compute), cached_array(BASE_PARTS, compute)
+    np.testing.assert_array_equal(first, second)
+    assert len(calls) == 2 and CACHE_STATS["off"] - before == 2 and not first.flags.writeable
+    assert not cache_dir.exists()
+    monkeypatch.setenv("MSABENCH_TEXT_CACHE", "maybe")
+    with pytest.raises(UserError, match="MSABENCH_TEXT_CACHE='maybe'"):
+        cached_array(BASE_PARTS, compute)
 
 
 # -- fine-tuned vs frozen ------------------------------------------------------------------------------------

@@ -325,7 +325,7 @@ def status(out) -> None:
     for rd in store.runs():
         st = rd.status()
         try:
-            rd.verify()  # a corrupted file or an unknown schema version: listed, then exit 2
+            rd.verify(keep_records=True)  # a corrupted file or unknown schema: listed, then exit 2
         except StoreError as exc:
             unreadable.append((rd.run_id, str(exc)))
             st = "unreadable"

@@ -133,6 +133,7 @@ def run_loop(
     sources = spec.train_domains or spec.source_domains or spec.datasets[:1]
     valid_domains = spec.valid_domains or sources
     min_epochs = int(cfg.get("train.min_epochs", 0))
+    run_id = spec.run_id  # a hash of the spec, computed on each access
     result = LoopResult(records=[], predictions={}, checkpoints={}, chosen_epochs={})
     for es in eval_sets:
         result.predictions[f"ids/{_key(es)}"] = es.data.ids.astype(str)
@@ -178,7 +179,7 @@ def run_loop(
             if es is losses_record_of:
                 loss.update({f"train_{k}": v for k, v in train_loss.items()})
             record = {
-                "schema": 1, "run_id": spec.run_id, "epoch": epoch, "split": es.split, "domain": es.domain,
+                "schema": 1, "run_id": run_id, "epoch": epoch, "split": es.split, "domain": es.domain,
                 "rate": es.rate, "metrics": {k: _clean(v) for k, v in metrics.items()}, "loss": loss,
                 "seconds": round(time.perf_counter() - t0 + (train_seconds if es is eval_sets[0] else 0.0), 4),
             }
@@ -193,13 +194,14 @@ def run_loop(
         ctx.validation_end(functools.partial(_validation_value, epoch_records, domains=valid_domains, rate=spec.rate))
         model.on_validation_end(ctx, epoch_records)
 
-        for rule in rules:
-            chosen = select_epoch(result.records, rule, task=task, sources=valid_domains,
-                                  targets=spec.target_domains, train_rate=spec.rate)
-            if chosen == epoch:
+        chosen_now = [rule for rule in rules
+                      if select_epoch(result.records, rule, task=task, sources=valid_domains,
+                                      targets=spec.target_domains, train_rate=spec.rate) == epoch]
+        if chosen_now:  # one copy of the weights for every rule that picks this epoch (val and last, often)
+            state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+            for rule in chosen_now:
                 result.chosen_epochs[rule] = epoch
-                result.checkpoints[rule] = {k: v.detach().to("cpu", copy=True).contiguous()
-                                            for k, v in model.state_dict().items()}
+                result.checkpoints[rule] = state
         if on_epoch is not None:
             on_epoch(epoch, epoch_records)
         best = select_epoch(result.records, primary, task=task, sources=valid_domains,

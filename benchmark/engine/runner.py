@@ -204,6 +204,8 @@ def text_record(spec: RunSpec, cache: Counter, passes: Counter) -> dict[str, Any
         out.update(settings=encoder.as_dict(), cache={"hits": cache["hits"], "misses": cache["misses"],
                                                       "rebuilt": cache["rebuilt"]},
                    encoded_samples=passes["samples"])
+        if cache["off"]:  # MSABENCH_TEXT_CACHE=off: encoded in memory, the cache untouched
+            out["cache"]["off"] = cache["off"]
     if "t" in spec.modalities and any(r > 0 for r in (spec.rate, *spec.eval_rates)):
         out["missing_protocol"] = (TEXT_MASKED_AFTER_ENCODING if text_masked_after_encoding(spec.to_dict())
                                    else "dropped tokens replaced by [UNK] before encoding (EMT-DLFR)")

@@ -343,7 +343,7 @@ def generic_tables(views: list[RunView], selection: str | None, reference: str |
     from msabench.core.errors import UserError
 
     rate_views = [v for v in views if is_rate_run(v.spec)]
-    other = [v for v in views if v not in rate_views]
+    other = [v for v in views if not is_rate_run(v.spec)]  # not `v not in rate_views`: quadratic in the runs
     tables = _point_tables(other, views, selection, reference, test)
     tables += rate_tables(rate_views, selection)
     if reference and other and not any("reference" in t.meta for t in tables):

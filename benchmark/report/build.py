@@ -31,7 +31,7 @@ def load_views(out: str, *, warn=None) -> list[RunView]:
         if _status(rd) != "done":
             continue
         if hasattr(rd, "verify"):
-            rd.verify()  # a damaged done run is named, never silently left out of a mean
+            rd.verify(keep_records=True)  # a damaged done run is named, never silently left out of a mean
         spec = rd.read_spec_dict() if hasattr(rd, "read_spec_dict") else rd.read_spec()
         if not isinstance(spec, dict):
             spec = spec.to_dict()

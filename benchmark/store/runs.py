@@ -129,6 +129,7 @@ class RunDir:
         self.stale_after = stale_after  # overrides the one recorded in the lock, for status only
         self._lock: RunLock | None = None
         self._record_lines: list[str] | None = None
+        self._parsed: tuple[tuple[int, int, int], list[tuple[str, dict[str, Any]]]] | None = None
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -330,18 +331,28 @@ class RunDir:
 
     def read_records(self) -> list[dict[str, Any]]:
         """All records, in the order written; StoreError on a corrupted line or unknown schema."""
-        return [rec for _, rec in self._read_record_lines()]
+        records = [rec for _, rec in self._read_record_lines()]
+        self._parsed = None  # handed out once: a caller may change its records, the next read parses afresh
+        return records
 
     def _read_record_lines(self) -> list[tuple[str, dict[str, Any]]]:
+        """The parsed records, kept until `read_records` hands them out while the file stays the same
+        (`status` and `report` verify a run's records and then read them: one parse, not two)."""
         path = self.path / RECORDS
         try:
+            stat = path.stat()
+            key = (stat.st_ino, stat.st_size, stat.st_mtime_ns)  # records.jsonl is replaced whole, never edited
+            if self._parsed is not None and self._parsed[0] == key:
+                return self._parsed[1]
             text = path.read_text()
         except FileNotFoundError:
             return []
         except (OSError, UnicodeDecodeError) as exc:
             raise StoreError(f"cannot read {path}: {exc}: run `msabench clean --incomplete` or delete the "
                              f"run folder {self.path}, then re-run") from exc
-        return parse_records(path, text, self._written_by())
+        parsed = parse_records(path, text, self._written_by())
+        self._parsed = (key, parsed)
+        return parsed
 
     # -- predictions -------------------------------------------------------------------------------------
     def write_predictions(self, predictions: Mapping[str, Any]) -> None:
@@ -440,17 +451,22 @@ class RunDir:
     def is_done(self) -> bool:
         return (self.path / DONE).exists()
 
-    def verify(self) -> None:
+    def verify(self, *, keep_records: bool = False) -> None:
         """Read what `status` and `report` rely on (spec.json and records.jsonl of a done run,
         failed.json of a failed one): StoreError naming the file and the fix when one is corrupted
-        or has a schema version this msabench cannot read."""
+        or has a schema version this msabench cannot read. `keep_records`: keep the parsed records
+        for the `read_records` that follows (else they are dropped: a caller verifying many runs
+        before reading any would hold them all in memory)."""
         status = self.status()
         if status == "done" or (status == "failed" and (self.path / SPEC).exists()):
             self.read_spec_dict()
         if status in ("done", "failed") and (self.path / ENV).exists():
             self.read_env()  # a newer schema (or damage) is named, never read silently
         if status == "done":
-            if not self._read_record_lines():  # a done run always has records: its mean would lose a seed
+            lines = self._read_record_lines()
+            if not keep_records:
+                self._parsed = None
+            if not lines:  # a done run always has records: its mean would lose a seed
                 path = self.path / RECORDS
                 raise StoreError(f"{path} is {'empty' if path.exists() else 'missing'} although run {self.run_id} is "
                                  f"done (a damaged store): delete the run folder {self.path}, then re-run")

@@ -6,6 +6,10 @@ the parts, shape, dtype and the sha256 of the .npy bytes. Both are written to te
 renamed into place, the sidecar last and under a per-key file lock, so an entry without a sidecar is
 half-written; an entry whose bytes do not match the sidecar's checksum is corrupt. Either is
 deleted and rebuilt, never read. Lives in ``$MSABENCH_CACHE/text`` (`msabench.core.cachedir`).
+
+``MSABENCH_TEXT_CACHE=off`` turns the cache off: every run encodes its text afresh in memory and
+nothing is read from or written to the cache (to measure what the cache saves, or to keep a read-only
+cache folder untouched); the runs' numbers are the same.
 """
 
 from __future__ import annotations
@@ -29,9 +33,23 @@ KEY_PARTS = ("encoder", "fingerprint", "max_length", "pooling", "layer", "dtype"
              "code")
 LOCK_TIMEOUT_S = 3600  # a first encoding of a large split can take a while; others wait for it
 
-# Process-wide counts: "hits" (read from disk), "misses" (computed and written), "rebuilt" (corrupt).
+CACHE_SWITCH = "MSABENCH_TEXT_CACHE"
+# Process-wide counts: "hits" (read from disk), "misses" (computed and written), "rebuilt" (corrupt),
+# "off" (computed, the cache being off).
 CACHE_STATS: Counter = Counter()
 _VERIFIED: dict[Path, tuple[int, int]] = {}  # path -> (size, mtime_ns) whose checksum matched
+
+
+def cache_enabled() -> bool:
+    """False when MSABENCH_TEXT_CACHE is off (also 0, false, no); any other value is an error."""
+    value = os.environ.get(CACHE_SWITCH, "").strip().lower()
+    if value in ("", "on", "1", "true", "yes"):
+        return True
+    if value in ("off", "0", "false", "no"):
+        return False
+    from msabench.core.errors import UserError
+
+    raise UserError(f"{CACHE_SWITCH}={os.environ[CACHE_SWITCH]!r}: use off to turn the text cache off, or on")
 
 
 def text_cache_dir() -> Path:
@@ -81,8 +99,15 @@ def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
 
 
 def cached_array(parts: dict[str, Any], compute: Callable[[], np.ndarray], root: Path | None = None) -> np.ndarray:
-    """The entry for `parts`, memory-mapped read-only; `compute()` fills it on a miss (under the lock)."""
+    """The entry for `parts`, memory-mapped read-only; `compute()` fills it on a miss (under the lock).
+    With the cache off, `compute()`'s array itself, read-only like an entry."""
     from filelock import FileLock
+
+    if not cache_enabled():
+        CACHE_STATS["off"] += 1
+        array = np.ascontiguousarray(compute())
+        array.setflags(write=False)
+        return array
 
     root = Path(root) if root is not None else text_cache_dir()
     key = cache_key(parts)
