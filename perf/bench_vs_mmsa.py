@@ -1,7 +1,8 @@
 """msabench against MMSA 2.2.1: per-epoch time, a 5-seed sweep end to end, test metrics.
 
-    python perf/bench_vs_mmsa.py [--mmsa-venv DIR] [--scale 0.1] [--epochs 3] [--seeds 1,2,3,4,5]
-        [--models tfn,lmf,lf_dnn,mult] [--workers 2] [--threads 1] [--out DIR] [--json FILE]
+    python perf/bench_vs_mmsa.py [--mmsa-venv DIR] [--scale 0.1] [--epochs 3] [--mult-scale 0.0125]
+        [--mult-epochs 2] [--seeds 1,2,3,4,5] [--models tfn,lmf,lf_dnn,mult] [--workers 2] [--threads 1]
+        [--skip epoch|sweep] [--out DIR] [--json FILE]
 
 Run it with msabench's python (the repository's venv). MMSA is never a dependency of msabench: it
 lives in its own venv, `--mmsa-venv DIR` (created there when it does not exist: `pip install
@@ -13,8 +14,10 @@ patches it needs on a CPU with torch 2.13 (listed in its docstring). Everything 
 Data: the synthetic `synth-mosi` at `--scale` (`msabench data synth`), whose `data.pkl` (MMSA layout)
 MMSA reads as a custom feature file and whose arrays msabench reads; the run records' data hash is
 checked against the folder's. Models `tfn`, `lmf`, `lf_dnn`, `mult` with MMSA's MOSI hyper-parameters
-on both sides (msabench's presets are MMSA's: batch sizes 32, 64, 128, 16); the same epochs (a fixed
-count: no early stopping on either side), the same seed values.
+on both sides (msabench's presets are MMSA's: batch sizes 32, 64, 128, 16, checked in the run specs);
+the same epochs (a fixed count: no early stopping on either side), the same seed values. MulT on
+MOSI shapes (375 audio and 500 video frames) costs about 40 CPU-seconds per 16 training samples, so
+it gets its own smaller data and epochs (`--mult-scale`, `--mult-epochs`), the same on both sides.
 
 (a) Per epoch, one seed, `--epoch-threads` torch threads on both sides, each side in one process for
     every model (MMSA first, then msabench), in an equivalent mode: one training pass plus the
@@ -34,7 +37,8 @@ count: no early stopping on either side), the same seed values.
     `val` selects (best valid MAE; MMSA: best valid L1 loss, the same quantity). Per model and metric,
     mean and spread (min..max) over seeds; "within" when msabench's mean lies inside MMSA's range.
 
-Full size (MOSI shapes, MMSA's early-stopping horizon): `--scale 1 --epochs 30` (hours on 2 cores).
+Full size (MOSI's split sizes): `--scale 1 --mult-scale 1 --epochs 30 --mult-epochs 30` (MMSA stops
+early with patience 8; 30 fixed epochs is its typical horizon): days on 2 cores, MulT nearly all of it.
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 MODELS = ("tfn", "lmf", "lf_dnn", "mult")
 METRICS = (("mae", "MAE"), ("corr", "Corr"), ("acc2_non0", "Non0_acc_2"), ("f1_non0", "Non0_F1_score"))
+# MMSA 2.2.1 config_regression.json, datasetParams "mosi": what msabench's presets must match
+MMSA_BATCH = {"tfn": 32, "lmf": 64, "lf_dnn": 128, "mult": 16}
 MMSA_VERSION = "2.2.1"
 TORCH_VERSION = "2.13.0"
 
@@ -113,12 +119,16 @@ def synth_folder(scale: float, dest: Path) -> Path:
 
 
 def msabench_args(models, seeds, a, out: Path) -> list[str]:
+    """One `msabench run` over the models; a model with its own data scale or epochs says so inline."""
     args = ["run", "--protocol", "standard", "--dataset", "synth-mosi", "--seeds", ",".join(map(str, seeds)),
             "--set", f"data.scale={a.scale}", "--set", f"train.epochs={a.epochs}",
             "--set", f"train.patience={a.epochs + 1}", "--set", "train.eval_train=false",
             "--device", "cpu", "--out", str(out)]
     for m in models:
-        args += ["--model", m]
+        own = {"data.scale": a.scales[m], "train.epochs": a.epochs_of[m], "train.patience": a.epochs_of[m] + 1}
+        inline = ",".join(f"{k}={v}" for k, v in own.items() if v != {"data.scale": a.scale, "train.epochs": a.epochs,
+                                                                       "train.patience": a.epochs + 1}[k])
+        args += ["--model", f"{m}:{inline}" if inline else m]
     return args
 
 
@@ -126,7 +136,7 @@ def run_mmsa(python: Path, mode: str, models, seeds, a, pkl: Path, work: Path, t
     work.mkdir(parents=True, exist_ok=True)
     result = work / "result.json"
     cmd = [str(python), str(HERE / "mmsa_runner.py"), "--mode", mode, "--models", ",".join(models),
-           "--data", str(pkl), "--seeds", ",".join(map(str, seeds)), "--epochs", str(a.epochs),
+           "--data", str(pkl), "--seeds", ",".join(map(str, seeds)), "--epochs", str(a.epochs_of[models[0]]),
            "--threads", str(threads), "--workdir", str(work), "--json", str(result)]
     t0 = time.perf_counter()
     with open(work / "output.log", "w") as log:
@@ -142,8 +152,13 @@ def steady(seconds: list[float]) -> float:
     return round(statistics.median(seconds[1:] or seconds), 4)
 
 
-def per_epoch(python: Path, a, pkl: Path, work: Path) -> dict:
-    mmsa, _ = run_mmsa(python, "epoch", a.models, [a.seeds[0]], a, pkl, work / "mmsa-epoch", a.epoch_threads)
+def per_epoch(python: Path, a, data: dict, work: Path) -> dict:
+    mmsa = {}
+    for scale, epochs in sorted({(a.scales[m], a.epochs_of[m]) for m in a.models}):  # an MMSA process each
+        models = [m for m in a.models if (a.scales[m], a.epochs_of[m]) == (scale, epochs)]
+        got, _ = run_mmsa(python, "epoch", models, [a.seeds[0]], a, data[models[0]]["pkl"],
+                          work / f"mmsa-epoch-{scale:g}-{epochs}", a.epoch_threads)
+        mmsa.update(got["models"])
     marks_file = work / "msabench-epoch.json"
     args = msabench_args(a.models, [a.seeds[0]], a, work / "msabench-epoch") + ["--threads", str(a.epoch_threads)]
     with open(work / "msabench-epoch.log", "w") as log:
@@ -155,7 +170,7 @@ def per_epoch(python: Path, a, pkl: Path, work: Path) -> dict:
     out = {}
     for model in a.models:
         marks = got["marks"][model]
-        theirs = mmsa["models"][model]
+        theirs = mmsa[model]
         row = {"mmsa_wall": theirs["epoch_seconds"], "mmsa_cpu": theirs["epoch_cpu_seconds"],
                "msabench_wall": [round(b[0] - e[0], 4) for e, b in zip(marks, marks[1:])],
                "msabench_cpu": [round(b[1] - e[1], 4) for e, b in zip(marks, marks[1:])]}
@@ -171,10 +186,10 @@ def per_epoch(python: Path, a, pkl: Path, work: Path) -> dict:
     return out
 
 
-def sweep(python: Path, a, pkl: Path, work: Path, data_hash: str) -> dict:
+def sweep(python: Path, a, data: dict, work: Path) -> dict:
     mmsa_wall, mmsa_test = 0.0, {}
     for model in a.models:
-        got, wall = run_mmsa(python, "sweep", [model], a.seeds, a, pkl, work / f"mmsa-sweep-{model}", 0)
+        got, wall = run_mmsa(python, "sweep", [model], a.seeds, a, data[model]["pkl"], work / f"mmsa-sweep-{model}", 0)
         mmsa_wall += wall
         mmsa_test[model] = got["models"][model]["test"]
         print(f"MMSA sweep {model}: {wall:.1f}s ({len(a.seeds)} seeds, {got['threads']} threads)", flush=True)
@@ -189,22 +204,26 @@ def sweep(python: Path, a, pkl: Path, work: Path, data_hash: str) -> dict:
     if done.returncode != 0:
         sys.exit(f"error: the msabench sweep exited {done.returncode}; see {work / 'msabench-sweep.log'}")
     print(f"msabench sweep: {ours_wall:.1f}s ({a.workers} workers x {a.threads} threads)", flush=True)
-    ours_test = msabench_test(store, data_hash)
+    ours_test = msabench_test(store, data)
     return {"mmsa_wall": round(mmsa_wall, 2), "msabench_wall": round(ours_wall, 2),
             "ratio": round(ours_wall / mmsa_wall, 3), "metrics": compare(a.models, mmsa_test, ours_test)}
 
 
-def msabench_test(store: Path, data_hash: str) -> dict[str, dict[str, list[float]]]:
+def msabench_test(store: Path, data: dict) -> dict[str, dict[str, list[float]]]:
     from msabench import results
 
     res = results.load(store)
     runs = res.runs()
     if (runs["status"] != "done").any():
         sys.exit(f"error: not every msabench run is done in {store}:\n{runs[['model', 'seed', 'status']]}")
-    for env in store.rglob("env.json"):
-        hashes = json.loads(env.read_text()).get("data_hashes", {})
-        if hashes.get("synth-mosi") != data_hash:
-            sys.exit(f"error: {env} trained on data {hashes} but MMSA read {data_hash}: not the same data")
+    for path in (store / "runs").glob("*/spec.json"):  # the same data and batch size as MMSA's
+        spec = json.loads(path.read_text())
+        want = data[spec["model"]]
+        if spec["data_hashes"] != [want["hash"]]:
+            sys.exit(f"error: {path} trained on data {spec['data_hashes']}, MMSA read {want['hash']}")
+        if spec["config"]["train.batch_size"] != MMSA_BATCH[spec["model"]]:
+            sys.exit(f"error: {path}: batch size {spec['config']['train.batch_size']}, MMSA's is "
+                     f"{MMSA_BATCH[spec['model']]}")
     rows = res.selected("val")
     rows = rows[(rows["split"] == "test") & rows["metric"].isin([k for k, _ in METRICS])]
     out: dict[str, dict[str, list[float]]] = {}
@@ -233,6 +252,9 @@ def main() -> None:
                     help="a venv with MMSA 2.2.1 (created there when missing)")
     ap.add_argument("--torch-index", help="pip index URL for torch when the MMSA venv is created")
     ap.add_argument("--scale", type=float, default=0.1, help="synth-mosi split sizes x SCALE (1: MOSI's)")
+    ap.add_argument("--mult-scale", type=float, default=0.0125,
+                    help="MulT's data scale (its epoch costs about 60x TFN's: 0.0125 = 16 training samples)")
+    ap.add_argument("--mult-epochs", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--seeds", default="1,2,3,4,5")
     ap.add_argument("--models", default=",".join(MODELS))
@@ -251,18 +273,26 @@ def main() -> None:
     python = mmsa_python(Path(a.mmsa_venv).expanduser(), a.torch_index)
     work = Path(a.out) if a.out else Path(tempfile.mkdtemp(prefix="bench-vs-mmsa-"))
     work.mkdir(parents=True, exist_ok=True)
-    folder = synth_folder(a.scale, work / "data")
-    meta = json.loads((folder / "meta.json").read_text())
-    print(f"data: {folder / 'data.pkl'} (sizes {meta['sizes']}); epochs {a.epochs}; seeds {a.seeds}; "
-          f"{os.cpu_count()} cores", flush=True)
+    a.scales = {m: (a.mult_scale if m == "mult" else a.scale) for m in a.models}
+    a.epochs_of = {m: (a.mult_epochs if m == "mult" else a.epochs) for m in a.models}
+    data, sizes = {}, {}
+    for scale in sorted(set(a.scales.values())):
+        folder = synth_folder(scale, work / "data")
+        meta = json.loads((folder / "meta.json").read_text())
+        sizes[scale] = meta["sizes"]
+        print(f"data at scale {scale:g}: {folder / 'data.pkl'} (sizes {meta['sizes']})", flush=True)
+        for m in a.models:
+            if a.scales[m] == scale:
+                data[m] = {"pkl": folder / "data.pkl", "hash": meta["hash"]}
+    print(f"epochs {a.epochs_of}; seeds {a.seeds}; {os.cpu_count()} cores", flush=True)
     report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cores": os.cpu_count(),
-              "scale": a.scale, "epochs": a.epochs, "seeds": a.seeds, "sizes": meta["sizes"],
-              "command": " ".join(sys.argv)}
+              "scales": a.scales, "sizes": {f"{k:g}": v for k, v in sizes.items()}, "epochs": a.epochs_of,
+              "seeds": a.seeds, "command": " ".join(sys.argv)}
     try:
         if "epoch" not in a.skip:
-            report["per_epoch"] = per_epoch(python, a, folder / "data.pkl", work)
+            report["per_epoch"] = per_epoch(python, a, data, work)
         if "sweep" not in a.skip:
-            report["sweep"] = sweep(python, a, folder / "data.pkl", work, meta["hash"])
+            report["sweep"] = sweep(python, a, data, work)
             s = report["sweep"]
             print(f"sweep: MMSA {s['mmsa_wall']:.1f}s  msabench {s['msabench_wall']:.1f}s  ratio {s['ratio']:.2f} "
                   "(target <= 0.7)")
