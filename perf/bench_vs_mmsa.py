@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -132,19 +133,28 @@ def msabench_args(models, seeds, a, out: Path) -> list[str]:
     return args
 
 
-def run_mmsa(python: Path, mode: str, models, seeds, a, pkl: Path, work: Path, threads: int) -> tuple[dict, float]:
+def timed(cmd: list[str], log: Path, env: dict) -> tuple[int, float, float]:
+    """Exit code, wall seconds, and CPU seconds (user + system) of the command and every process it waited for."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    with open(log, "w") as out:
+        code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return code, wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def run_mmsa(python: Path, mode: str, models, seeds, a, pkl: Path, work: Path,
+             threads: int) -> tuple[dict, float, float]:
     work.mkdir(parents=True, exist_ok=True)
     result = work / "result.json"
     cmd = [str(python), str(HERE / "mmsa_runner.py"), "--mode", mode, "--models", ",".join(models),
            "--data", str(pkl), "--seeds", ",".join(map(str, seeds)), "--epochs", str(a.epochs_of[models[0]]),
            "--threads", str(threads), "--workdir", str(work), "--json", str(result)]
-    t0 = time.perf_counter()
-    with open(work / "output.log", "w") as log:
-        done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=cpu_env(threads or None))
-    wall = time.perf_counter() - t0
-    if done.returncode != 0:
-        sys.exit(f"error: MMSA {mode} {','.join(models)} failed (exit {done.returncode}); see {work / 'output.log'}")
-    return json.loads(result.read_text()), wall
+    code, wall, cpu = timed(cmd, work / "output.log", cpu_env(threads or None))
+    if code != 0:
+        sys.exit(f"error: MMSA {mode} {','.join(models)} failed (exit {code}); see {work / 'output.log'}")
+    return json.loads(result.read_text()), wall, cpu
 
 
 def steady(seconds: list[float]) -> float:
@@ -156,7 +166,7 @@ def per_epoch(python: Path, a, data: dict, work: Path) -> dict:
     mmsa = {}
     for scale, epochs in sorted({(a.scales[m], a.epochs_of[m]) for m in a.models}):  # an MMSA process each
         models = [m for m in a.models if (a.scales[m], a.epochs_of[m]) == (scale, epochs)]
-        got, _ = run_mmsa(python, "epoch", models, [a.seeds[0]], a, data[models[0]]["pkl"],
+        got, _, _ = run_mmsa(python, "epoch", models, [a.seeds[0]], a, data[models[0]]["pkl"],
                           work / f"mmsa-epoch-{scale:g}-{epochs}", a.epoch_threads)
         mmsa.update(got["models"])
     marks_file = work / "msabench-epoch.json"
@@ -187,26 +197,27 @@ def per_epoch(python: Path, a, data: dict, work: Path) -> dict:
 
 
 def sweep(python: Path, a, data: dict, work: Path) -> dict:
-    mmsa_wall, mmsa_test = 0.0, {}
+    mmsa_wall, mmsa_cpu, mmsa_test = 0.0, 0.0, {}
     for model in a.models:
-        got, wall = run_mmsa(python, "sweep", [model], a.seeds, a, data[model]["pkl"], work / f"mmsa-sweep-{model}", 0)
-        mmsa_wall += wall
+        got, wall, cpu = run_mmsa(python, "sweep", [model], a.seeds, a, data[model]["pkl"],
+                                  work / f"mmsa-sweep-{model}", 0)
+        mmsa_wall, mmsa_cpu = mmsa_wall + wall, mmsa_cpu + cpu
         mmsa_test[model] = got["models"][model]["test"]
-        print(f"MMSA sweep {model}: {wall:.1f}s ({len(a.seeds)} seeds, {got['threads']} threads)", flush=True)
+        print(f"MMSA sweep {model}: {wall:.1f}s, CPU {cpu:.1f}s ({len(a.seeds)} seeds, {got['threads']} threads)",
+              flush=True)
     store = work / "msabench-sweep"
     args = msabench_args(a.models, a.seeds, a, store) + ["--executor", "process", "--workers", str(a.workers),
                                                          "--threads", str(a.threads)]
-    t0 = time.perf_counter()
-    with open(work / "msabench-sweep.log", "w") as log:
-        done = subprocess.run([sys.executable, "-m", "msabench", *args], stdout=log, stderr=subprocess.STDOUT,
-                              env=cpu_env())
-    ours_wall = time.perf_counter() - t0
-    if done.returncode != 0:
-        sys.exit(f"error: the msabench sweep exited {done.returncode}; see {work / 'msabench-sweep.log'}")
-    print(f"msabench sweep: {ours_wall:.1f}s ({a.workers} workers x {a.threads} threads)", flush=True)
+    code, ours_wall, ours_cpu = timed([sys.executable, "-m", "msabench", *args], work / "msabench-sweep.log", cpu_env())
+    if code != 0:
+        sys.exit(f"error: the msabench sweep exited {code}; see {work / 'msabench-sweep.log'}")
+    print(f"msabench sweep: {ours_wall:.1f}s, CPU {ours_cpu:.1f}s ({a.workers} workers x {a.threads} threads)",
+          flush=True)
     ours_test = msabench_test(store, data)
     return {"mmsa_wall": round(mmsa_wall, 2), "msabench_wall": round(ours_wall, 2),
-            "ratio": round(ours_wall / mmsa_wall, 3), "metrics": compare(a.models, mmsa_test, ours_test)}
+            "ratio": round(ours_wall / mmsa_wall, 3), "mmsa_cpu": round(mmsa_cpu, 2),
+            "msabench_cpu": round(ours_cpu, 2), "ratio_cpu": round(ours_cpu / mmsa_cpu, 3),
+            "metrics": compare(a.models, mmsa_test, ours_test)}
 
 
 def msabench_test(store: Path, data: dict) -> dict[str, dict[str, list[float]]]:
@@ -295,7 +306,8 @@ def main() -> None:
             report["sweep"] = sweep(python, a, data, work)
             s = report["sweep"]
             print(f"sweep: MMSA {s['mmsa_wall']:.1f}s  msabench {s['msabench_wall']:.1f}s  ratio {s['ratio']:.2f} "
-                  "(target <= 0.7)")
+                  f"(target <= 0.7); CPU: MMSA {s['mmsa_cpu']:.1f}s  msabench {s['msabench_cpu']:.1f}s  "
+                  f"ratio {s['ratio_cpu']:.2f}")
             for key, row in s["metrics"].items():
                 print(f"  {key:18} MMSA {row['mmsa_mean']:.4f} [{row['mmsa_min']:.4f}, {row['mmsa_max']:.4f}]  "
                       f"msabench {row['msabench_mean']:.4f} [{row['msabench_min']:.4f}, {row['msabench_max']:.4f}]"
