@@ -295,6 +295,10 @@ def main() -> None:
         for m in a.models:
             if a.scales[m] == scale:
                 data[m] = {"pkl": folder / "data.pkl", "hash": meta["hash"]}
+                if m != "mult" and meta["sizes"]["train"] % MMSA_BATCH[m] == 1:  # MMSA's BatchNorm fails on it
+                    sys.exit(f"error: at scale {scale:g} the training split ({meta['sizes']['train']}) leaves a last "
+                             f"batch of one sample for {m} (batch {MMSA_BATCH[m]}), on which MMSA's BatchNorm "
+                             "raises; choose another --scale (0.1 and 0.24 work)")
     print(f"epochs {a.epochs_of}; seeds {a.seeds}; {os.cpu_count()} cores", flush=True)
     report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cores": os.cpu_count(),
               "scales": a.scales, "sizes": {f"{k:g}": v for k, v in sizes.items()}, "epochs": a.epochs_of,
