@@ -35,8 +35,8 @@ class SweepOutcome:
     def add(self, spec: RunSpec, status: str) -> None:
         if status == FAILED_EARLIER:
             self.failed_earlier.append(spec.run_id)
-        getattr(self, status if status == "done" else "failed" if status in ("failed", FAILED_EARLIER)
-                else "skipped").append(spec.run_id)
+        bucket = {"done": self.done, "failed": self.failed, FAILED_EARLIER: self.failed}.get(status, self.skipped)
+        bucket.append(spec.run_id)
         if self.progress is not None:
             self.progress(spec, status)
 
