@@ -115,3 +115,19 @@ def test_only_done_runs_and_schema_checked(store, tmp_path, capsys):
     assert "schema" in capsys.readouterr().err
     with pytest.raises(UserError, match="no results store"):
         export(tmp_path / "nowhere")
+
+
+def test_file_export_streams_and_a_damaged_run_loses_nothing(store, tmp_path, capsys):
+    """-o streams into a temporary file; a damaged run found after rows were written leaves the old
+    file as it was and no temporary file behind."""
+    target = tmp_path / "t.csv"
+    assert main(["export", "--out", str(store), "-o", str(target)]) == 0
+    good = target.read_text()
+    assert good.count("\n") == 1 + len(list(rows(store)))
+    last = list(Store(store).runs("done"))[-1]  # the last run in export order: rows of the first are written
+    path = last.path / "records.jsonl"
+    path.write_text(path.read_text().replace('"schema":1', '"schema":99', 1))
+    assert main(["export", "--out", str(store), "-o", str(target)]) == 2
+    assert "schema" in capsys.readouterr().err
+    assert target.read_text() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["store", "t.csv"])

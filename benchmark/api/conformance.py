@@ -217,17 +217,33 @@ def run_epochs(model: Any, ctx: Any, batches: Sequence[Batch], epochs: int,
     return logged_all
 
 
+def batch_tensors(batch: Batch) -> dict[str, torch.Tensor]:
+    """Copies of every tensor a batch holds, by name (the missing view's and unimodal labels' too)."""
+    out = {k: v.clone() for k, v in vars(batch).items() if isinstance(v, torch.Tensor)}
+    for k, v in (batch.y_unimodal or {}).items():
+        out[f"y_unimodal.{k}"] = v.clone()
+    if batch.missing is not None:
+        out.update({f"missing.drop.{k}": v.clone() for k, v in batch.missing.drop.items()})
+        out.update({f"missing.complete.{k}": v.clone() for k, v in batch.missing.complete.items()})
+    return out
+
+
 def check_forward(cls: type, spec: InputSpec, batch_size: int = 6) -> None:
-    """Output shape and dtype, finite predictions, aux losses and named features, train and eval mode."""
+    """Output shape and dtype, finite predictions, aux losses and named features, train and eval mode;
+    the batch is left as it was (no in-place write into any of its tensors)."""
     from msabench.api.types import ModelOutput
 
     model = build_tiny(cls, spec)
     batch = random_batch(spec, batch_size=batch_size, seed=1)
+    before = batch_tensors(batch)
     expected = (batch_size,) if spec.task == "regression" else (batch_size, spec.n_outputs)
     for train in (True, False):
         model.train(train)
         with torch.no_grad():
             out = model(batch)
+        written = sorted(k for k, v in batch_tensors(batch).items() if not torch.equal(v, before[k]))
+        # Evaluation batches are views of the dataset's (possibly read-only, memory-mapped) arrays.
+        assert not written, f"forward wrote into its batch ({', '.join(written)}); work on a copy instead"
         assert isinstance(out, ModelOutput), f"forward returned {type(out).__name__}, not ModelOutput"
         assert tuple(out.pred.shape) == expected, f"pred shape {tuple(out.pred.shape)}, expected {expected}"
         assert out.pred.dtype == torch.float32, f"pred dtype {out.pred.dtype}, expected float32"

@@ -3,9 +3,13 @@
 Each (split, domain) becomes a `TensorSplit`: contiguous tensors built once (from memory-mapped
 arrays where the reader gave them), masks from lengths, labels in the task's form, and, when a
 missing rate is active, the masked view and the drop masks (static across epochs and seeds).
-A batch is one `np.take` per array with one index vector, wrapped as tensors without a copy:
-on the CPU torch build we use, `torch.index_select` over a (N, T, D) float tensor was 5-30x slower
-than `np.take` on this 2-core machine (perf/bench_batching.py measures both side by side).
+A shuffled (training) batch is one `np.take` per array with one index vector, wrapped as tensors
+without a copy: on the CPU torch build we use, `torch.index_select` over a (N, T, D) float tensor was
+5-30x slower than `np.take` on this 2-core machine (perf/bench_batching.py measures both side by side).
+An in-order (evaluation) batch is a zero-copy view of the arrays (a slice along the sample axis): no
+bytes are copied at all, which took the gathering share of an LMF epoch from 9.5% to the training
+pass's share alone (perf/bench_epoch.py). A model's forward therefore must never write into its
+batch; `msabench.api.conformance.check_forward` fails any model that does.
 """
 
 from __future__ import annotations
@@ -37,7 +41,10 @@ def length_mask(lengths: np.ndarray, max_len: int) -> np.ndarray:
     return np.arange(max_len)[None, :] < np.asarray(lengths, dtype=np.int64)[:, None]
 
 
-def gather(array: np.ndarray, index: np.ndarray) -> torch.Tensor:
+def gather(array: np.ndarray, index: np.ndarray | slice) -> torch.Tensor:
+    """Rows `index` of `array`: a copy for an index vector, a zero-copy view for a slice."""
+    if isinstance(index, slice):
+        return as_tensor(array[index])
     return torch.from_numpy(np.take(array, index, axis=0))
 
 
@@ -65,7 +72,9 @@ class TensorSplit:
     def y_tensor(self) -> torch.Tensor:
         return as_tensor(self.y)
 
-    def batch(self, index: np.ndarray) -> Batch:
+    def batch(self, index: np.ndarray | slice) -> Batch:
+        """The samples at `index`: an index vector (copied rows) or a slice (views of the arrays)."""
+        positions = np.arange(len(self))[index] if isinstance(index, slice) else index
         fields = {k: gather(v, index) for k, v in self.inputs.items()}
         text = fields.pop("text", None)
         missing = None
@@ -75,9 +84,9 @@ class TensorSplit:
                 complete={m: gather(c, index) for m, c in self.complete.items()},
             )
         return Batch(
-            index=torch.from_numpy(index),
+            index=torch.from_numpy(positions),
             domain=(gather(self.domain_ids, index) if self.domain_ids is not None
-                    else torch.full((index.shape[0],), self.domain_index, dtype=torch.long)),
+                    else torch.full((positions.shape[0],), self.domain_index, dtype=torch.long)),
             y=gather(self.y, index),
             y_unimodal={m: gather(v, index) for m, v in self.y_unimodal.items()} or None,
             text_ids=text if self.text_is_tokens else None,
@@ -96,9 +105,13 @@ class TensorSplit:
                                    domain_ids=None if self.domain_ids is None else self.domain_ids[:n], redraw=None)
 
     def batches(self, batch_size: int, generator: torch.Generator | None = None) -> Iterator[Batch]:
-        """Shuffled when a generator is given, else in order."""
+        """Shuffled (copied rows) when a generator is given, else in order (views, no copy)."""
         n = len(self)
-        order = (torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)).numpy()
+        if generator is None:
+            for start in range(0, n, batch_size):
+                yield self.batch(slice(start, min(start + batch_size, n)))
+            return
+        order = torch.randperm(n, generator=generator).numpy()
         for start in range(0, n, batch_size):
             yield self.batch(order[start : start + batch_size])
 

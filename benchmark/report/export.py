@@ -10,8 +10,6 @@ parquet needs pyarrow (`pip install 'msabench[parquet]'`).
 from __future__ import annotations
 
 import csv
-import io
-import operator
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +23,7 @@ COLUMNS = ("run_id", "protocol", "protocol_version", "setting", "model", "varian
            "seed", "rate", "modalities", "label_rule", "task", "epoch", "split", "domain", "eval_rate", "kind",
            "metric", "value")
 FORMATS = ("csv", "parquet")
+_N_IDENTITY = COLUMNS.index("epoch")  # the run's identity columns come first
 _TYPES = {"seed": int, "epoch": int, "rate": float, "eval_rate": float, "value": float}
 
 
@@ -43,27 +42,41 @@ def run_identity(run_id: str, spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def record_rows(run_id: str, spec: dict[str, Any], records) -> Iterator[dict[str, Any]]:
-    """The export rows of one run's records (all of them, or the ones passed: e.g. one epoch's)."""
-    base = run_identity(run_id, spec)
+def _identity_cells(run_id: str, spec: dict[str, Any]) -> tuple[Any, ...]:
+    identity = run_identity(run_id, spec)
+    return tuple(identity[c] for c in COLUMNS[:_N_IDENTITY])
+
+
+def record_tuples(run_id: str, spec: dict[str, Any], records) -> Iterator[tuple[Any, ...]]:
+    """The export rows of one run's records (all of them, or the ones passed: e.g. one epoch's), as
+    tuples in COLUMNS order: built without a dict per row, the CSV export's hot path."""
+    base = _identity_cells(run_id, spec)
     for rec in records:
-        where = {"epoch": int(rec["epoch"]), "split": rec["split"], "domain": rec["domain"],
-                 "eval_rate": float(rec.get("rate") or 0.0)}
+        where = base + (int(rec["epoch"]), rec["split"], rec["domain"], float(rec.get("rate") or 0.0))
         for kind, values in (("metric", rec.get("metrics") or {}), ("loss", rec.get("loss") or {})):
             for name, value in sorted(values.items()):
-                yield {**base, **where, "kind": kind, "metric": name,
-                       "value": float("nan") if value is None else float(value)}
+                yield where + (kind, name, float("nan") if value is None else float(value))
+
+
+def record_rows(run_id: str, spec: dict[str, Any], records) -> Iterator[dict[str, Any]]:
+    """`record_tuples` as dicts keyed by COLUMNS."""
+    for cells in record_tuples(run_id, spec, records):
+        yield dict(zip(COLUMNS, cells))
 
 
 def run_rows(run_dir) -> Iterator[dict[str, Any]]:
     return record_rows(run_dir.run_id, run_dir.read_spec_dict(), run_dir.read_records())
 
 
-def rows(out: str | Path) -> Iterator[dict[str, Any]]:
-    """Every row of every done run of the store at `out`, in run-id order."""
+def _done_runs(out: str | Path) -> list:
     from msabench.store.runs import Store
 
-    done = list(Store(out, must_exist=True).runs("done"))
+    return list(Store(out, must_exist=True).runs("done"))
+
+
+def rows(out: str | Path) -> Iterator[dict[str, Any]]:
+    """Every row of every done run of the store at `out`, in run-id order."""
+    done = _done_runs(out)
     for rd in done:  # before the first row: a damaged done run is named, never silently left out
         rd.verify()
     for rd in done:
@@ -83,16 +96,26 @@ def to_pandas(out: str | Path):
     return records_frame(rows(out))
 
 
-def write_csv(out: str | Path, stream) -> int:
+def write_csv(out: str | Path, stream, *, verified_first: bool = True) -> int:
+    """The tidy CSV into `stream`. `verified_first`: check every done run before the first row (for a
+    stream that cannot be taken back, such as stdout); else each run is checked as it is reached,
+    which reads its records once instead of twice (a file written through a temporary file, which a
+    damaged run discards)."""
     # csv.writer over tuples: DictWriter's per-row key checks took half of a large export. Floats are
     # written as str(), which is repr() in Python 3: the shortest text that reads back the same float.
     writer = csv.writer(stream, lineterminator="\n")
     writer.writerow(COLUMNS)
+    done = _done_runs(out)
+    if verified_first:
+        for rd in done:
+            rd.verify()
     n = 0
-    cells = operator.itemgetter(*COLUMNS)
-    for row in rows(out):
-        writer.writerow(cells(row))
-        n += 1
+    for rd in done:
+        if not verified_first:
+            rd.verify(keep_records=True)
+        table = list(record_tuples(rd.run_id, rd.read_spec_dict(), rd.read_records()))
+        writer.writerows(table)
+        n += len(table)
     return n
 
 
@@ -128,9 +151,7 @@ def export(out: str | Path, fmt: str = "csv", output: str | Path | None = None) 
         return write_parquet(out, output)
     if output is None:
         return write_csv(out, sys.stdout)
-    buf = io.StringIO()
-    n = write_csv(out, buf)
-    from msabench.store.io import atomic_write_bytes
+    from msabench.store.io import atomic_write_stream
 
-    atomic_write_bytes(output, buf.getvalue().encode())
-    return n
+    # Streamed into a temporary file (memory stays flat); a damaged run stops it before the rename.
+    return atomic_write_stream(output, lambda f: write_csv(out, f, verified_first=False))

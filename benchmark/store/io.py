@@ -19,13 +19,14 @@ import zipfile
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, TypeVar
 
 import numpy as np
 
 from msabench.core.errors import UserError
 from msabench.core.types import _json_default
 
+T = TypeVar("T")
 TMP_PREFIX = ".tmp-"  # temporary files: hidden, ignored by readers, removed on failure
 
 
@@ -121,6 +122,30 @@ def atomic_write_bytes(path: Path | str, data: bytes,
         if isinstance(exc, StoreError):
             raise
         raise write_error(path, exc) from exc
+
+
+def atomic_write_stream(path: Path | str, fill: Callable[[IO[str]], T]) -> T:
+    """Write a text file atomically by streaming: `fill(f)` writes into a temporary file beside
+    `path`, which replaces `path` only when `fill` returned. Anything `fill` raises (a damaged run,
+    Ctrl-C) leaves `path` as it was and no temporary file behind; OSError becomes StoreWriteError."""
+    path = Path(path)
+    tmp = tmp_path(path)
+    try:
+        with open(tmp, "x", encoding="utf-8", newline="", buffering=1 << 20) as f:
+            result = fill(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+        return result
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError) and not isinstance(exc, StoreError):
+            raise write_error(path, exc) from exc
+        raise
 
 
 def dumps_json(obj: Any, *, indent: int | None = 2) -> str:
