@@ -131,3 +131,19 @@ def test_file_export_streams_and_a_damaged_run_loses_nothing(store, tmp_path, ca
     assert "schema" in capsys.readouterr().err
     assert target.read_text() == good
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["store", "t.csv"])
+
+
+def test_csv_lines_equal_csv_writer_on_awkward_names():
+    """The export's CSV fast path writes what csv.writer writes, quoting included."""
+    from msabench.report.export import _CsvCells, record_tuples, run_csv_lines
+
+    spec = {"protocol": "standard", "protocol_version": "1", "setting": 'a "quoted", setting', "model": "tfn@x",
+            "datasets": ["synth-mosi", "b,c"], "seed": 3, "rate": 0.25, "modalities": ["t", "a", "v"],
+            "label_rule": "has0", "task": "regression", "config": {}}
+    records = [{"epoch": 0, "split": "test", "domain": "b,c", "rate": 0.5,
+                "metrics": {"mae": 0.1, "corr": None, "acc2": 1, "odd,name": 1e-300},
+                "loss": {'multi\nline "loss"': 2.5, "task": float("inf")}},
+               {"epoch": 1, "split": "valid", "domain": "synth-mosi", "metrics": {"mae": 1 / 3}, "loss": {}}]
+    expected = io.StringIO()
+    csv.writer(expected, lineterminator="\n").writerows(record_tuples("r1", spec, records))
+    assert "".join(run_csv_lines(_CsvCells(), "r1", spec, records)) == expected.getvalue()

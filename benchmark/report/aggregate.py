@@ -50,6 +50,7 @@ class RunView:
     env: dict[str, Any] = field(default_factory=dict)
     dirty: bool = False
     path: str = ""  # the run folder, for what only its files hold (predictions: item-level tests)
+    epoch_cache: dict[str, int | None] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def row_key(self) -> tuple:
@@ -111,6 +112,17 @@ def lodo_helpers(view: RunView, views: Iterable[RunView]) -> list[list[dict[str,
 
 
 def selected_epoch(view: RunView, rule: str, lodo: Sequence[Sequence[dict[str, Any]]] = ()) -> int | None:
+    """The epoch `rule` picks; kept on the view (a table asks once per cell and once per degenerate
+    check). With lodo helpers' records the answer depends on them, so it is not kept."""
+    if not lodo and rule in view.epoch_cache:
+        return view.epoch_cache[rule]
+    epoch = _select(view, rule, lodo)
+    if not lodo:
+        view.epoch_cache[rule] = epoch
+    return epoch
+
+
+def _select(view: RunView, rule: str, lodo: Sequence[Sequence[dict[str, Any]]]) -> int | None:
     s = view.spec
     return select_epoch(view.records, rule, task=s["task"], sources=s.get("train_domains") or view.sources,
                         targets=s.get("target_domains", ()), train_rate=float(s["rate"]), lodo_records=lodo)
