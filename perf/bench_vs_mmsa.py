@@ -114,8 +114,9 @@ def mmsa_python(venv: Path, torch_index: str | None) -> Path:
 
 
 def synth_folder(scale: float, dest: Path) -> Path:
-    out = subprocess.run([sys.executable, "-m", "msabench", "data", "synth", "synth-mosi", "--scale", str(scale),
-                          "--dest", str(dest), "--mmsa-pickle"], capture_output=True, text=True, check=True, env=cpu_env(1))
+    argv = [sys.executable, "-m", "msabench", "data", "synth", "synth-mosi", "--scale", str(scale), "--dest", str(dest),
+            "--mmsa-pickle"]  # MMSA reads data.pkl, which the suite writes only on request
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, env=cpu_env(1))
     return Path(out.stdout.strip().splitlines()[-1])
 
 
