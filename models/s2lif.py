@@ -102,6 +102,35 @@ Deviations:
   reproducible from its seed, but two evaluations of one checkpoint differ).
 - Regression and multilabel tasks (not in the paper) replace the cross-entropies by the harness's
   task loss.
+
+Measured on `synth-dg` setting A (issue 16; input-space masks, `--tiny`, lr 3e-3, `mask_r_init` 0.3,
+12 epochs, seeds 1-3). The invariant shares are text 0.031 and vision 0.114. The precision of the
+masks' selections after the last epoch, against the ground truth's invariant features:
+- text: T->V 0.63 ± 0.07, V->T 0.60 ± 0.03;
+- vision: V->T 0.29 ± 0.10 (8-11 features kept, 2-3 of them invariant and 5-6 spurious);
+- vision, T->V: none. The mask keeps 0-1 features, and any it keeps is spurious.
+- vision, T&V: none; the mask is empty after the last epoch in all 3 seeds.
+
+Why T->V's vision mask empties: g_v reads the selected text, which already fits the source labels.
+On this data the invariant vision features carry the same expressed sentiment as the invariant text
+features (the same expression noise), so given the text they add almost nothing. The spurious ones
+carry the latent sentiment itself. A logistic regression on the pooled inputs shows this: added to
+the text's invariant features, the 4 invariant vision features lower the source-valid cross-entropy
+by 0.003-0.007, the 6 spurious ones by 0.036-0.077.
+
+In the vision stage the classifier's gradient on the vision thresholds is at least 5x smaller than
+the sparsity term's (often over 100x), so the mask removes the invariant features first and then the
+rest. Vision learned first (V->T) keeps them. The paper gives this as the purpose of T->V:
+conditioning on text "reduces the selection of visual features that correlate with those text
+features" (Sec. 3, Fig. 6). Here the visual features that correlate with text are the invariant ones.
+
+The collapse is unchanged with alpha 0.001 or 0.1, without the warm-up, with an 8-epoch vision stage,
+or with the condition not detached. It also holds with lr 1e-3 or `mask_r_init` 1 (24 epochs): the
+vision mask ends with 2 or 0 features, none invariant. With alpha 0 nothing is removed.
+
+`feature-analysis` reads the masks at the `train-domain` rule's epoch, and ties go to the earliest
+epoch. In T->V that epoch falls in the text stage (epoch 1 for all 3 seeds). The vision mask has not
+trained yet there, so its precision equals the share, and the text mask has barely started (0.034).
 """
 
 from __future__ import annotations
