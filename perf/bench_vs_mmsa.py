@@ -239,7 +239,8 @@ def msabench_test(store: Path, data: dict) -> dict[str, dict[str, list[float]]]:
     rows = res.selected("val")
     rows = rows[(rows["split"] == "test") & rows["metric"].isin([k for k, _ in METRICS])]
     out: dict[str, dict[str, list[float]]] = {}
-    for (model, metric), group in rows.groupby(["model", "metric"]):
+    for (label, metric), group in rows.groupby(["model", "metric"]):
+        model = label.split(":", 1)[0]  # a model with its own scale or epochs is labelled with them inline
         out.setdefault(model, {})[metric] = [float(v) for v in group.sort_values("seed")["value"]]
     return out
 
