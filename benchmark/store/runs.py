@@ -130,6 +130,8 @@ class RunDir:
         self._lock: RunLock | None = None
         self._record_lines: list[str] | None = None
         self._parsed: tuple[tuple[int, int, int], list[tuple[str, dict[str, Any]]]] | None = None
+        # spec.json and env.json as `verify(keep_records=True)` read them, for the one read that follows
+        self._kept: dict[str, dict[str, Any]] = {}
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -292,6 +294,8 @@ class RunDir:
         self._write(self.path / SPEC, (dumps_json(data) + "\n").encode())
 
     def read_spec_dict(self) -> dict[str, Any]:
+        if (kept := self._kept.pop(SPEC, None)) is not None:
+            return kept
         path = self.path / SPEC
         data = read_json_file(path)
         check_schema(path, data, RUNSPEC_SCHEMA)
@@ -313,6 +317,8 @@ class RunDir:
         self._write(self.path / ENV, (dumps_json(data) + "\n").encode())
 
     def read_env(self) -> dict[str, Any]:
+        if (kept := self._kept.pop(ENV, None)) is not None:
+            return kept
         path = self.path / ENV
         data = read_json_file(path)
         check_schema(path, data, ENV_SCHEMA)
@@ -454,18 +460,22 @@ class RunDir:
     def verify(self, *, keep_records: bool = False) -> None:
         """Read what `status` and `report` rely on (spec.json and records.jsonl of a done run,
         failed.json of a failed one): StoreError naming the file and the fix when one is corrupted
-        or has a schema version this msabench cannot read. `keep_records`: keep the parsed records
-        for the `read_records` that follows (else they are dropped: a caller verifying many runs
-        before reading any would hold them all in memory)."""
+        or has a schema version this msabench cannot read. `keep_records`: keep the parsed records,
+        spec and env for the `read_records`, `read_spec_dict` and `read_env` that follow (else they
+        are dropped: a caller verifying many runs before reading any would hold them all in memory)."""
         status = self.status()
+        self._kept.clear()
+        kept = {}
         if status == "done" or (status == "failed" and (self.path / SPEC).exists()):
-            self.read_spec_dict()
+            kept[SPEC] = self.read_spec_dict()
         if status in ("done", "failed") and (self.path / ENV).exists():
-            self.read_env()  # a newer schema (or damage) is named, never read silently
+            kept[ENV] = self.read_env()  # a newer schema (or damage) is named, never read silently
         if status == "done":
             lines = self._read_record_lines()
             if not keep_records:
                 self._parsed = None
+            else:  # the spec and env just checked, too: a run's files are then parsed once, not twice
+                self._kept = kept
             if not lines:  # a done run always has records: its mean would lose a seed
                 path = self.path / RECORDS
                 raise StoreError(f"{path} is {'empty' if path.exists() else 'missing'} although run {self.run_id} is "
