@@ -10,14 +10,17 @@ layers are the shared ones in `msabench.models.layers.transformer`.
 Architecture (Sec. 3.4, Fig. 2):
 - per modality a 1-D temporal convolution (no bias, no padding, kernel `conv_kernel_t/a/v`) to
   width `embed_dim` (skipped when the widths are equal, as in MulT), then sqrt(d) scaling,
-  sinusoidal positions of the real steps and embedding dropout (MulT's embedding);
+  sinusoidal positions of the real steps and embedding dropout (MulT's embedding); the text input
+  is dropped out before its convolution (`text_dropout`), as MulT's code does
+  (`F.dropout(x_l, p=embed_dropout)` in MULTModel.forward);
 - `layers` (D) cross-modal layers. In layer i every ordered pair s -> t has its own cross-modal
   attention block CA^[i]_{s->t} (a pre-LN MulT layer: the target's sequence Z_t^[i] gives the
   queries, the source's Z_s^[i] the keys and values); the two blocks that share a target are merged
   by the gate G = sigmoid(Z_{s1->t} W_{s1->t} + Z_{s2->t} W_{s2->t} + b_t),
   Z_t^[i+1] = G * Z_{s1->t} + (1 - G) * Z_{s2->t}, at EVERY layer (W: d x d, b_t: T_t x d, one
-  per position as printed); s1, s2 in t, a, v order. Z^[i+1] of every modality feeds layer i+1 as
-  target and as source;
+  per position as printed; `gate_bias=channel`: one d-vector for all positions); s1, s2 in t, a, v
+  order. Z^[i+1] of every modality feeds layer i+1 as target and as source (`sources=input`: the
+  sources stay Z^[0], as in MulT's cross-modal transformers);
 - per modality a final LayerNorm, then a self-attention transformer of max(D, `memory_min_layers`)
   layers at width d (MulT's memory), its last real step; the three concatenated (3d);
 - MulT's head: x + Linear(dropout(ReLU(Linear(x)))), then Linear to the output.
@@ -45,17 +48,23 @@ Defaults and presets: Table 1 of the paper. Defaults = the CMU-MOSI column; PRES
 iemocap: batch size, epochs, learning rate, d (`embed_dim`), heads, tau, alpha, beta, kernel sizes
 (L/V/A -> conv_kernel_t/v/a), D (`layers`), Adam. Not in the paper, taken from MulT's main.py
 defaults (MICA's backbone is MulT's code with the gate added): dropouts attn 0.1 (text source) /
-0.0 (audio, vision sources), relu 0.1, embed 0.2, res 0.1, output 0.0; grad-norm clip 1.0
-(train.clip); ReduceLROnPlateau(factor 0.1, patience `when` 20) on the validation loss; MulT's
-future mask on; `memory_min_layers` 3 (MulT's memory networks: max(nlevels, 3) layers).
+0.0 (audio, vision sources), relu 0.1, res 0.1, output 0.0; grad-norm clip 0.8 (train.clip; also
+MulT's Table 5, CMU-MOSI); ReduceLROnPlateau(factor 0.1, patience `when` 20) on the validation loss;
+MulT's future mask on; `memory_min_layers` 3 (MulT's memory networks: max(nlevels, 3) layers).
+Embedding dropout 0.2 (`embed_dropout`) and text-input dropout 0.2 (`text_dropout`): MulT's Table 5,
+CMU-MOSI, "textual embedding dropout" (main.py's default 0.25 is one value for both; MulT's code
+applies it to the text input and to every transformer's embedding).
 
 Deviations (a re-implementation: every choice the paper leaves open is listed):
 - No public code exists; numbers not in Table 1 come from MulT's code (above).
 - The gate bias b_t has one row per position of the padded target length at the model's
   InputSpec (the paper: T_t x d); positions past a batch's length are simply not used.
+  `gate_bias=channel` (not the paper) shares one row across positions, for asynchronous
+  sequences whose positions carry no fixed meaning.
 - Whether later layers take the merged Z_s^[i] as the source (our reading of "Z_t^[i+1] will be
   input into the crossmodal attention blocks of the next layer" and of the superscripts of z_s^[i]
-  in the MMD) or MulT's fixed low-level source is not stated; we use Z^[i].
+  in the MMD) or MulT's fixed low-level source is not stated; we use Z^[i] (`sources=merged`);
+  `sources=input` gives MulT's reading.
 - Multi-head: MMD compares the heads' concatenated queries/keys (a Gaussian on the concatenation is
   the product of per-head Gaussians); L_e is computed per head from that head's probabilities and
   query/key slices, then averaged over heads. The paper writes a single head.
@@ -119,6 +128,11 @@ class MICAConfig:
     alpha: float = 0.8  # weight of L_m (MMD)
     beta: float = 0.5  # weight of L_e (propagated element-level alignment)
     propagate: bool = True  # V^[i] = union of W^[0..i]; false: V^[i] = W^[i] (Table 5)
+    # the gate's b_t: "position" = T_t x d as printed (Sec. 3.4); "channel" = one d-vector shared by positions
+    gate_bias: str = "position"
+    # sources of layer i > 0: "merged" = Z_s^[i] (our reading of Sec. 3.4); "input" = Z_s^[0] (MulT's fixed
+    # low-level sources)
+    sources: str = "merged"
     # MMD kernels (DAN, Long et al. 2015): Gaussian bandwidths s * mul^(k - n//2), k < n
     mmd_kernels: int = 5
     mmd_kernel_mul: float = 2.0
@@ -129,8 +143,11 @@ class MICAConfig:
     attn_dropout_v: float = 0.0
     relu_dropout: float = 0.1
     res_dropout: float = 0.1
-    embed_dropout: float = 0.2
     output_dropout: float = 0.0
+    # MulT's Table 5, CMU-MOSI: textual embedding dropout 0.2; MulT's code uses that one value for every
+    # transformer's embedding and for the text input before its conv (main.py's default: 0.25)
+    embed_dropout: float = 0.2
+    text_dropout: float = 0.2
     future_mask: bool = True  # MulT's attn_mask
     memory_min_layers: int = 3  # MulT's memory networks: max(nlevels, 3) layers
     # msabench: embedding width when text comes as token ids
@@ -149,20 +166,23 @@ def mica_preset(batch_size: int, epochs: int, lr: float, d: int, heads: int, tau
 
 
 class MergeGate(nn.Module):
-    """Sec. 3.4: G = sigmoid(Z1 W1 + Z2 W2 + b), Z = G * Z1 + (1 - G) * Z2; b has one row per position."""
+    """Sec. 3.4: G = sigmoid(Z1 W1 + Z2 W2 + b), Z = G * Z1 + (1 - G) * Z2; b has one row per position
+    (`max_len` rows, as printed: T_t x d) or, with `per_position=False`, one row shared by all positions."""
 
-    def __init__(self, dim: int, max_len: int):
+    def __init__(self, dim: int, max_len: int, per_position: bool = True):
         super().__init__()
+        self.per_position = per_position
         self.w1 = nn.Linear(dim, dim, bias=False)
         self.w2 = nn.Linear(dim, dim, bias=False)
-        self.bias = nn.Parameter(torch.zeros(max_len, dim))
+        self.bias = nn.Parameter(torch.zeros(max_len if per_position else 1, dim))
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         # z1, z2: (B, T, d) with T <= max_len
         t = z1.shape[1]
-        if t > self.bias.shape[0]:
+        if self.per_position and t > self.bias.shape[0]:
             raise ValueError(f"sequence of {t} steps is longer than the {self.bias.shape[0]} the model was built for")
-        gate = torch.sigmoid(self.w1(z1) + self.w2(z2) + self.bias[:t])
+        bias = self.bias[:t] if self.per_position else self.bias  # (T, d) | (1, d)
+        gate = torch.sigmoid(self.w1(z1) + self.w2(z2) + bias)
         return gate * z1 + (1 - gate) * z2
 
 
@@ -240,7 +260,7 @@ class MICAEncoding:
 class MICA(MSAModel):
     name: ClassVar[str] = "mica"
     config_cls: ClassVar[type] = MICAConfig
-    impl_version: ClassVar[int] = 1
+    impl_version: ClassVar[int] = 2  # 2: the text-input dropout of MulT's code
     TRAIN_DEFAULTS: ClassVar[dict[str, Any]] = {
         # Table 1, CMU-MOSI
         "train.optimizer": "adam",
@@ -248,8 +268,8 @@ class MICA(MSAModel):
         "train.batch_size": 64,
         "train.epochs": 120,
         "train.patience": 120,  # no early stopping: best-validation epoch of a fixed schedule
-        # MulT main.py: clip 1.0 (clip_grad_norm_), ReduceLROnPlateau(patience=when=20, factor=0.1)
-        "train.clip": 1.0,
+        # MulT main.py: clip 0.8 (clip_grad_norm_), ReduceLROnPlateau(patience=when=20, factor=0.1)
+        "train.clip": 0.8,
         "train.scheduler": "plateau",
         "train.scheduler_patience": 20,
         "train.scheduler_factor": 0.1,
@@ -271,11 +291,16 @@ class MICA(MSAModel):
         self.modalities = tuple(m for m in MODALITY_ORDER if m in spec.modalities)
         if not self.modalities:
             raise ValueError("mica needs at least one modality")
+        if cfg.gate_bias not in ("position", "channel"):
+            raise ValueError(f"model.gate_bias must be 'position' or 'channel', got {cfg.gate_bias!r}")
+        if cfg.sources not in ("merged", "input"):
+            raise ValueError(f"model.sources must be 'merged' or 'input', got {cfg.sources!r}")
         d = cfg.embed_dim
         kernels = {"t": cfg.conv_kernel_t, "a": cfg.conv_kernel_a, "v": cfg.conv_kernel_v}
         source_attn_dropout = {"t": cfg.attn_dropout, "a": cfg.attn_dropout_a, "v": cfg.attn_dropout_v}
         if "t" in self.modalities:
             self.text_input = TextInput(spec, cfg.token_embed_dim if spec.text_kind == "tokens" else None)
+        self.text_dropout = nn.Dropout(cfg.text_dropout)
         self.proj = nn.ModuleDict()
         for m in self.modalities:
             in_dim = self.text_input.out_dim if m == "t" else int(spec.dims[m])
@@ -291,7 +316,8 @@ class MICA(MSAModel):
                                                  cfg.res_dropout)
                 for t, sources in self.sources.items() for s in sources}))
             self.gates.append(nn.ModuleDict({
-                t: MergeGate(d, self._projected_len(t)) for t, sources in self.sources.items() if len(sources) == 2}))
+                t: MergeGate(d, self._projected_len(t), per_position=cfg.gate_bias == "position")
+                for t, sources in self.sources.items() if len(sources) == 2}))
         self.cross_norm = nn.ModuleDict({m: nn.LayerNorm(d) for m in self.modalities} if self.blocks else {})
         memory_layers = max(cfg.layers, cfg.memory_min_layers)
         self.memory = nn.ModuleDict({
@@ -314,17 +340,18 @@ class MICA(MSAModel):
     def tiny(cls) -> MICAConfig:
         return MICAConfig(embed_dim=8, num_heads=2, layers=1, memory_min_layers=1, attn_dropout=0.1,
                           attn_dropout_a=0.1, attn_dropout_v=0.1, relu_dropout=0.1, res_dropout=0.1,
-                          embed_dropout=0.1, output_dropout=0.1, token_embed_dim=8)
+                          embed_dropout=0.1, text_dropout=0.1, output_dropout=0.1, token_embed_dim=8)
 
     # -- forward ------------------------------------------------------------------------------------
 
     def embed(self, batch: Batch) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Z^[0] per modality: temporal conv, sqrt(d) scaling, positions, embedding dropout."""
+        """Z^[0] per modality: (text: input dropout) temporal conv, sqrt(d) scaling, positions, embedding dropout."""
         z, masks = {}, {}
         scale = math.sqrt(self.cfg.embed_dim)
         for m in self.modalities:
             if m == "t":
                 x, mask = self.text_input(batch)
+                x = self.text_dropout(x)  # MulT's code: F.dropout(x_l, embed_dropout) before the conv
             else:
                 x, mask = batch.modality(m)
                 x = x.float()
@@ -342,6 +369,7 @@ class MICA(MSAModel):
 
     def encode(self, batch: Batch, return_traces: bool = False) -> MICAEncoding:
         z, masks = self.embed(batch)
+        low_level = z  # Z^[0], the sources of every layer with sources="input"
         allowed = {(t, s): attention_allowed(masks[t], masks[s], self.cfg.future_mask)
                    for t, sources in self.sources.items() for s in sources}  # (B, T_t, T_s)
         traces: dict[str, list[AttentionTrace]] = {}
@@ -351,7 +379,8 @@ class MICA(MSAModel):
                 reinforced = []
                 for s in sources:
                     key = f"{t}_with_{s}"
-                    out, q, k, probs = blocks[key](z[t], allowed[(t, s)], z[s])  # (B, T_t, d)
+                    source = z[s] if self.cfg.sources == "merged" else low_level[s]  # (B, T_s, d)
+                    out, q, k, probs = blocks[key](z[t], allowed[(t, s)], source)  # (B, T_t, d)
                     reinforced.append(out)
                     if return_traces:
                         traces.setdefault(key, []).append(AttentionTrace(

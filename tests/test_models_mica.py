@@ -10,6 +10,7 @@ import torch
 from msabench.api import MODELS, config_from_flat
 from msabench.api.conformance import make_input_spec, random_batch, training_context
 from msabench.core.config import ModelSpec, parse_model_spec, resolve_config
+from msabench.models.layers.transformer import real_positions, sinusoidal_embedding
 from msabench.models.mica import MergeGate, gaussian_mmd, matched_pairs, propagated
 
 MICA = MODELS.get("mica")
@@ -55,6 +56,7 @@ def test_table1_presets():
         flat = resolve_config(MICA, ModelSpec("mica"), family)
         assert (flat["train.lr"], flat["train.batch_size"], flat["train.epochs"]) == (lr, bs, epochs)
         assert flat["train.optimizer"] == "adam"
+        assert flat["train.clip"] == 0.8  # not in the paper: MulT's main.py (and its Table 5, CMU-MOSI)
         cfg = config_from_flat(MICA.config_cls, flat)
         assert (cfg.embed_dim, cfg.num_heads, cfg.tau, cfg.alpha, cfg.beta, cfg.layers) == (
             d, heads, tau, alpha, beta, layers)
@@ -200,3 +202,63 @@ def test_multilabel_head_has_four_logits():
     model = MICA(MICA.tiny(), spec).eval()
     with torch.no_grad():
         assert model(random_batch(spec, batch_size=3, seed=0)).pred.shape == (3, 4)
+
+
+def test_gate_bias_channel_shares_one_row_across_positions():
+    """model.gate_bias: "position" (T_t x d, as printed) or "channel" (one d-vector for every position)."""
+    per_position, shared = _model(layers=1, seed=7), _model(layers=1, seed=7, gate_bias="channel")
+    gate_p, gate_c = per_position.gates[0]["t"], shared.gates[0]["t"]
+    assert gate_c.bias.shape == (1, 8) and gate_p.bias.shape[0] > 1
+    n_rows = sum(gates[t].bias.shape[0] - 1 for gates in per_position.gates for t in gates)
+    n_p = sum(p.numel() for p in per_position.parameters())
+    assert n_p - sum(p.numel() for p in shared.parameters()) == n_rows * 8
+    batch = random_batch(per_position.spec, batch_size=4, seed=2)
+    per_position.eval()
+    shared.eval()
+    with torch.no_grad():
+        for m in ("t", "a", "v"):  # the same row at every position: the same computation
+            shared.gates[0][m].bias.copy_(torch.randn(1, 8))
+            per_position.gates[0][m].bias.copy_(shared.gates[0][m].bias.expand_as(per_position.gates[0][m].bias))
+        torch.testing.assert_close(per_position(batch).pred, shared(batch).pred)
+        per_position.gates[0]["t"].bias[1:].add_(2.0)  # rows that differ by position: only "position" can
+        assert not torch.allclose(per_position(batch).pred, shared(batch).pred)
+    with pytest.raises(ValueError, match="gate_bias"):
+        _model(gate_bias="time")
+
+
+def test_sources_input_keeps_the_low_level_sources_after_the_first_layer():
+    """model.sources: layer i > 0 attends to the merged Z_s^[i] ("merged") or to Z_s^[0] ("input", MulT's)."""
+    batch = random_batch(make_input_spec(("t", "a", "v")), batch_size=4, seed=6)
+    preds, traces = {}, {}
+    for sources in ("merged", "input"):
+        model = _model(layers=2, seed=3, sources=sources).eval()  # the switch adds no parameter
+        with torch.no_grad():
+            traces[sources] = model.encode(batch, return_traces=True).traces
+            preds[sources] = model(batch).pred
+            z0, _ = model.embed(batch)
+            block = model.blocks[1]["t_with_a"]
+            from_input = block.attention.k_proj(block.attn_norm(z0["a"]))  # layer 1's keys from Z_a^[0]
+    first = [traces[s]["t_with_a"][0].keys for s in ("merged", "input")]
+    torch.testing.assert_close(first[0], first[1])  # layer 0 sees Z^[0] either way
+    torch.testing.assert_close(traces["input"]["t_with_a"][1].keys, from_input)
+    assert not torch.allclose(traces["merged"]["t_with_a"][1].keys, from_input)
+    assert not torch.allclose(preds["merged"], preds["input"])
+    with pytest.raises(ValueError, match="sources"):
+        _model(sources="both")
+
+
+def test_text_dropout_drops_the_text_input_before_its_convolution():
+    """model.text_dropout: MulT's code drops the text input (x_l) before the temporal conv."""
+    batch = random_batch(make_input_spec(("t", "a", "v")), batch_size=4, seed=8)
+    out = {}
+    for p in (0.0, 1.0):
+        model = _model(layers=1, seed=4, text_dropout=p, embed_dropout=0.0).train()
+        with torch.no_grad():
+            out[p] = model.embed(batch)
+    z_kept, masks = out[0.0]
+    z_dropped, _ = out[1.0]
+    positions = sinusoidal_embedding(real_positions(masks["t"]), 8)  # all text dropped: conv(0) = 0
+    torch.testing.assert_close(z_dropped["t"], positions)
+    assert not torch.allclose(z_kept["t"], positions)
+    for m in ("a", "v"):  # only the text input
+        torch.testing.assert_close(z_kept[m], z_dropped[m])
