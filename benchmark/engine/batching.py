@@ -74,7 +74,7 @@ class TensorSplit:
 
     def batch(self, index: np.ndarray | slice) -> Batch:
         """The samples at `index`: an index vector (copied rows) or a slice (views of the arrays)."""
-        positions = np.arange(len(self))[index] if isinstance(index, slice) else index
+        positions = np.arange(*index.indices(len(self))) if isinstance(index, slice) else index
         fields = {k: gather(v, index) for k, v in self.inputs.items()}
         text = fields.pop("text", None)
         missing = None

@@ -48,15 +48,23 @@ def _identity_cells(run_id: str, spec: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(identity[c] for c in COLUMNS[:_N_IDENTITY])
 
 
+def _record_parts(rec: dict[str, Any]) -> tuple[tuple[Any, ...], list[tuple[str, str, float]]]:
+    """A record's (epoch, split, domain, eval_rate) cells and its (kind, metric, value) rows."""
+    where = (int(rec["epoch"]), rec["split"], rec["domain"], float(rec.get("rate") or 0.0))
+    rows = [(kind, name, float("nan") if value is None else float(value))
+            for kind, values in (("metric", rec.get("metrics") or {}), ("loss", rec.get("loss") or {}))
+            for name, value in sorted(values.items())]
+    return where, rows
+
+
 def record_tuples(run_id: str, spec: dict[str, Any], records) -> Iterator[tuple[Any, ...]]:
     """The export rows of one run's records (all of them, or the ones passed: e.g. one epoch's), as
-    tuples in COLUMNS order: built without a dict per row, the CSV export's hot path."""
+    tuples in COLUMNS order."""
     base = _identity_cells(run_id, spec)
     for rec in records:
-        where = base + (int(rec["epoch"]), rec["split"], rec["domain"], float(rec.get("rate") or 0.0))
-        for kind, values in (("metric", rec.get("metrics") or {}), ("loss", rec.get("loss") or {})):
-            for name, value in sorted(values.items()):
-                yield where + (kind, name, float("nan") if value is None else float(value))
+        where, values = _record_parts(rec)
+        for row in values:
+            yield base + where + row
 
 
 def record_rows(run_id: str, spec: dict[str, Any], records) -> Iterator[dict[str, Any]]:
@@ -69,18 +77,27 @@ def run_rows(run_dir) -> Iterator[dict[str, Any]]:
     return record_rows(run_dir.run_id, run_dir.read_spec_dict(), run_dir.read_records())
 
 
-def _done_runs(out: str | Path) -> list:
+def _verified_runs(out: str | Path, *, all_first: bool = True) -> Iterator:
+    """The done runs of the store at `out`, in run-id order, each checked by `RunDir.verify`.
+    `all_first`: every run is checked before the first is handed out (a damaged done run is named before any
+    row, never silently left out); else each as it is reached, its records kept for the read that
+    follows (one parse per run)."""
     from msabench.store.runs import Store
 
-    return list(Store(out, must_exist=True).runs("done"))
+    done = list(Store(out, must_exist=True).runs("done"))
+    if all_first:
+        for rd in done:
+            rd.verify()
+        yield from done
+        return
+    for rd in done:
+        rd.verify(keep_records=True)
+        yield rd
 
 
 def rows(out: str | Path) -> Iterator[dict[str, Any]]:
     """Every row of every done run of the store at `out`, in run-id order."""
-    done = _done_runs(out)
-    for rd in done:  # before the first row: a damaged done run is named, never silently left out
-        rd.verify()
-    for rd in done:
+    for rd in _verified_runs(out):
         yield from run_rows(rd)
 
 
@@ -126,12 +143,10 @@ def run_csv_lines(cells: _CsvCells, run_id: str, spec: dict[str, Any], records) 
     identity = cells.join(_identity_cells(run_id, spec))
     lines = []
     for rec in records:
-        where = cells.join((int(rec["epoch"]), rec["split"], rec["domain"], float(rec.get("rate") or 0.0)))
-        prefix = f"{identity},{where},"
-        for kind, values in (("metric", rec.get("metrics") or {}), ("loss", rec.get("loss") or {})):
-            for name, value in sorted(values.items()):
-                # str(float) is what csv.writer writes: repr, the shortest text that reads back the same
-                lines.append(f"{prefix}{cells.name(kind, name)},{float('nan') if value is None else float(value)}\n")
+        where, values = _record_parts(rec)
+        prefix = f"{identity},{cells.join(where)},"
+        # str(float) is what csv.writer writes: repr, the shortest text that reads back the same float
+        lines += [f"{prefix}{cells.name(kind, name)},{value}\n" for kind, name, value in values]
     return lines
 
 
@@ -142,14 +157,8 @@ def write_csv(out: str | Path, stream, *, verified_first: bool = True) -> int:
     damaged run discards)."""
     cells = _CsvCells()
     stream.write(cells.join(COLUMNS) + "\n")
-    done = _done_runs(out)
-    if verified_first:
-        for rd in done:
-            rd.verify()
     n = 0
-    for rd in done:
-        if not verified_first:
-            rd.verify(keep_records=True)
+    for rd in _verified_runs(out, all_first=verified_first):
         lines = run_csv_lines(cells, rd.run_id, rd.read_spec_dict(), rd.read_records())
         stream.write("".join(lines))
         n += len(lines)
