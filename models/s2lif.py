@@ -33,8 +33,9 @@ predicts as it did when it was saved):
 - `order=tv` (T&V): after the warm-up one stage with L = L_t + L_v, nothing detached;
 - one modality (the run's modalities, or `model.modalities=t|v`): warm-up, then the one
   classifier with its mask. The prediction is the first classifier's during the first stage and the
-  joint classifier's otherwise. `should_stop` vetoes early stopping before the last stage and in its first
-  `train.patience` epochs.
+  joint classifier's otherwise. Only the last stage's epochs are complete (`epoch_is_complete`):
+  no selection rule picks an earlier one, and so early stopping can end only the last stage, once
+  it has run `train.patience` epochs itself (the stopping veto).
 - `first_stage_share`: the share of the epochs after the warm-up given to the first stage (the
   paper does not say how its 200 epochs are split). When a run has fewer epochs than the warm-up
   plus one per stage, the warm-up is shortened first.
@@ -313,7 +314,7 @@ class Branch:
 class S2LIF(MSAModel):
     name: ClassVar[str] = "s2lif"
     config_cls: ClassVar[type] = S2LIFConfig
-    impl_version: ClassVar[int] = 1
+    impl_version: ClassVar[int] = 2  # 2: epochs before the last stage are provisional (never selected)
     SUPPORTED_MODALITIES: ClassVar[tuple[str, ...]] = ("t", "v")
     TASKS: ClassVar[tuple[str, ...]] = ("classification", "regression", "multilabel")
     USES_TEXT_ENCODER: ClassVar[bool] = True
@@ -416,21 +417,21 @@ class S2LIF(MSAModel):
     # -- stages ---------------------------------------------------------------------------------
 
     def on_epoch_start(self, ctx: Any) -> None:
+        if ctx.epoch == 0 and stage_at(ctx.epochs - 1, ctx.epochs, self.cfg, self.modalities).code != self._last_code():
+            raise UserError(f"s2lif: {ctx.epochs} epoch(s) cannot reach the learning order's last stage; "
+                            "give train.epochs at least 2")
         stage = stage_at(ctx.epoch, ctx.epochs, self.cfg, self.modalities)
         ctx.stage = stage.label
         self.stage_code.fill_(stage.code)
 
-    def should_stop(self, ctx: Any, patience_exhausted: bool) -> bool:
-        """The stopping veto: early stopping never ends the warm-up or the first stage, and it ends the
-        last stage only once that stage has run `train.patience` epochs itself (the best epoch so far
-        may lie in an earlier stage, whose predictions came from another classifier)."""
-        last_code = FIRST if self.second is None else BOTH
-        if not patience_exhausted or int(self.stage_code) != last_code:
-            return False
-        start = next(e for e in range(ctx.epoch + 1)
-                     if stage_at(e, ctx.epochs, self.cfg, self.modalities).code == last_code)
-        patience = int(ctx.train_cfg.get("train.patience", 0)) if ctx.train_cfg else 0
-        return ctx.epoch - start + 1 >= patience
+    def _last_code(self) -> int:
+        return FIRST if self.second is None else BOTH
+
+    def epoch_is_complete(self, ctx: Any) -> bool:
+        """Only the last stage's epochs hold the whole method: before it, the masks are off (warm-up)
+        or the prediction is the first classifier's alone. Selection rules skip the earlier epochs, so
+        early stopping, too, can end only the last stage, after `train.patience` epochs of its own."""
+        return int(self.stage_code) == self._last_code()
 
     # -- forward --------------------------------------------------------------------------------
 

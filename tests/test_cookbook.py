@@ -63,15 +63,29 @@ def test_recipes_run_from_the_cli(tmp_path):
     assert sorted(rd.read_spec().model for rd in runs) == sorted(c.name for c in RECIPES)
 
 
-def test_staged_recipe_vetoes_a_stop_inside_its_first_stage():
-    model = Staged(Staged.tiny(), make_input_spec(("a", "v")))
-    ctx = TrainContext(model=model, optimizers={}, loss_fn=lambda p, y: p)
-    ctx.epoch = 0
-    model.on_epoch_start(ctx)
-    assert not model.should_stop(ctx, patience_exhausted=True)
-    ctx.epoch = Staged.STAGE_EPOCHS
-    model.on_epoch_start(ctx)
-    assert model.should_stop(ctx, patience_exhausted=True)
+def test_staged_recipe_marks_its_first_stage_provisional_and_no_rule_picks_it(tmp_path):
+    from msabench.cli import main
+    from msabench.evaluation.selection import select_epoch
+    from msabench.store.runs import Store
+
+    with registered(Staged):  # a run of 4 epochs: "first" for epochs 0-1, then "all"
+        assert main(["run", "--protocol", "standard", "--dataset", "synth-mosi", "--tiny", "--seeds", "1",
+                     "--no-mlflow", "--out", str(tmp_path), "--model", Staged.name, "--set", "train.epochs=4"]) == 0
+    (run,) = Store(tmp_path).runs()
+    records = run.read_records()
+    assert {r["epoch"] for r in records if r.get("provisional")} == {0, 1}
+    assert not any("provisional" in r for r in records if r["epoch"] >= 2)
+    chosen = select_epoch(records, "val", task="regression", sources=("synth-mosi",))
+    assert chosen >= 2 and run.checkpoint_metadata("val")["epoch"] == str(chosen)
+
+
+def test_a_run_that_never_completes_its_model_fails_with_a_user_error(tmp_path, capsys):
+    from msabench.cli import main
+
+    with registered(Staged):
+        assert main(["run", "--protocol", "standard", "--dataset", "synth-mosi", "--tiny", "--seeds", "1",
+                     "--no-mlflow", "--out", str(tmp_path), "--model", Staged.name, "--set", "train.epochs=2"]) == 2
+    assert "before the model's last training stage began" in capsys.readouterr().err
 
 
 def test_scheduled_recipe_changes_its_learning_rates():

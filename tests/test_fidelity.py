@@ -490,3 +490,22 @@ def test_masked_features_are_refused_and_premask_used():
     assert np.array_equal(blocks["h"], x) and np.array_equal(mblocks["h"], mask)
     out = analyse_features({"d": blocks}, {"d": rng.integers(0, 2, 50)}, masks={"d": mblocks})
     assert out["per_domain"]["d"]["blocks"]["h"]["selected"] == [0, 1]
+
+
+# -- staged models: no rule picks an epoch before the model's last stage ------------------------------------
+def test_no_selection_rule_picks_a_provisional_epoch():
+    from msabench.evaluation.selection import select_epoch
+
+    records = _valid("a", [0.9, 0.95, 0.5, 0.6]) + _valid("t", [0.9, 0.9, 0.7, 0.4])
+    for r in records:
+        r["provisional"] = r["epoch"] < 2 or None  # epochs 0-1: a staged model's first stage
+        if r["provisional"] is None:
+            del r["provisional"]
+    kw = dict(task="classification", sources=("a",), targets=("t",))
+    assert select_epoch(records, "train-domain", **kw) == 3
+    assert select_epoch(records, "val", **kw) == 3
+    assert select_epoch(records, "oracle", **kw) == 2
+    assert select_epoch(records, "last", **kw) == 3
+    only_provisional = [r for r in records if r["epoch"] < 2]
+    assert select_epoch(only_provisional, "train-domain", **kw) is None
+    assert select_epoch(only_provisional, "last", **kw) is None

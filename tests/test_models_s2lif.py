@@ -101,18 +101,22 @@ def test_learning_orders_as_stages():
     assert [c for c, _ in _labels("tv", total=2)] == [WARMUP, BOTH]
 
 
-def test_stopping_veto_holds_until_the_last_stage():
+def test_only_the_last_stage_is_complete_so_patience_ends_only_it():
     model = _model(dataclasses.replace(S2LIF.tiny(), warmup_epochs=2))
     ctx = SimpleNamespace(epoch=0, epochs=10, stage="", train_cfg={"train.patience": 2})
     seen = []
     for epoch in range(10):
         ctx.epoch = epoch
         model.on_epoch_start(ctx)
-        seen.append((ctx.stage, model.should_stop(ctx, True), model.should_stop(ctx, False)))
-    assert [s for s, _, _ in seen] == ["warmup"] * 2 + ["text"] * 4 + ["vision|text"] * 4
-    # patience may end only the last stage, and only after that stage's own first `patience` epochs
-    assert [stop for _, stop, _ in seen] == [False] * 7 + [True] * 3
-    assert not any(stop for _, _, stop in seen)
+        seen.append((ctx.stage, model.epoch_is_complete(ctx)))
+    assert [s for s, _ in seen] == ["warmup"] * 2 + ["text"] * 4 + ["vision|text"] * 4
+    assert [c for _, c in seen] == [False] * 6 + [True] * 4
+
+
+def test_a_run_too_short_for_the_last_stage_is_refused_at_its_first_epoch():
+    model = _model()
+    with pytest.raises(UserError, match="train.epochs at least 2"):
+        model.on_epoch_start(SimpleNamespace(epoch=0, epochs=1, stage="", train_cfg={}))
 
 
 def _grads_after_step(model, spec, code):

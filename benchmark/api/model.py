@@ -152,6 +152,13 @@ class MSAModel(nn.Module):
     def on_validation_end(self, ctx: Any, records: list[dict[str, Any]]) -> None:
         """After every split of the epoch was evaluated: `records` are that epoch's store records."""
 
+    def epoch_is_complete(self, ctx: Any) -> bool:
+        """Whether the model trained so far is the whole method, so that a selection rule may pick this
+        epoch. A staged model answers False before its last stage (S2LIF's first stage predicts from
+        one modality's classifier alone): its records are marked `provisional` and every rule skips
+        them (docs/architecture.md §8)."""
+        return True
+
     def should_stop(self, ctx: Any, patience_exhausted: bool) -> bool:
         """Whether training ends after this epoch. The default follows early stopping; a staged model
         vetoes a stop inside a stage (return False) or ends a schedule itself (return True)."""

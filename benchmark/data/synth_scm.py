@@ -2,9 +2,11 @@
 
 A *world* (one preset, or the whole DG suite) fixes, per modality, which input dimensions are
 
-* **invariant** causes of the label: `A_m * W_m @ z_expr` with the same coefficients `W_m`
-  (n_inv, 2) in every domain, where `z_expr = z + eta * noise` is the latent sentiment as the
-  speaker expresses it (shared by the modalities; the noise caps what any model can reach);
+* **invariant** causes of the label: `A_m * W_m @ z_expr_m` with the same coefficients `W_m`
+  (n_inv, 2) in every domain, where `z_expr_m = z + eta * noise` is the latent sentiment as the
+  speaker expresses it (the noise is shared by the modalities and caps what any model can reach;
+  in the DG suite each modality adds noise of its own, `eta_m * noise_m`, so that the modalities
+  complement each other);
   the signal sits in the *key frames* only: the frames spoken during sentiment words (for text:
   the sentiment tokens themselves, through their embedding);
 * **spurious**: `B_{m,d} * C_{m,d} @ z` on every real frame, with a domain-specific direction
@@ -34,10 +36,15 @@ MODALITIES = ("t", "a", "v")
 REF_LEN = {"t": 50, "a": 375, "v": 500}
 AMP_INV = {"t": 6.0, "a": 0.55, "v": 0.6}
 AMP_SP = {"t": 0.06, "a": 0.04, "v": 0.05}
-AMP_INV_DG = {"t": 10.0, "a": 0.41, "v": 0.36}
+AMP_INV_DG = {"t": 10.0, "a": 0.41, "v": 0.9}
 AMP_SP_DG = {"t": 1.0, "a": 0.26, "v": 0.31}
 EXPRESSION_NOISE = 0.06  # eta, in latent units (single presets)
 EXPRESSION_NOISE_DG = 0.08
+# DG suite: each modality also expresses the sentiment with noise of its own (eta_m), so vision and
+# audio inform where the words are ambiguous, as in real MSA data. With the shared noise alone,
+# text's invariant features left nothing for vision's to add, and a model that conditions vision on
+# text (S2LIF's T->V) rightly kept no vision feature (docs/architecture.md §5, "synth-dg revision 1").
+OWN_EXPRESSION_NOISE_DG = {"t": 0.35, "a": 0.25, "v": 0.25}
 STYLE_SCALE = 1.5
 WORD_IDENTITY = 0.5  # scale of a word's random embedding on the non-invariant dims
 

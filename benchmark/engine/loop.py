@@ -22,6 +22,7 @@ import torch
 
 from msabench.api.context import TrainContext, build_optimizers, build_schedulers, task_loss_fn
 from msabench.api.types import Batch
+from msabench.core.errors import UserError
 from msabench.core.types import RunSpec
 from msabench.engine.batching import TensorSplit
 from msabench.evaluation.selection import SELECTION_RULES, select_epoch
@@ -166,6 +167,7 @@ def run_loop(
         train_seconds = time.perf_counter() - started
 
         epoch_records = []
+        provisional = not model.epoch_is_complete(ctx)
         for es in eval_sets:
             t0 = time.perf_counter()
             pred = predict(model, es.data, eval_batch, device, precision)
@@ -187,6 +189,8 @@ def run_loop(
                           else degenerate_predictions(task, pred, true))
             if degenerate:  # only then, so the records of ordinary runs keep their form
                 record["degenerate"] = degenerate
+            if provisional:  # likewise; no selection rule picks this epoch
+                record["provisional"] = True
             epoch_records.append(record)
             result.predictions[f"pred/{epoch}/{_key(es)}"] = pred
         result.records.extend(epoch_records)
@@ -211,6 +215,9 @@ def run_loop(
         if model.should_stop(ctx, exhausted):
             result.stopped_early = True
             break
+    if result.records and all(r.get("provisional") for r in result.records):
+        raise UserError(f"{spec.model}: the run ended after {result.epochs_run} epochs, before the model's last "
+                        "training stage began, so no epoch holds the whole method to select; raise train.epochs")
     return result
 
 

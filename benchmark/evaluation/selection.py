@@ -5,7 +5,8 @@ epoch post hoc in `report`, so what is trained and what is reported can never di
 
 The rules (docs/architecture.md §8) are registered once, in `SELECTION_RULES` below, each with the
 label the report prints and what it needs; protocols, the loop, the report and the CLI read them
-from there. Ties go to the earliest epoch.
+from there. Ties go to the earliest epoch. No rule picks a `provisional` epoch: one before a staged
+model's last stage, while the model is not yet the whole method.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def _per_epoch_mean(records: Iterable[dict[str, Any]], split: str, domains: Sequ
                     rate: float | None) -> dict[int, float]:
     sums: dict[int, list[float]] = {}
     for r in records:
-        if r["split"] != split or r["domain"] not in domains:
+        if r["split"] != split or r["domain"] not in domains or r.get("provisional"):
             continue
         if rate is not None and float(r.get("rate", 0.0)) != rate:
             continue
@@ -116,7 +117,7 @@ def select_epoch(
     """The epoch `rule` picks, or None when the records cannot answer it (yet)."""
     check_rule(rule, "selection rule")
     if rule == "last":
-        epochs = [int(r["epoch"]) for r in records]
+        epochs = [int(r["epoch"]) for r in records if not r.get("provisional")]
         return max(epochs) if epochs else None
     scores, direction = rule_scores(records, rule, task=task, sources=sources, targets=targets,
                                     train_rate=train_rate, lodo_records=lodo_records)
