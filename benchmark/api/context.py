@@ -154,7 +154,7 @@ class TrainContext:
     autocast_dtype: Any = None  # torch.bfloat16 / torch.float16 under mixed precision, else None
     epoch: int = 0
     step_index: int = 0  # optimisation steps taken (one per `step()` call that stepped)
-    stage: str = ""  # free label for staged training (S2LIF's learning orders); recorded per epoch
+    stage: str = ""  # free label of the current stage, for the model's own use (S2LIF's learning orders)
     state: dict[str, Any] = field(default_factory=dict)  # the model's own bookkeeping across steps
     _micro: dict[str, int] = field(default_factory=dict)
 

@@ -160,8 +160,8 @@ class MSAModel(nn.Module):
         return True
 
     def should_stop(self, ctx: Any, patience_exhausted: bool) -> bool:
-        """Whether training ends after this epoch. The default follows early stopping; a staged model
-        vetoes a stop inside a stage (return False) or ends a schedule itself (return True)."""
+        """Whether training ends after this epoch. The default follows early stopping (which never ends a
+        stage before the last: see `epoch_is_complete`); a model may also end its own schedule (True)."""
         return patience_exhausted
 
 
