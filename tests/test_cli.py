@@ -19,6 +19,17 @@ def run_cli(capsys, *args):
     return code, out, err
 
 
+def test_openmp_threads_wait_passively_unless_the_user_chose(capsys, monkeypatch):
+    import os
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert main(["--version"]) == 0
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert main(["--version"]) == 0
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
 def test_version(capsys):
     code, out, _ = run_cli(capsys, "--version")
     assert code == 0 and __version__ in out

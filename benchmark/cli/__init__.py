@@ -6,14 +6,23 @@ store; importing both registers every command. See docs/architecture.md (layerin
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from msabench.cli import commands  # noqa: F401  (registers run, status, clean, report, ...)
 from msabench.cli.app import cli
 from msabench.core.errors import UserError
 
+# OpenMP threads that wait by spinning (libgomp's default) hold their core between torch's parallel
+# regions: with one core busy elsewhere, a 2-thread run of `s2lif@quick` took over 120 s spinning, 23 s passive.
+# Passive waiting costs an idle run -4..+11% (docs/architecture.md §9, "Threads"). Set before any
+# torch import (commands import torch lazily), inherited by process workers; a user's own value wins.
+OPENMP_WAIT_POLICY = "PASSIVE"
+
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("OMP_WAIT_POLICY", OPENMP_WAIT_POLICY)
     try:
         # Without standalone mode click returns the code of a command's ctx.exit(N) (e.g. run's
         # EXIT_FAILED_RUNS) instead of raising, and a command's own return value otherwise.
