@@ -15,8 +15,8 @@ from msabench.cli.app import cli
 from msabench.core.errors import UserError
 
 # OpenMP threads that wait by spinning (libgomp's default) hold their core between torch's parallel
-# regions: with one core busy elsewhere, a 2-thread run of `s2lif@quick` took over 120 s spinning, 23 s passive.
-# Passive waiting costs an idle run -4..+11% (docs/architecture.md §9, "Threads"). Set before any
+# regions: next to one busy process, 12 runs of the main job took over 200 s spinning, 45 s passive.
+# Idle, passive waiting costs 8-11% (docs/architecture.md §9, "Threads"). Set before any
 # torch import (commands import torch lazily), inherited by process workers; a user's own value wins.
 OPENMP_WAIT_POLICY = "PASSIVE"
 
