@@ -11,7 +11,7 @@ from msabench.api import MODELS, config_from_flat
 from msabench.api.conformance import make_input_spec, random_batch, training_context
 from msabench.core.config import ModelSpec, parse_model_spec, resolve_config
 from msabench.models.layers.transformer import real_positions, sinusoidal_embedding
-from msabench.models.mica import MergeGate, gaussian_mmd, matched_pairs, propagated
+from msabench.models.mica import MergeGate, element_distance, gaussian_mmd, matched_pairs, propagated
 
 MICA = MODELS.get("mica")
 
@@ -262,3 +262,55 @@ def test_text_dropout_drops_the_text_input_before_its_convolution():
     assert not torch.allclose(z_kept["t"], positions)
     for m in ("a", "v"):  # only the text input
         torch.testing.assert_close(z_kept[m], z_dropped[m])
+
+
+def test_element_norm_sum_is_eq2_as_printed_and_pairs_its_mean_over_matches():
+    """model.element_norm: "sum" = sum_{n,m} V ||q_n - k_m||^2 (eq. 2, summed over heads); "pairs" divides
+    each head's sum by its matched-pair count and averages the heads."""
+    torch.manual_seed(0)
+    q, k = torch.randn(2, 3, 4), torch.randn(2, 5, 4)  # 2 heads of width 2
+    weights = torch.rand(2, 2, 3, 5) > 0.5
+    weights[:, :, 0, 0] = True
+    sums = torch.zeros(2, 2)
+    for b in range(2):
+        for h in range(2):
+            sl = slice(2 * h, 2 * h + 2)
+            for n in range(3):
+                for m in range(5):
+                    if weights[b, h, n, m]:
+                        sums[b, h] += (q[b, n, sl] - k[b, m, sl]).pow(2).sum()
+    torch.testing.assert_close(element_distance(q, k, weights, 2, "sum"), sums.sum(1))
+    torch.testing.assert_close(element_distance(q, k, weights, 2, "pairs"),
+                               (sums / weights.sum(dim=(-1, -2))).mean(1))
+    batch = random_batch(make_input_spec(("t", "a", "v")), batch_size=4, seed=9)
+    element = {}
+    for norm in ("pairs", "sum"):
+        model = _model(layers=2, seed=2, element_norm=norm).eval()
+        with torch.no_grad():
+            element[norm] = model.alignment_losses(model.encode(batch, return_traces=True).traces)["element"]
+    assert float(element["sum"]) > 2 * float(element["pairs"])  # each head keeps >= 1 pair; most keep several
+    with pytest.raises(ValueError, match="element_norm"):
+        _model(element_norm="mean")
+
+
+def test_align_warmup_ramps_both_alignment_weights_from_zero():
+    """model.align_warmup_epochs (not in the paper): alpha and beta scaled by step / (warm-up steps), capped at 1."""
+    batch = random_batch(make_input_spec(("t", "a", "v")), batch_size=8, seed=2)
+    logged = {}
+    for step in (0, 3, 8, 20):
+        model = _model(alpha=0.8, beta=0.5, align_warmup_epochs=2.0)
+        ctx = training_context(model, model.spec, lr=1e-3, n_train=32, steps_per_epoch=4, epochs=5)
+        ctx.step_index = step
+        model.train()
+        torch.manual_seed(5)
+        logged[step] = model.training_step(batch, ctx)
+    for step, ramp in ((0, 0.0), (3, 3 / 8), (8, 1.0), (20, 1.0)):
+        out = logged[step]
+        assert out["align_ramp"] == pytest.approx(ramp)
+        assert out["mmd"] > 0 and out["element"] > 0  # the terms are computed (and logged) while ramped
+        expected = out["task"] + ramp * (0.8 * out["mmd"] + 0.5 * out["element"])
+        assert out["total"] == pytest.approx(expected, rel=1e-5)
+    assert logged[0]["total"] == pytest.approx(logged[0]["task"], rel=1e-6)
+    assert "align_ramp" not in _step(_model(alpha=0.8, beta=0.5), batch)  # 0 = the paper: no ramp
+    with pytest.raises(ValueError, match="align_warmup_epochs"):
+        _model(align_warmup_epochs=-1.0)
