@@ -16,7 +16,7 @@ from msabench.core.errors import UserError
 
 # OpenMP threads that wait by spinning (libgomp's default) hold their core between torch's parallel
 # regions: next to one busy process, 12 runs of the main job took over 200 s spinning, 45 s passive.
-# Idle, passive waiting costs 8-11% (docs/architecture.md §9, "Threads"). Set before any
+# Idle, passive waiting costs 8-20% (docs/architecture.md §9, "Threads"). Set before any
 # torch import (commands import torch lazily), inherited by process workers; a user's own value wins.
 OPENMP_WAIT_POLICY = "PASSIVE"
 
