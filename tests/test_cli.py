@@ -77,6 +77,7 @@ def test_data_synth_then_check(capsys, tmp_path):
     (["run", "--model", "tfm", "--dry-run"], "tfn"),
     (["run", "--dataset", "synth-mosy", "--dry-run"], "synth-mosi"),
     (["run", "--model", "tfn:model.text_hiden=3", "--dry-run"], "model.text_hidden"),
+    (["run", "--model", "mica:model.element_norm=bogus", "--tiny", "--dry-run"], "model.element_norm"),
     (["run", "--set", "train.lr", "--dry-run"], "KEY=VALUE"),
     (["run", "--set", "train.lr=fast", "--dry-run"], "float"),
     (["run", "--seeds", "1,x", "--dry-run"], "whole numbers"),
@@ -95,6 +96,14 @@ def test_user_errors_exit_2_with_one_line(capsys, tmp_path, monkeypatch, args, n
     assert code == 2
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in err, err
+
+
+def test_a_model_value_the_plugin_refuses_stops_the_run_before_it_starts(capsys, tmp_path):
+    out = tmp_path / "store"
+    code, _, err = run_cli(capsys, "run", "--protocol", "standard", "--dataset", "synth-mosi", "--model",
+                           "emt_dlfr:model.fusion=bogus", "--tiny", "--seeds", "1", "--no-mlflow", "--out", str(out))
+    assert code == 2 and "model emt_dlfr:model.fusion=bogus: model.fusion='bogus'" in err and "Traceback" not in err
+    assert not any((out / "runs").glob("*/*")), "a refused model value leaves no run (no failed record) behind"
 
 
 @pytest.mark.skipif(not SHARED.exists(), reason="../shared/data is absent (a user's clone)")

@@ -77,7 +77,10 @@ def build_model(spec: RunSpec, data_root: str | None):
     input_spec = spec.input_spec or build_input_spec(datasets, spec.modalities, spec.task, spec.label_rule, tokens,
                                                      text_encoder_of(cfg, spec.modalities))
     cls = MODELS.get(spec.model_name)
-    model = cls(config_from_flat(cls.config_cls, cfg), input_spec)
+    try:
+        model = cls(config_from_flat(cls.config_cls, cfg), input_spec)
+    except ValueError as exc:  # a plugin's check of its model.* values (docs/adding-a-model.md): the user's to fix
+        raise UserError(f"model {spec.label}: {exc}") from exc
     return model, datasets, tokens
 
 
