@@ -140,6 +140,10 @@ from msabench.models.layers.transformer import (
 MODALITY_ORDER = ("t", "a", "v")
 
 
+# The string switches and the values each takes, the default first (see MICAConfig for which is the paper's).
+SWITCH_VALUES = {"gate_bias": ("position", "channel"), "sources": ("merged", "input"), "element_norm": ("pairs", "sum")}
+
+
 @dataclass(frozen=True)
 class MICAConfig:
     # Table 1, CMU-MOSI column
@@ -325,12 +329,9 @@ class MICA(MSAModel):
         self.modalities = tuple(m for m in MODALITY_ORDER if m in spec.modalities)
         if not self.modalities:
             raise ValueError("mica needs at least one modality")
-        if cfg.gate_bias not in ("position", "channel"):
-            raise ValueError(f"model.gate_bias must be 'position' or 'channel', got {cfg.gate_bias!r}")
-        if cfg.sources not in ("merged", "input"):
-            raise ValueError(f"model.sources must be 'merged' or 'input', got {cfg.sources!r}")
-        if cfg.element_norm not in ("pairs", "sum"):
-            raise ValueError(f"model.element_norm must be 'pairs' or 'sum', got {cfg.element_norm!r}")
+        for key, allowed in SWITCH_VALUES.items():
+            if getattr(cfg, key) not in allowed:
+                raise ValueError(f"model.{key} must be {' or '.join(map(repr, allowed))}, got {getattr(cfg, key)!r}")
         if cfg.align_warmup_epochs < 0:
             raise ValueError(f"model.align_warmup_epochs must be >= 0, got {cfg.align_warmup_epochs}")
         d = cfg.embed_dim
