@@ -475,8 +475,7 @@ class MICA(MSAModel):
         warmup = self.cfg.align_warmup_epochs
         if warmup <= 0:
             return 1.0
-        per_epoch = max(int(getattr(ctx, "steps_per_epoch", 0)), 1)
-        return min(1.0, float(ctx.step_index) / (warmup * per_epoch))
+        return min(1.0, ctx.step_index / (warmup * max(ctx.steps_per_epoch, 1)))
 
     def training_step(self, batch: Batch, ctx: Any) -> dict[str, float]:
         ramp = self.alignment_ramp(ctx)
